@@ -1,0 +1,50 @@
+"""Test set-up shared by every layer of tests.
+
+Numba reads NUMBA_ENABLE_CUDASIM once, when numba.cuda is first imported, so it is set here before any
+project import: the whole CI test process runs Numba kernels in the CUDA simulator.  On a GPU machine
+`GPUCNN_TESTS_ON_GPU=1 pytest -m gpu` leaves it off so the same kernels run on the device.
+"""
+import os
+
+ON_GPU = os.environ.get("GPUCNN_TESTS_ON_GPU") == "1"
+if not ON_GPU:
+    os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
+
+import pytest  # noqa: E402
+
+from gpucnn import backend  # noqa: E402
+
+
+def _gpu_available():
+    return ON_GPU and backend.cuda_device_count() > 0
+
+
+def pytest_collection_modifyitems(config, items):
+    if _gpu_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU: run GPUCNN_TESTS_ON_GPU=1 pytest -m gpu on one")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def cpu():
+    with backend.using_backend("cpu") as b:
+        yield b
+
+
+@pytest.fixture
+def emulated():
+    if ON_GPU:
+        pytest.skip("the emulated backend needs Numba's simulator, which is off in a GPU test run")
+    with backend.using_backend("emulated") as b:
+        yield b
+
+
+@pytest.fixture
+def gpu():
+    if not _gpu_available():
+        pytest.skip("needs a CUDA GPU")
+    with backend.using_backend("cuda") as b:
+        yield b
