@@ -1,0 +1,65 @@
+"""Batch normalization (NumPy reference): per-channel statistics over every axis but the last.
+
+The layer keeps the moving averages; these ops only compute with the statistics they are given.
+"""
+import numpy as np
+
+
+def _rows(x):
+    """x as a (M, C) matrix: one row per position, one column per channel."""
+    return x.reshape(-1, x.shape[-1])
+
+
+def _check_channels(x, **per_channel):
+    channels = x.shape[-1]
+    for name, array in per_channel.items():
+        if array.shape != (channels,):
+            raise ValueError(f"Argument `{name}` must have shape ({channels},) to match the channels of "
+                             f"x {x.shape}, got {array.shape}.")
+
+
+def _normalize(x, mean, inv_std, gamma, beta):
+    """gamma · (x - mean) · inv_std + beta, written as x · scale + shift like Keras' batch_normalization."""
+    scale = inv_std * gamma
+    shift = beta - mean * scale
+    return x * scale + shift
+
+
+def batchnorm_forward_training(x, gamma, beta, epsilon):
+    """(y, mean, var, inv_std): normalize with the batch statistics; var is the biased variance."""
+    _check_channels(x, gamma=gamma, beta=beta)
+    rows = _rows(x)
+    # Sums accumulate in float64: the reference must stay accurate on large batches.
+    mean = rows.mean(axis=0, dtype=np.float64)
+    var = np.square(rows - mean.astype(x.dtype)).mean(axis=0, dtype=np.float64)
+    mean, var = mean.astype(x.dtype), var.astype(x.dtype)
+    inv_std = 1 / np.sqrt(var + x.dtype.type(epsilon))
+    return _normalize(x, mean, inv_std, gamma, beta), mean, var, inv_std
+
+
+def batchnorm_forward_inference(x, gamma, beta, moving_mean, moving_var, epsilon):
+    """y = gamma · (x - moving_mean) / sqrt(moving_var + epsilon) + beta."""
+    _check_channels(x, gamma=gamma, beta=beta, moving_mean=moving_mean, moving_var=moving_var)
+    inv_std = 1 / np.sqrt(moving_var + x.dtype.type(epsilon))
+    return _normalize(x, moving_mean, inv_std, gamma, beta)
+
+
+def batchnorm_backward(dy, x, gamma, mean, inv_std):
+    """(dx, dgamma, dbeta) of the training forward pass, with the batch statistics it returned.
+
+    dx = gamma · inv_std · (dy - mean(dy) - x̂ · mean(dy · x̂)), x̂ = (x - mean) · inv_std.
+    """
+    _check_channels(x, gamma=gamma, mean=mean, inv_std=inv_std)
+    if dy.shape != x.shape:
+        raise ValueError(f"Argument `dy` must have the shape of x {x.shape}, got {dy.shape}.")
+    dy_rows = _rows(dy)
+    x_hat = (_rows(x) - mean) * inv_std
+    dbeta = dy_rows.sum(axis=0, dtype=np.float64)
+    dgamma = (dy_rows * x_hat).sum(axis=0, dtype=np.float64)
+    count = dy_rows.shape[0]
+    dx = x_hat
+    dx *= (dgamma / count).astype(x.dtype)
+    np.subtract(dy_rows, dx, out=dx)
+    dx -= (dbeta / count).astype(x.dtype)
+    dx *= gamma * inv_std
+    return dx.reshape(x.shape), dgamma.astype(x.dtype), dbeta.astype(x.dtype)

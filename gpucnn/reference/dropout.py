@@ -1,0 +1,58 @@
+"""Inverted dropout with a counter-based mask (NumPy reference, bit-exact with the GPU kernel).
+
+The element with flat C-order index ``i`` is kept iff ``(hash32(seed, i) >> 8) · 2⁻²⁴ >= rate``: no
+random state and nothing stored between forward and backward, which regenerates the same mask from the
+seed.  The comparison is done in float32 (``rate`` rounded to float32), as the kernels receive it.
+Kept elements are multiplied by ``float32(1) / float32(1 - rate)``, the others are 0.
+"""
+import numbers
+
+import numpy as np
+
+_MAX_SEED = 2**32
+
+
+def hash32(seed, index):
+    """lowbias32 hash of the uint32 ``index`` array mixed with ``seed`` (all arithmetic mod 2³²)."""
+    h = index.astype(np.uint32, copy=True)
+    h *= np.uint32(0x9E3779B1)
+    h ^= np.uint32(seed)
+    h ^= h >> 16
+    h *= np.uint32(0x7FEB352D)
+    h ^= h >> 15
+    h *= np.uint32(0x846CA68B)
+    h ^= h >> 16
+    return h
+
+
+def _check(rate, seed):
+    if not isinstance(rate, numbers.Real) or not 0 <= rate < 1:
+        raise ValueError(f"Argument `rate` must be a float in [0, 1), got {rate!r}.")
+    if not isinstance(seed, numbers.Integral) or isinstance(seed, bool) or not 0 <= seed < _MAX_SEED:
+        raise ValueError(f"Argument `seed` must be an int in [0, 2**32), got {seed!r}.")
+
+
+def dropout_mask(shape, rate, seed):
+    """Boolean keep-mask of ``shape`` for ``rate`` and ``seed``."""
+    _check(rate, seed)
+    size = int(np.prod(shape, dtype=np.int64))
+    # Indices wrap mod 2**32 like the kernel's uint32 arithmetic.
+    index = np.arange(size, dtype=np.uint64 if size > _MAX_SEED else np.uint32)
+    bits = hash32(seed, index) >> np.uint32(8)
+    uniform = bits.astype(np.float32) * np.float32(2.0**-24)
+    return (uniform >= np.float32(rate)).reshape(shape)
+
+
+def _apply(x, rate, seed):
+    scale = x.dtype.type(1) / x.dtype.type(1 - rate)
+    return np.where(dropout_mask(x.shape, rate, seed), x * scale, 0)
+
+
+def dropout_forward(x, rate, seed):
+    """y = x · mask / (1 - rate)."""
+    return _apply(x, rate, seed)
+
+
+def dropout_backward(dy, rate, seed):
+    """dx = dy · mask / (1 - rate), with the mask of the forward pass regenerated from ``seed``."""
+    return _apply(dy, rate, seed)

@@ -1,0 +1,111 @@
+"""Cross-entropy losses (NumPy reference, Keras 3 semantics).
+
+Each returns ``(loss, grad, correct)``: the mean loss and the number of correct predictions as 0-d
+float32 arrays, and the gradient of the *mean* loss (the 1/N is already in it) with respect to the
+network output (probabilities or logits), in the dtype of that output.
+"""
+import numpy as np
+
+from .activations import sigmoid_forward, softmax_forward
+
+#: Keras' backend epsilon: probabilities are clipped to [EPSILON, 1 - EPSILON] before the log.
+EPSILON = 1e-7
+
+
+def _float32(value):
+    return np.asarray(value, dtype=np.float32)
+
+
+def _dense_labels(labels, outputs):
+    """Float labels shaped like ``outputs``; (N,) labels are accepted for (N, 1) outputs."""
+    labels = np.asarray(labels)
+    if labels.shape != outputs.shape and not (outputs.shape[-1:] == (1,) and labels.shape == outputs.shape[:-1]):
+        raise ValueError(f"Argument `labels` must have the shape of the predictions {outputs.shape}, "
+                         f"got {labels.shape}.")
+    return labels.astype(outputs.dtype, copy=False).reshape(outputs.shape)
+
+
+def _class_labels(labels, outputs):
+    """Int class labels of shape (N,) (or (N, 1)) as one-hot rows shaped like ``outputs`` (N, K)."""
+    labels = np.asarray(labels)
+    if outputs.ndim != 2:
+        raise ValueError(f"Categorical losses expect predictions of shape (N, classes), got {outputs.shape}.")
+    n, classes = outputs.shape
+    if labels.shape not in ((n,), (n, 1)) or labels.dtype.kind not in "iu":
+        raise ValueError(f"Argument `labels` must be integer class indices of shape ({n},) or ({n}, 1), "
+                         f"got {labels.dtype} {labels.shape}.")
+    labels = labels.reshape(n)
+    if n and (labels.min() < 0 or labels.max() >= classes):
+        raise ValueError(f"Argument `labels` holds class indices outside [0, {classes}): "
+                         f"min {labels.min()}, max {labels.max()}.")
+    one_hot = np.zeros(outputs.shape, dtype=outputs.dtype)
+    one_hot[np.arange(n), labels] = 1
+    return one_hot
+
+
+def _clip(probs):
+    """Probabilities clipped to [EPSILON, 1 - EPSILON] and the mask where the clip let them through."""
+    low, high = probs.dtype.type(EPSILON), probs.dtype.type(1 - EPSILON)
+    return np.clip(probs, low, high), (probs >= low) & (probs <= high)
+
+
+def binary_crossentropy(probs, labels):
+    """mean(-(y log p + (1-y) log(1-p))) with p clipped; correct counts elements with (p > 0.5) == y."""
+    labels = _dense_labels(labels, probs)
+    p, passed = _clip(probs)
+    loss = -np.mean(labels * np.log(p) + (1 - labels) * np.log(1 - p))
+    dprobs = ((1 - labels) / (1 - p) - labels / p) * passed / probs.size
+    correct = np.count_nonzero((probs > 0.5) == labels)
+    return _float32(loss), dprobs.astype(probs.dtype, copy=False), _float32(correct)
+
+
+def sigmoid_binary_crossentropy(logits, labels):
+    """BCE on sigmoid(z) in the stable form mean(max(z, 0) - z·y + log(1 + exp(-|z|)))."""
+    labels = _dense_labels(labels, logits)
+    loss = np.mean(np.maximum(logits, 0) - logits * labels + np.log1p(np.exp(-np.abs(logits))))
+    dlogits = (sigmoid_forward(logits) - labels) / logits.dtype.type(logits.size)
+    correct = np.count_nonzero((logits > 0) == labels)
+    return _float32(loss), dlogits, _float32(correct)
+
+
+def _count_same_argmax(scores, labels):
+    """Rows where argmax(scores) == argmax(labels); np.argmax takes the first index on ties."""
+    return _float32(np.count_nonzero(scores.argmax(axis=-1) == labels.argmax(axis=-1)))
+
+
+def categorical_crossentropy(probs, labels):
+    """mean over rows of -Σ y log p, with p divided by its row sum and clipped (gradient of exactly that)."""
+    labels = _dense_labels(labels, probs)
+    if probs.ndim != 2:
+        raise ValueError(f"Categorical losses expect predictions of shape (N, classes), got {probs.shape}.")
+    n = probs.shape[0]
+    row_sum = probs.sum(axis=-1, keepdims=True)
+    p, passed = _clip(probs / row_sum)
+    loss = -np.sum(labels * np.log(p)) / n
+    # d loss / d p_normalized, then through the row normalization p_k / s: (g_k - Σ_j g_j p_j) / s.
+    g = -labels / p * passed / n
+    dprobs = (g - np.sum(g * (probs / row_sum), axis=-1, keepdims=True)) / row_sum
+    return _float32(loss), dprobs.astype(probs.dtype, copy=False), _count_same_argmax(probs, labels)
+
+
+def softmax_categorical_crossentropy(logits, labels):
+    """mean over rows of -Σ y log softmax(z); dz = (softmax(z)·Σy - y) / N."""
+    labels = _dense_labels(labels, logits)
+    if logits.ndim != 2:
+        raise ValueError(f"Categorical losses expect logits of shape (N, classes), got {logits.shape}.")
+    n = logits.shape[0]
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    log_softmax = shifted - np.log(np.sum(np.exp(shifted), axis=-1, keepdims=True))
+    loss = -np.sum(labels * log_softmax) / n
+    dlogits = (softmax_forward(logits) * labels.sum(axis=-1, keepdims=True) - labels) / logits.dtype.type(n)
+    return _float32(loss), dlogits, _count_same_argmax(logits, labels)
+
+
+def sparse_categorical_crossentropy(probs, labels):
+    """:func:`categorical_crossentropy` with int class labels of shape (N,) or (N, 1)."""
+    return categorical_crossentropy(probs, _class_labels(labels, probs))
+
+
+def sparse_softmax_categorical_crossentropy(logits, labels):
+    """:func:`softmax_categorical_crossentropy` with int class labels of shape (N,) or (N, 1)."""
+    return softmax_categorical_crossentropy(logits, _class_labels(labels, logits))

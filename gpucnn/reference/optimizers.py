@@ -1,0 +1,57 @@
+"""Optimizer updates (NumPy reference, Keras 3 formulas), in place on flat parameter buffers.
+
+A model keeps all its trainable parameters in one flat buffer (and the gradients in another), so one
+call updates the whole model.
+"""
+import math
+
+import numpy as np
+
+
+def _check_same_shape(param, **state):
+    for name, array in state.items():
+        if array.shape != param.shape:
+            raise ValueError(f"Argument `{name}` must have the shape of param {param.shape}, got {array.shape}.")
+
+
+def adam_update(param, grad, m, v, step, learning_rate, beta_1, beta_2, epsilon):
+    """One Adam step at ``step`` (1 for the first update); updates param, m and v in place.
+
+    alpha = lr·sqrt(1-β₂ᵗ)/(1-β₁ᵗ);  m += (g - m)(1 - β₁);  v += (g² - v)(1 - β₂);
+    param -= alpha·m / (sqrt(v) + ε).
+    """
+    _check_same_shape(param, grad=grad, m=m, v=v)
+    if step < 1:
+        raise ValueError(f"Argument `step` counts updates from 1, got {step!r}.")
+    # The step size is computed on the host in float64, like the scalar passed to the kernel.
+    alpha = learning_rate * math.sqrt(1 - beta_2**step) / (1 - beta_1**step)
+    dtype = param.dtype.type
+    m += (grad - m) * dtype(1 - beta_1)
+    v += (np.square(grad) - v) * dtype(1 - beta_2)
+    param -= dtype(alpha) * m / (np.sqrt(v) + dtype(epsilon))
+
+
+def sgd_update(param, grad, velocity, learning_rate, momentum, nesterov):
+    """One SGD step in place.
+
+    With ``velocity``: v = momentum·v - lr·g, then param += momentum·v - lr·g (nesterov) or param += v.
+    Without (``velocity=None``, momentum 0): param -= lr·g.
+    """
+    if velocity is None:
+        if momentum != 0:
+            raise ValueError(f"Argument `velocity` is required when momentum is {momentum!r}. "
+                             f"Fix: pass a zero-initialized buffer shaped like param.")
+        _check_same_shape(param, grad=grad)
+    else:
+        _check_same_shape(param, grad=grad, velocity=velocity)
+    dtype = param.dtype.type
+    lr_grad = dtype(learning_rate) * grad
+    if velocity is None:
+        param -= lr_grad
+        return
+    velocity *= dtype(momentum)
+    velocity -= lr_grad
+    if nesterov:
+        param += dtype(momentum) * velocity - lr_grad
+    else:
+        param += velocity
