@@ -1,0 +1,213 @@
+"""Input, Dense, Flatten, Activation, ReLU, LeakyReLU and Dropout."""
+import math
+
+from gpucnn import activations, utils
+from gpucnn.layers.base import Layer, _check_input_shape, check_rank, format_shape
+
+
+class Input:
+    """Declares the model's input shape (without the batch axis), as ``keras.Input(shape=...)`` in a
+    Sequential model.  It holds no weights and does not appear in ``summary()``."""
+
+    def __init__(self, shape, batch_size=None, name=None):
+        self.shape = _check_input_shape(shape)
+        if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
+                                       or batch_size <= 0):
+            raise ValueError(f"Argument `batch_size` must be a positive int or None, got {batch_size!r}.")
+        self.batch_size = batch_size
+        self.name = name
+
+    def __repr__(self):
+        return f"<Input shape={format_shape(self.shape)}>"
+
+
+InputLayer = Input
+
+
+class Dense(Layer):
+    """Fully connected layer ``y = activation(x @ kernel + bias)``, kernel shape (in, units).
+
+    Unlike Keras, which applies Dense to the last axis of any input, gpucnn requires a flat
+    (batch, features) input: put a ``Flatten()`` layer between convolution/pooling layers and Dense.
+    """
+
+    default_name = "dense"
+
+    def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
+                 bias_initializer="zeros", **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(units, bool) or not isinstance(units, int) or units <= 0:
+            raise ValueError(f"Argument `units` must be a positive int, got {units!r}.")
+        self.units = units
+        self.activation = activations.get(activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = kernel_initializer
+        self.bias_initializer = bias_initializer
+        self.kernel = self.bias = None
+
+    def compute_output_shape(self, input_shape):
+        if len(input_shape) != 1:
+            raise ValueError(
+                f"Layer '{self.name}' (Dense) expects a flat input of shape (batch, features), got "
+                f"{format_shape(input_shape)}. Fix: add a Flatten() layer before this Dense layer, "
+                f"e.g. model.add(Flatten()).")
+        return (self.units,)
+
+    def build(self, input_shape):
+        self.compute_output_shape(input_shape)
+        self.kernel = self.add_weight("kernel", (input_shape[0], self.units), self.kernel_initializer)
+        if self.use_bias:
+            self.bias = self.add_weight("bias", (self.units,), self.bias_initializer)
+        super().build(input_shape)
+
+    def call(self, x, training=False):
+        fused, separate = self.split_activation()
+        y = self.ops.dense_forward(x, self.kernel.value, self.bias.value if self.use_bias else None,
+                                   activation=fused, alpha=self.alpha)
+        if separate:
+            y = activations.forward(self.ops, separate, y)
+        self._cache = (x, y) if training else None
+        return y
+
+    def backward(self, dy, need_input_grad=True):
+        x, y = self.cached()
+        dz = self.activation_backward(dy, y)
+        self.kernel.set_grad(self.ops.dense_backward_weights(x, dz))
+        if self.use_bias:
+            self.bias.set_grad(self.ops.bias_backward(dz))
+        return self.ops.dense_backward_data(dz, self.kernel.value) if need_input_grad else None
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units, "activation": self.activation,
+                "use_bias": self.use_bias, "kernel_initializer": self.kernel_initializer,
+                "bias_initializer": self.bias_initializer}
+
+
+class Flatten(Layer):
+    """Reshapes (batch, ...) to (batch, features); a view, no copy."""
+
+    default_name = "flatten"
+
+    def compute_output_shape(self, input_shape):
+        if not input_shape:
+            raise ValueError(f"Layer '{self.name}' (Flatten) needs inputs with at least one axis besides "
+                             f"the batch axis.")
+        return (math.prod(input_shape),)
+
+    def call(self, x, training=False):
+        self._cache = tuple(x.shape) if training else None
+        return x.reshape(x.shape[0], -1)
+
+    def backward(self, dy, need_input_grad=True):
+        x_shape = self.cached()
+        return dy.reshape(x_shape) if need_input_grad else None
+
+
+class Activation(Layer):
+    """Applies an activation function by name: linear, relu, leaky_relu, sigmoid or softmax."""
+
+    default_name = "activation"
+
+    def __init__(self, activation, **kwargs):
+        super().__init__(**kwargs)
+        self.activation = activations.get(activation)
+
+    def call(self, x, training=False):
+        y = activations.forward(self.ops, self.effective_activation(), x, self.alpha)
+        self._cache = y if training else None
+        return y
+
+    def backward(self, dy, need_input_grad=True):
+        y = self.cached()
+        return self.activation_backward(dy, y) if need_input_grad else None
+
+    def get_config(self):
+        return {**super().get_config(), "activation": self.activation}
+
+
+class ReLU(Activation):
+    """``max(x, 0)``, or ``negative_slope * x`` below zero when ``negative_slope > 0``."""
+
+    default_name = "re_lu"
+
+    def __init__(self, max_value=None, negative_slope=0.0, threshold=0.0, **kwargs):
+        if max_value is not None or threshold != 0.0:
+            raise ValueError(f"ReLU: only max_value=None and threshold=0.0 are implemented, got "
+                             f"max_value={max_value!r}, threshold={threshold!r}.")
+        if not isinstance(negative_slope, (int, float)) or negative_slope < 0:
+            raise ValueError(f"Argument `negative_slope` must be a float >= 0, got {negative_slope!r}.")
+        super().__init__("leaky_relu" if negative_slope > 0 else "relu", **kwargs)
+        self.negative_slope = float(negative_slope)
+        self.alpha = self.negative_slope
+
+    def get_config(self):
+        config = super().get_config()
+        del config["activation"]
+        return {**config, "negative_slope": self.negative_slope}
+
+
+class LeakyReLU(Activation):
+    """``x`` above zero, ``negative_slope * x`` below (Keras 3 default slope 0.3; ``alpha`` is the
+    Keras 2 name of the same argument)."""
+
+    default_name = "leaky_re_lu"
+
+    def __init__(self, negative_slope=0.3, alpha=None, **kwargs):
+        slope = negative_slope if alpha is None else alpha
+        if isinstance(slope, bool) or not isinstance(slope, (int, float)) or not slope > 0:
+            raise ValueError(f"Argument `negative_slope` must be a float > 0, got {slope!r}. "
+                             f"Fix: use ReLU() for a slope of 0.")
+        super().__init__("leaky_relu", **kwargs)
+        self.negative_slope = self.alpha = float(slope)
+
+    def get_config(self):
+        config = super().get_config()
+        del config["activation"]
+        return {**config, "negative_slope": self.negative_slope}
+
+
+class Dropout(Layer):
+    """Zeroes a fraction ``rate`` of the inputs during training and scales the rest by 1 / (1 - rate).
+
+    The mask comes from a counter-based hash of (seed, element index), regenerated in backward instead
+    of stored; a new seed is derived for every training step.
+    """
+
+    default_name = "dropout"
+
+    def __init__(self, rate, noise_shape=None, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= rate < 1.0:
+            raise ValueError(f"Argument `rate` must be a float in [0, 1), got {rate!r}.")
+        if noise_shape is not None:
+            raise ValueError("Argument `noise_shape` is not implemented; leave it None.")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+            raise ValueError(f"Argument `seed` must be a non-negative int or None, got {seed!r}.")
+        self.rate = float(rate)
+        self.seed = seed
+        self._base_seed = None
+        self._step = 0
+
+    def _next_seed(self):
+        if self._base_seed is None:
+            self._base_seed = self.seed if self.seed is not None else int(utils.rng().integers(2**32))
+        self._step += 1
+        # Golden-ratio stride: consecutive steps get well-separated 32-bit seeds.
+        return (self._base_seed + self._step * 0x9E3779B9) % 2**32
+
+    def call(self, x, training=False):
+        if not training or self.rate == 0.0:
+            self._cache = 0 if training else None  # backward of an identity needs no seed
+            return x
+        seed = self._next_seed()
+        self._cache = seed
+        return self.ops.dropout_forward(x, self.rate, seed)
+
+    def backward(self, dy, need_input_grad=True):
+        seed = self.cached()
+        if not need_input_grad:
+            return None
+        return dy if self.rate == 0.0 else self.ops.dropout_backward(dy, self.rate, seed)
+
+    def get_config(self):
+        return {**super().get_config(), "rate": self.rate, "seed": self.seed}

@@ -1,0 +1,148 @@
+"""Losses with Keras names and semantics, plus the accuracy each one computes in the same op.
+
+Each loss maps to two ops of the backend: one on probabilities and one fused with the last activation on
+logits.  When the model's last layer ends in the matching activation (sigmoid for binary, softmax for
+categorical), ``compile`` makes that layer output logits and uses the fused op, which is numerically
+stable; predictions still go through the activation.
+"""
+import numpy as np
+
+
+class Loss:
+    name = None
+    probability_op = None
+    logits_op = None
+    activation = None  # the activation whose pre-activation logits the fused op takes
+    accuracy_name = None
+
+    def __init__(self, from_logits=False):
+        self.from_logits = bool(from_logits)
+
+    def op_name(self, logits):
+        return self.logits_op if logits else self.probability_op
+
+    def prepare_labels(self, y, output_shape, argument="y"):
+        """``y`` as a NumPy array the loss op accepts, or a ValueError naming ``argument``."""
+        raise NotImplementedError
+
+    def get_config(self):
+        return {"from_logits": self.from_logits}
+
+
+def _check_shape(y, output_shape, argument, loss_name, hint):
+    expected = (len(y),) + tuple(output_shape)
+    if y.shape != expected:
+        raise ValueError(f"Argument `{argument}` has shape {y.shape}, but the model outputs "
+                         f"{(None,) + tuple(output_shape)} and loss '{loss_name}' needs labels of shape "
+                         f"{expected}. Fix: {hint}")
+
+
+def _as_float_labels(y, argument):
+    y = np.asarray(y)
+    if not (np.issubdtype(y.dtype, np.number) or y.dtype == bool):
+        raise TypeError(f"Argument `{argument}` must hold numbers, got dtype {y.dtype}.")
+    y = y.astype(np.float32)
+    if not np.isfinite(y).all():
+        raise ValueError(f"Argument `{argument}` contains NaN or Inf. Fix: clean the labels.")
+    return y
+
+
+class BinaryCrossentropy(Loss):
+    name = "binary_crossentropy"
+    probability_op = "binary_crossentropy"
+    logits_op = "sigmoid_binary_crossentropy"
+    activation = "sigmoid"
+    accuracy_name = "binary_accuracy"
+
+    def prepare_labels(self, y, output_shape, argument="y"):
+        y = _as_float_labels(y, argument)
+        if y.ndim == 1 and tuple(output_shape) == (1,):
+            y = y.reshape(-1, 1)  # Keras accepts (N,) labels for a single sigmoid unit
+        _check_shape(y, output_shape, argument, self.name,
+                     "give one 0/1 label per output unit, e.g. y.reshape(-1, 1) for Dense(1).")
+        if y.size and (y.min() < 0 or y.max() > 1):
+            raise ValueError(f"Argument `{argument}` must hold labels in [0, 1] for binary_crossentropy, "
+                             f"got values in [{y.min()}, {y.max()}]. Fix: use 0/1 labels, or "
+                             f"sparse_categorical_crossentropy for class indices.")
+        return y
+
+
+class CategoricalCrossentropy(Loss):
+    name = "categorical_crossentropy"
+    probability_op = "categorical_crossentropy"
+    logits_op = "softmax_categorical_crossentropy"
+    activation = "softmax"
+    accuracy_name = "categorical_accuracy"
+
+    def prepare_labels(self, y, output_shape, argument="y"):
+        y = _as_float_labels(y, argument)
+        _check_shape(y, output_shape, argument, self.name,
+                     "one-hot encode the labels, or use loss='sparse_categorical_crossentropy' for class "
+                     "indices.")
+        if y.size and y.min() < 0:
+            raise ValueError(f"Argument `{argument}` must hold non-negative (one-hot) labels, "
+                             f"got a minimum of {y.min()}.")
+        return y
+
+
+class SparseCategoricalCrossentropy(Loss):
+    name = "sparse_categorical_crossentropy"
+    probability_op = "sparse_categorical_crossentropy"
+    logits_op = "sparse_softmax_categorical_crossentropy"
+    activation = "softmax"
+    accuracy_name = "sparse_categorical_accuracy"
+
+    def prepare_labels(self, y, output_shape, argument="y"):
+        y = _as_float_labels(y, argument)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = y[:, 0]
+        if y.ndim != 1 or len(output_shape) != 1:
+            raise ValueError(f"Argument `{argument}` must be a vector of class indices of shape (N,) for "
+                             f"sparse_categorical_crossentropy with outputs (None, classes); got labels "
+                             f"{y.shape} for outputs {(None,) + tuple(output_shape)}.")
+        classes = output_shape[0]
+        if y.size and (np.any(y != np.round(y)) or y.min() < 0 or y.max() >= classes):
+            raise ValueError(f"Argument `{argument}` must hold integer class indices in [0, {classes}), "
+                             f"got values in [{y.min()}, {y.max()}].")
+        return y.astype(np.int32)
+
+
+_BY_NAME = {cls.name: cls for cls in (BinaryCrossentropy, CategoricalCrossentropy,
+                                      SparseCategoricalCrossentropy)}
+
+
+def get(identifier):
+    if isinstance(identifier, Loss):
+        return identifier
+    if isinstance(identifier, str) and identifier.lower() in _BY_NAME:
+        return _BY_NAME[identifier.lower()]()
+    raise ValueError(f"Unknown `loss` {identifier!r}: expected one of {sorted(_BY_NAME)} or an instance "
+                     f"of gpucnn.losses.BinaryCrossentropy / CategoricalCrossentropy / "
+                     f"SparseCategoricalCrossentropy.")
+
+
+def serialize(loss):
+    return {"class_name": type(loss).__name__, "config": loss.get_config()}
+
+
+def deserialize(entry):
+    classes = {cls.__name__: cls for cls in _BY_NAME.values()}
+    if entry.get("class_name") not in classes:
+        raise ValueError(f"Unknown loss class {entry.get('class_name')!r} in a saved model.")
+    return classes[entry["class_name"]](**entry.get("config", {}))
+
+
+def metric_names(metrics, loss):
+    """Validated metric names.  Accuracy is computed by the loss op itself, so the accuracy metrics are
+    'accuracy' / 'acc' or the one matching the loss (e.g. 'binary_accuracy' with binary_crossentropy)."""
+    if metrics is None:
+        return []
+    if isinstance(metrics, str) or not isinstance(metrics, (list, tuple)):
+        raise TypeError(f"Argument `metrics` must be a list of metric names, e.g. ['accuracy'], "
+                        f"got {metrics!r}.")
+    allowed = ("accuracy", "acc", loss.accuracy_name)
+    for metric in metrics:
+        if metric not in allowed:
+            raise ValueError(f"Unknown or unsupported metric {metric!r} for loss '{loss.name}': "
+                             f"expected one of {list(allowed)}.")
+    return list(dict.fromkeys(metrics))

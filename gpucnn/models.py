@@ -1,0 +1,419 @@
+"""The Sequential model: Keras' add / compile / fit / evaluate / predict / summary / save.
+
+Training keeps every tensor on the backend (the GPU for ``cuda``): the data is copied there once per
+``fit`` call, batches are gathered there, all trainable parameters and their gradients live in two flat
+buffers (layers hold views into them) so the optimizer is a single op, and loss / accuracy are
+accumulated there and read back once per epoch or progress-bar redraw.
+"""
+import math
+
+import numpy as np
+
+from gpucnn import backend, callbacks as callbacks_module, losses, optimizers, saving, utils
+from gpucnn.layers import Input, Layer, deserialize, serialize
+from gpucnn.layers.base import _unique_name, format_shape
+
+
+def _positive_int(value, name, fix=""):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+        raise ValueError(f"Argument `{name}` must be a positive int, got {value!r}.{fix}")
+    return int(value)
+
+
+class Sequential:
+    """A linear stack of layers, built and trained like ``keras.Sequential``.
+
+    >>> model = Sequential()
+    >>> model.add(Conv2D(32, (3, 3), activation="relu", input_shape=(100, 100, 1)))
+    >>> model.add(MaxPooling2D((3, 3)))
+    >>> model.add(Flatten())
+    >>> model.add(Dense(1, activation="sigmoid"))
+    >>> model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
+    >>> history = model.fit(x, y, batch_size=32, epochs=5, validation_split=0.2)
+    """
+
+    def __init__(self, layers=None, name=None):
+        self.name = name or _unique_name("sequential")
+        self.layers = []
+        self.input_shape = None
+        self.optimizer = None
+        self.loss = None
+        self.metrics = []
+        self.stop_training = False
+        self._packed_for = None
+        self._params = self._grads = None
+        self._logits = False
+        for layer in layers or []:
+            self.add(layer)
+
+    # -- building -----------------------------------------------------------------------------------
+    def add(self, layer):
+        """Append a layer.  When the input shape is known the layer is built at once, so an
+        incompatible layer (e.g. Dense on a 4-D tensor without Flatten) is reported here."""
+        if isinstance(layer, Input):
+            if self.layers:
+                raise ValueError("An Input must be the first thing added to a Sequential model.")
+            self.input_shape = layer.shape
+            return
+        if not isinstance(layer, Layer):
+            raise TypeError(f"Sequential.add() takes a gpucnn layer (e.g. gpucnn.layers.Dense), got "
+                            f"{type(layer).__name__}: {layer!r}.")
+        if any(existing.name == layer.name for existing in self.layers):
+            raise ValueError(f"Layer names must be unique in a model: '{layer.name}' is already used. "
+                             f"Fix: pass another name=.")
+        if not self.layers and self.input_shape is None and layer.input_shape_argument is not None:
+            self.input_shape = layer.input_shape_argument
+        elif self.layers and layer.input_shape_argument is not None:
+            raise ValueError(f"Argument `input_shape` can only be given to the first layer; layer "
+                             f"'{layer.name}' is layer {len(self.layers) + 1}.")
+        if self.input_shape is not None:
+            previous = self.layers[-1].output_shape if self.layers else self.input_shape
+            if layer.built and layer.input_shape != tuple(previous):
+                raise ValueError(f"Layer '{layer.name}' was built for inputs {format_shape(layer.input_shape)}"
+                                 f" but follows an output {format_shape(previous)}.")
+            if not layer.built:
+                layer.build(tuple(previous))
+        self.layers.append(layer)
+
+    @property
+    def built(self):
+        return self.input_shape is not None and bool(self.layers)
+
+    def build(self, input_shape=None):
+        """Build every layer for ``input_shape`` (without the batch axis; a leading None is ignored)."""
+        if input_shape is not None:
+            shape = tuple(input_shape)
+            shape = shape[1:] if shape and shape[0] is None else shape
+            if self.input_shape is not None and shape != self.input_shape:
+                raise ValueError(f"Model '{self.name}' was built for inputs {format_shape(self.input_shape)}"
+                                 f", got input_shape {input_shape!r}.")
+            self.input_shape = Input(shape).shape
+        if self.input_shape is None:
+            raise ValueError(f"Model '{self.name}' has no input shape yet. Fix: pass input_shape= to its "
+                             f"first layer, add an Input(shape=...), or call build(input_shape).")
+        if not self.layers:
+            raise ValueError(f"Model '{self.name}' has no layers. Fix: add layers with model.add(...).")
+        shape = self.input_shape
+        for layer in self.layers:
+            if not layer.built:
+                layer.build(shape)
+            shape = layer.output_shape
+
+    @property
+    def output_shape(self):
+        self.build()
+        return self.layers[-1].output_shape
+
+    # -- weights ------------------------------------------------------------------------------------
+    @property
+    def weights(self):
+        return [w for layer in self.layers for w in layer.weights]
+
+    @property
+    def trainable_weights(self):
+        return [w for w in self.weights if w.trainable]
+
+    def count_params(self):
+        self.build()
+        return sum(layer.count_params() for layer in self.layers)
+
+    def get_weights(self):
+        """All weights as NumPy arrays, Keras order (per layer: kernel then bias, ...)."""
+        self.build()
+        return [w.numpy() for w in self.weights]
+
+    def set_weights(self, weights):
+        self.build()
+        weights = list(weights)
+        if len(weights) != len(self.weights):
+            raise ValueError(f"set_weights expects {len(self.weights)} arrays (one per weight, in "
+                             f"get_weights() order), got {len(weights)}.")
+        for layer in self.layers:
+            count = len(layer.weights)
+            layer.set_weights(weights[:count])
+            weights = weights[count:]
+
+    def _pack_parameters(self):
+        """Move every trainable weight into one flat parameter buffer (and its gradient into a twin), so
+        the optimizer updates the whole model in one op; layers keep views into the buffers."""
+        trainable = self.trainable_weights
+        key = tuple(id(w) for w in trainable)
+        if self._packed_for == key:
+            return
+        xp = backend.current().xp
+        total = sum(int(np.prod(w.shape)) for w in trainable)
+        self._params = xp.empty(total, xp.float32)
+        self._grads = xp.zeros(total, xp.float32)
+        offset = 0
+        for weight in trainable:
+            size = int(np.prod(weight.shape))
+            view = self._params[offset:offset + size].reshape(weight.shape)
+            view[...] = weight.value
+            weight.value = view
+            weight.grad = self._grads[offset:offset + size].reshape(weight.shape)
+            offset += size
+        self._packed_for = key
+        self.optimizer.build(self._params)
+
+    # -- compile ------------------------------------------------------------------------------------
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None):
+        """Configure training: ``optimizer`` ('adam', 'sgd' or an instance), ``loss`` (Keras name or
+        instance), ``metrics`` (e.g. ['accuracy'])."""
+        if optimizer == "rmsprop":
+            raise ValueError("Argument `optimizer` 'rmsprop' (Keras' default) is not implemented. "
+                             "Fix: pass optimizer='adam' or 'sgd'.")
+        if loss is None:
+            raise ValueError("Argument `loss` is required, e.g. loss='binary_crossentropy'.")
+        self.optimizer = optimizers.get(optimizer)
+        self.loss = losses.get(loss)
+        self.metrics = losses.metric_names(metrics, self.loss)
+        self._packed_for = None
+        if self.built:
+            self.build()
+
+    def _check_compiled(self, method):
+        if self.loss is None:
+            raise RuntimeError(f"You must compile the model before calling {method}(). "
+                               f"Fix: model.compile(optimizer='adam', loss=..., metrics=['accuracy']).")
+
+    def _setup_loss(self):
+        """Use the loss' stable fused form when the last layer ends in its activation."""
+        last = self.layers[-1]
+        self._logits = self.loss.from_logits or last.activation == self.loss.activation
+        last.output_logits = not self.loss.from_logits and last.activation == self.loss.activation
+        self._loss_op = getattr(backend.current().ops, self.loss.op_name(self._logits))
+
+    # -- data ---------------------------------------------------------------------------------------
+    def _prepare_x(self, x, argument="x"):
+        """``x`` as a float32 contiguous array on the backend, checked against the model's input."""
+        array = x if backend.current().name == "cuda" and hasattr(x, "__cuda_array_interface__") \
+            else np.asarray(x) if not isinstance(x, np.ndarray) else x
+        dtype = np.dtype(array.dtype)
+        if not np.issubdtype(dtype, np.floating):
+            fix = " Fix: x.astype('float32') / 255 for 8-bit images." if np.issubdtype(dtype, np.integer) \
+                else ""
+            raise TypeError(f"Argument `{argument}` must hold floating-point images, got dtype {dtype}."
+                            f"{fix}")
+        if array.ndim == 0 or array.shape[0] == 0:
+            raise ValueError(f"Argument `{argument}` is empty (shape {tuple(array.shape)}): training and "
+                             f"inference need at least one sample.")
+        if self.input_shape is None:
+            self.build(tuple(array.shape[1:]))
+        expected = (None,) + tuple(self.input_shape)
+        if tuple(array.shape[1:]) != tuple(self.input_shape):
+            raise ValueError(f"Argument `{argument}` has shape {tuple(array.shape)}, but model "
+                             f"'{self.name}' expects {expected}. Fix: reshape the data (e.g. add a "
+                             f"channel axis with x[..., None]) or change the first layer's input_shape.")
+        array = backend.current().asarray(array)
+        if not bool(backend.current().xp.isfinite(array).all()):
+            raise ValueError(f"Argument `{argument}` contains NaN or Inf values. Fix: clean or impute "
+                             f"the data before training.")
+        return array
+
+    def _prepare_xy(self, x, y, x_name="x", y_name="y"):
+        x = self._prepare_x(x, x_name)
+        if y is None:
+            raise ValueError(f"Argument `{y_name}` is required: labels for every sample of `{x_name}`.")
+        y_host = backend.current().to_numpy(y) if hasattr(y, "__cuda_array_interface__") else np.asarray(y)
+        if y_host.ndim == 0 or len(y_host) != len(x):
+            raise ValueError(f"Arguments `{x_name}` and `{y_name}` must have the same number of samples, "
+                             f"got {len(x)} and {y_host.shape[0] if y_host.ndim else 'a scalar'}.")
+        labels = self.loss.prepare_labels(y_host, self.output_shape, y_name)
+        xp = backend.current().xp
+        return x, xp.asarray(labels)
+
+    @staticmethod
+    def _batch_size(batch_size):
+        return 32 if batch_size is None else _positive_int(batch_size, "batch_size")
+
+    # -- training -----------------------------------------------------------------------------------
+    def _forward(self, x, training):
+        for layer in self.layers:
+            x = layer.call(x, training=training)
+        return x
+
+    def _backward(self, dy):
+        for index in range(len(self.layers) - 1, -1, -1):
+            dy = self.layers[index].backward(dy, need_input_grad=index > 0)
+
+    def train_on_batch(self, x, y):
+        """One optimizer step on one batch (already on the backend); returns device (loss, correct)."""
+        out = self._forward(x, training=True)
+        loss, dout, correct = self._loss_op(out, y)
+        self._backward(dout)
+        self.optimizer.apply(self._params, self._grads)
+        return loss, correct
+
+    def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
+            validation_split=0.0, validation_data=None, shuffle=True, initial_epoch=0):
+        """Train for ``epochs`` epochs; returns a :class:`gpucnn.callbacks.History`.
+
+        ``validation_split`` takes the *last* fraction of ``x``/``y`` before shuffling, as Keras does;
+        ``validation_data=(x_val, y_val)`` takes precedence over it.
+        """
+        self._check_compiled("fit")
+        batch_size = self._batch_size(batch_size)
+        epochs = _positive_int(epochs, "epochs")
+        if isinstance(initial_epoch, bool) or not isinstance(initial_epoch, int) or initial_epoch < 0:
+            raise ValueError(f"Argument `initial_epoch` must be an int >= 0, got {initial_epoch!r}.")
+        verbose = _check_verbose(verbose)
+        if isinstance(validation_split, bool) or not isinstance(validation_split, (int, float)) \
+                or not 0.0 <= validation_split < 1.0:
+            raise ValueError(f"Argument `validation_split` must be a float in [0, 1), got "
+                             f"{validation_split!r}.")
+        x, y = self._prepare_xy(x, y)
+        val = None
+        if validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+                raise ValueError("Argument `validation_data` must be a tuple (x_val, y_val).")
+            val = self._prepare_xy(*validation_data, x_name="validation_data[0]",
+                                   y_name="validation_data[1]")
+        elif validation_split > 0:
+            split = int(math.floor(len(x) * (1.0 - validation_split)))
+            if split == 0 or split == len(x):
+                raise ValueError(f"Argument `validation_split={validation_split}` leaves "
+                                 f"{split} training and {len(x) - split} validation samples out of "
+                                 f"{len(x)}. Fix: use more data or another split.")
+            x, y, val = x[:split], y[:split], (x[split:], y[split:])
+        self._setup_loss()
+        self._pack_parameters()
+
+        history = callbacks_module.History()
+        steps = math.ceil(len(x) / batch_size)
+        extra = [callbacks_module.ProgressBar(steps, epochs, verbose)] if verbose else []
+        callback_list = callbacks_module.CallbackList([history] + list(callbacks or []) + extra, self)
+        xp = backend.current().xp
+        self.stop_training = False
+        callback_list.on_train_begin()
+        for epoch in range(initial_epoch, epochs):
+            callback_list.on_epoch_begin(epoch)
+            running = callbacks_module.RunningLogs(xp, self.metrics)
+            order = xp.asarray(utils.rng().permutation(len(x))) if shuffle else None
+            for step in range(steps):
+                if order is None:
+                    xb, yb = x[step * batch_size:(step + 1) * batch_size], \
+                        y[step * batch_size:(step + 1) * batch_size]
+                else:
+                    index = order[step * batch_size:(step + 1) * batch_size]
+                    xb, yb = x[index], y[index]
+                loss, correct = self.train_on_batch(xb, yb)
+                running.add(loss, correct, len(xb), int(yb.size))
+                callback_list.on_train_batch_end(step, running)
+            logs = running.result()
+            if val is not None:
+                logs.update(self._evaluate_arrays(*val, batch_size).result("val_"))
+            callback_list.on_epoch_end(epoch, logs)
+            if self.stop_training:
+                break
+        callback_list.on_train_end()
+        return history
+
+    # -- inference ----------------------------------------------------------------------------------
+    def _evaluate_arrays(self, x, y, batch_size):
+        running = callbacks_module.RunningLogs(backend.current().xp, self.metrics)
+        for start in range(0, len(x), batch_size):
+            xb, yb = x[start:start + batch_size], y[start:start + batch_size]
+            loss, _, correct = self._loss_op(self._forward(xb, training=False), yb)
+            running.add(loss, correct, len(xb), int(yb.size))
+        return running
+
+    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", return_dict=False):
+        """Loss and metrics on ``x``/``y``: ``[loss, accuracy]`` (or a scalar loss without metrics, or a
+        dict with ``return_dict=True``)."""
+        self._check_compiled("evaluate")
+        batch_size = self._batch_size(batch_size)
+        verbose = _check_verbose(verbose)
+        x, y = self._prepare_xy(x, y)
+        self._setup_loss()
+        logs = self._evaluate_arrays(x, y, batch_size).result()
+        if verbose:
+            print(f"{math.ceil(len(x) / batch_size)}/{math.ceil(len(x) / batch_size)}"
+                  + callbacks_module._format_logs(logs))
+        if return_dict:
+            return logs
+        ordered = [logs["loss"]] + [logs[name] for name in self.metrics]
+        return ordered[0] if len(ordered) == 1 else ordered
+
+    def predict(self, x, batch_size=None, verbose=0):
+        """Model outputs for ``x`` as a float32 NumPy array (probabilities for sigmoid/softmax heads)."""
+        batch_size = self._batch_size(batch_size)
+        _check_verbose(verbose)
+        x = self._prepare_x(x)
+        self.build()
+        ops = backend.current().ops
+        last = self.layers[-1]
+        outputs = []
+        for start in range(0, len(x), batch_size):
+            out = self._forward(x[start:start + batch_size], training=False)
+            if last.output_logits:
+                out = ops.sigmoid_forward(out) if last.activation == "sigmoid" else ops.softmax_forward(out)
+            outputs.append(backend.current().to_numpy(out))
+        return np.concatenate(outputs).astype(np.float32, copy=False)
+
+    def __call__(self, x, training=False):
+        return self.predict(x)
+
+    # -- description and persistence ----------------------------------------------------------------
+    def summary(self, print_fn=None):
+        """Print the Keras table: layer (type), output shape, parameter count, and the totals."""
+        self.build()
+        rows = [(f"{layer.name} ({type(layer).__name__})", format_shape(layer.output_shape),
+                 f"{layer.count_params():,}") for layer in self.layers]
+        widths = [max(31, *(len(r[0]) for r in rows)), max(22, *(len(r[1]) for r in rows)),
+                  max(13, *(len(r[2]) for r in rows))]
+        total = self.count_params()
+        trainable = sum(int(np.prod(w.shape)) for w in self.trainable_weights)
+        lines = [f'Model: "{self.name}"',
+                 "┏" + "┳".join("━" * (w + 2) for w in widths) + "┓",
+                 "┃ " + " ┃ ".join(h.ljust(w) if i < 2 else h.rjust(w) for i, (h, w) in
+                                   enumerate(zip(("Layer (type)", "Output Shape", "Param #"), widths)))
+                 + " ┃",
+                 "┡" + "╇".join("━" * (w + 2) for w in widths) + "┩"]
+        for row in rows:
+            lines.append("│ " + " │ ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in
+                                          enumerate(zip(row, widths))) + " │")
+        lines.append("└" + "┴".join("─" * (w + 2) for w in widths) + "┘")
+        lines += [f" Total params: {total:,} ({_format_bytes(4 * total)})",
+                  f" Trainable params: {trainable:,} ({_format_bytes(4 * trainable)})",
+                  f" Non-trainable params: {total - trainable:,} ({_format_bytes(4 * (total - trainable))})"]
+        for line in lines:
+            (print_fn or print)(line)
+
+    def get_config(self):
+        return {"name": self.name,
+                "input_shape": list(self.input_shape) if self.input_shape is not None else None,
+                "layers": [serialize(layer) for layer in self.layers]}
+
+    @classmethod
+    def from_config(cls, config):
+        model = cls(name=config.get("name"))
+        if config.get("input_shape") is not None:
+            model.add(Input(tuple(config["input_shape"])))
+        for entry in config.get("layers", []):
+            model.add(deserialize(entry))
+        return model
+
+    def save(self, filepath):
+        """Write the model (config, weights, compile settings, optimizer state) to one file,
+        atomically: a crash mid-save leaves any previous file at ``filepath`` intact."""
+        saving.save_model(self, filepath)
+
+
+def load_model(filepath, compile=True):
+    """Read a model written by ``Sequential.save``."""
+    return saving.load_model(filepath, compile=compile)
+
+
+def _check_verbose(verbose):
+    if verbose == "auto":
+        return 1
+    if verbose not in (0, 1, 2) or isinstance(verbose, bool):
+        raise ValueError(f"Argument `verbose` must be 0, 1, 2 or 'auto', got {verbose!r}.")
+    return verbose
+
+
+def _format_bytes(count):
+    for unit in ("B", "KB", "MB", "GB"):
+        if count < 1024 or unit == "GB":
+            return f"{count:.2f} {unit}"
+        count /= 1024
