@@ -19,26 +19,29 @@ def check_activation(activation):
 def apply_activation_(z, activation, alpha=0.2):
     """Apply ``activation`` to ``z`` in place and return it (the fused epilogue of conv and dense).
 
-    ``z`` must be a freshly computed array that nobody else holds: it is overwritten.
+    ``z`` must be a freshly computed array that nobody else holds: it is overwritten.  Only arithmetic
+    ufuncs are used: NumPy's masked operations (``where=``, ``np.where``) are several times slower.
     """
     check_activation(activation)
     if activation == "relu":
         np.maximum(z, 0, out=z)
     elif activation == "leaky_relu":
-        np.multiply(z, alpha, out=z, where=z < 0)
+        # max(z, alpha·z) picks z for z > 0 and alpha·z for z < 0 when alpha <= 1 (min when alpha > 1).
+        pick = np.maximum if alpha <= 1 else np.minimum
+        pick(z, z * alpha, out=z)
     elif activation == "sigmoid":
-        _sigmoid_(z)
+        # 1 / (1 + exp(-z)): exp overflows to inf for z < -88 (float32), which still gives the right 0.
+        with np.errstate(over="ignore"):
+            np.negative(z, out=z)
+            np.exp(z, out=z)
+            z += 1
+            np.reciprocal(z, out=z)
     return z
 
 
-def _sigmoid_(z):
-    """Numerically stable sigmoid of ``z`` in place: exp is only taken of -|z|, so it never overflows."""
-    negative = z < 0
-    e = np.exp(-np.abs(z))
-    np.add(e, 1, out=z)
-    np.reciprocal(z, out=z)                   # 1 / (1 + e^-|z|) = sigmoid(|z|)
-    np.multiply(z, e, out=z, where=negative)  # e^z / (1 + e^z) = sigmoid(z) for z < 0
-    return z
+def column_sums(matrix):
+    """Sum of the rows of a (M, C) matrix, as a BLAS product with ones (far faster than .sum(axis=0))."""
+    return np.ones(matrix.shape[0], dtype=matrix.dtype) @ matrix
 
 
 def relu_forward(x):
@@ -47,7 +50,7 @@ def relu_forward(x):
 
 def relu_backward(dy, y):
     """dy where the output was positive (where x > 0), else 0."""
-    return np.where(y > 0, dy, 0)
+    return dy * (y > 0)
 
 
 def leaky_relu_forward(x, alpha):
@@ -56,8 +59,10 @@ def leaky_relu_forward(x, alpha):
 
 def leaky_relu_backward(dy, y, alpha):
     """dy where y > 0, else alpha * dy (alpha > 0, so y has the sign of x; x == 0 gets alpha, as in TF)."""
-    dx = dy.copy()
-    np.multiply(dx, alpha, out=dx, where=y <= 0)
+    dx = dy * (y > 0)
+    negative_part = dy * alpha
+    negative_part *= y <= 0
+    dx += negative_part  # exact: one of the two terms is 0
     return dx
 
 
@@ -94,4 +99,4 @@ def bias_add(x, b):
 
 def bias_backward(dy):
     """db: the sum of dy over every axis but the last."""
-    return dy.reshape(-1, dy.shape[-1]).sum(axis=0)
+    return column_sums(dy.reshape(-1, dy.shape[-1]))

@@ -4,6 +4,8 @@ The layer keeps the moving averages; these ops only compute with the statistics 
 """
 import numpy as np
 
+from .activations import column_sums
+
 
 def _rows(x):
     """x as a (M, C) matrix: one row per position, one column per channel."""
@@ -29,10 +31,9 @@ def batchnorm_forward_training(x, gamma, beta, epsilon):
     """(y, mean, var, inv_std): normalize with the batch statistics; var is the biased variance."""
     _check_channels(x, gamma=gamma, beta=beta)
     rows = _rows(x)
-    # Sums accumulate in float64: the reference must stay accurate on large batches.
-    mean = rows.mean(axis=0, dtype=np.float64)
-    var = np.square(rows - mean.astype(x.dtype)).mean(axis=0, dtype=np.float64)
-    mean, var = mean.astype(x.dtype), var.astype(x.dtype)
+    count = rows.shape[0]
+    mean = column_sums(rows) / count
+    var = column_sums(np.square(rows - mean)) / count
     inv_std = 1 / np.sqrt(var + x.dtype.type(epsilon))
     return _normalize(x, mean, inv_std, gamma, beta), mean, var, inv_std
 
@@ -54,12 +55,12 @@ def batchnorm_backward(dy, x, gamma, mean, inv_std):
         raise ValueError(f"Argument `dy` must have the shape of x {x.shape}, got {dy.shape}.")
     dy_rows = _rows(dy)
     x_hat = (_rows(x) - mean) * inv_std
-    dbeta = dy_rows.sum(axis=0, dtype=np.float64)
-    dgamma = (dy_rows * x_hat).sum(axis=0, dtype=np.float64)
+    dbeta = column_sums(dy_rows)
+    dgamma = column_sums(dy_rows * x_hat)
     count = dy_rows.shape[0]
     dx = x_hat
-    dx *= (dgamma / count).astype(x.dtype)
+    dx *= dgamma / count
     np.subtract(dy_rows, dx, out=dx)
-    dx -= (dbeta / count).astype(x.dtype)
+    dx -= dbeta / count
     dx *= gamma * inv_std
-    return dx.reshape(x.shape), dgamma.astype(x.dtype), dbeta.astype(x.dtype)
+    return dx.reshape(x.shape), dgamma, dbeta

@@ -45,7 +45,9 @@ def dropout_mask(shape, rate, seed):
 
 def _apply(x, rate, seed):
     scale = x.dtype.type(1) / x.dtype.type(1 - rate)
-    return np.where(dropout_mask(x.shape, rate, seed), x * scale, 0)
+    y = x * scale
+    y *= dropout_mask(x.shape, rate, seed)  # multiplying by the bool mask is faster than np.where
+    return y
 
 
 def dropout_forward(x, rate, seed):

@@ -3,7 +3,7 @@
 Windows start at ``o·s - pad_top``.  Positions outside the input are padded with -inf, so they never win
 ('same' ignores them, as TensorFlow does).  ``argmax`` is int32, shaped like ``y``: the index ``r·pw + c``
 of the winner inside its window.  Tie rule: the first maximum in row-major window order wins (the
-smallest index), so the gradient of a tie goes to one input only.
+smallest index), so the gradient of a tie goes to one input only.  NaN inputs give unspecified results.
 """
 import numpy as np
 
@@ -24,8 +24,9 @@ def max_pool_forward(x, pool_size, strides, padding):
                 continue
             candidate = windows[:, :, :, r, c]
             better = candidate > y
-            np.copyto(y, candidate, where=better)
-            np.copyto(argmax, r * pw + c, where=better)
+            np.maximum(y, candidate, out=y)
+            # argmax = where(better, index, argmax), in arithmetic (masked copies are much slower).
+            argmax += better * (r * pw + c - argmax)
     return y, argmax
 
 
@@ -38,4 +39,4 @@ def max_pool_backward(dy, argmax, x_shape, pool_size, strides, padding):
         raise ValueError(f"Arguments `dy` and `argmax` must have the pooled shape {expected}, "
                          f"got {dy.shape} and {argmax.shape}.")
     pw = geometry.window[1]
-    return fold_windows(lambda r, c: np.where(argmax == r * pw + c, dy, 0), x_shape, geometry, dy.dtype)
+    return fold_windows(lambda r, c: dy * (argmax == r * pw + c), x_shape, geometry, dy.dtype)
