@@ -1,0 +1,105 @@
+"""Compile ``kernels/*.cu`` with NVRTC to an sm_90 cubin on any machine (no GPU needed) and read ptxas'
+resource report: registers, spill stores / loads and shared memory per kernel.
+
+A cubin, not PTX, is requested on purpose: a newer NVRTC emits PTX that an older ptxas refuses, while the
+cubin is assembled by the ptxas built into NVRTC.  The options are those CuPy uses on a GPU
+(``runtime.NVRTC_OPTIONS`` plus the include path), so this checks the very code that will run.
+"""
+import re
+from dataclasses import dataclass
+
+from gpucnn.cuda import runtime
+
+DEFAULT_ARCH = "sm_90"
+
+
+class CompileError(RuntimeError):
+    """NVRTC rejected a kernel source; the message holds its log."""
+
+
+@dataclass(frozen=True)
+class KernelResources:
+    name: str
+    registers: int
+    spill_stores: int
+    spill_loads: int
+    shared_bytes: int
+    stack_bytes: int
+
+
+@dataclass(frozen=True)
+class CompileResult:
+    filename: str
+    arch: str
+    cubin: bytes
+    log: str
+    kernels: tuple  # KernelResources, one per entry point, in the order ptxas reports them
+
+
+def _check(result, what, program=None):
+    from cuda.bindings import nvrtc
+    if result != nvrtc.nvrtcResult.NVRTC_SUCCESS:
+        log = _program_log(program) if program is not None else ""
+        raise CompileError(f"{what} failed ({result.name}):\n{log}")
+
+
+def _program_log(program):
+    from cuda.bindings import nvrtc
+    _, size = nvrtc.nvrtcGetProgramLogSize(program)
+    log = b" " * size
+    nvrtc.nvrtcGetProgramLog(program, log)
+    return log.rstrip(b"\x00 ").decode(errors="replace")
+
+
+def compile_cubin(filename, arch=DEFAULT_ARCH):
+    """Compile ``kernels/<filename>`` to a cubin for ``arch``; raise CompileError with NVRTC's log."""
+    from cuda.bindings import nvrtc
+    source = runtime.kernel_source(filename).encode()
+    result, program = nvrtc.nvrtcCreateProgram(source, filename.encode(), 0, [], [])
+    _check(result, f"nvrtcCreateProgram({filename})")
+    try:
+        options = [o.encode() for o in (*runtime.NVRTC_OPTIONS, f"-I{runtime.kernels_dir()}",
+                                        f"--gpu-architecture={arch}", "--ptxas-options=-v")]
+        (result,) = nvrtc.nvrtcCompileProgram(program, len(options), options)
+        _check(result, f"compiling {filename} for {arch}", program)
+        log = _program_log(program)
+        _, size = nvrtc.nvrtcGetCUBINSize(program)
+        cubin = b" " * size
+        (result,) = nvrtc.nvrtcGetCUBIN(program, cubin)
+        _check(result, f"nvrtcGetCUBIN({filename})")
+    finally:
+        nvrtc.nvrtcDestroyProgram(program)
+    return CompileResult(filename, arch, cubin, log, parse_ptxas_log(log))
+
+
+_FUNCTION = re.compile(r"Compiling entry function '(?P<name>[^']+)'")
+_SPILLS = re.compile(r"(?P<stack>\d+) bytes stack frame, (?P<stores>\d+) bytes spill stores, "
+                     r"(?P<loads>\d+) bytes spill loads")
+_USAGE = re.compile(r"Used (?P<registers>\d+) registers")
+_SHARED = re.compile(r"(?P<shared>\d+) bytes smem")
+
+
+def parse_ptxas_log(log):
+    """KernelResources for every entry function in a ``ptxas -v`` log.
+
+    ptxas writes, per function, a "Compiling entry function 'name'" line, then the stack / spill line,
+    then "Used N registers, ... M bytes smem, ..." (the smem part is absent when the kernel uses none).
+    """
+    kernels = []
+    name = stack = stores = loads = None
+    for line in log.splitlines():
+        if m := _FUNCTION.search(line):
+            name, stack, stores, loads = m["name"], 0, 0, 0
+        elif name is not None and (m := _SPILLS.search(line)):
+            stack, stores, loads = int(m["stack"]), int(m["stores"]), int(m["loads"])
+        elif name is not None and (m := _USAGE.search(line)):
+            shared = _SHARED.search(line)
+            kernels.append(KernelResources(name, int(m["registers"]), stores, loads,
+                                           int(shared["shared"]) if shared else 0, stack))
+            name = None
+    return tuple(kernels)
+
+
+def cuda_sources():
+    """Names of every ``.cu`` file in ``kernels/``, sorted."""
+    return sorted(p.name for p in runtime.kernels_dir().iterdir() if p.name.endswith(".cu"))
