@@ -1,0 +1,84 @@
+"""Activation, softmax and bias references vs closed forms (scipy) and finite differences."""
+import warnings
+
+import numpy as np
+import pytest
+from scipy import special
+
+from gradcheck import assert_gradient, projection
+from gpucnn.reference import (bias_add, bias_backward, leaky_relu_backward, leaky_relu_forward, relu_backward,
+                              relu_forward, sigmoid_backward, sigmoid_forward, softmax_backward, softmax_forward)
+
+
+def _away_from_zero(shape, seed=0):
+    """float64 values with |x| >= 0.1, so a finite-difference step never crosses a kink at 0."""
+    x = np.random.default_rng(seed).standard_normal(shape)
+    return np.where(x >= 0, x + 0.1, x - 0.1)
+
+
+@pytest.mark.parametrize("alpha", [0.2, 0.01, 1.5])
+def test_forwards_match_closed_forms(alpha):
+    x = _away_from_zero((4, 5, 3)).astype(np.float32)
+    x[0, 0, :] = [0.0, -0.0, 3.0]
+    np.testing.assert_array_equal(relu_forward(x), np.where(x > 0, x, 0))
+    np.testing.assert_allclose(leaky_relu_forward(x, alpha), np.where(x > 0, x, np.float32(alpha) * x), rtol=1e-7)
+    np.testing.assert_allclose(sigmoid_forward(x), special.expit(x.astype(np.float64)), rtol=1e-6)
+    np.testing.assert_allclose(softmax_forward(x), special.softmax(x.astype(np.float64), axis=-1), rtol=1e-6)
+    for y in (relu_forward(x), leaky_relu_forward(x, alpha), sigmoid_forward(x), softmax_forward(x)):
+        assert y.dtype == np.float32 and y.shape == x.shape
+
+
+def test_sigmoid_and_softmax_are_stable_at_extremes():
+    x = np.array([[-1000.0, -100.0, -20.0, 0.0, 20.0, 100.0, 1000.0]], np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        s = sigmoid_forward(x)
+        p = softmax_forward(x)
+    np.testing.assert_allclose(s, special.expit(x.astype(np.float64)), rtol=1e-6, atol=1e-30)
+    np.testing.assert_allclose(p, special.softmax(x.astype(np.float64), axis=-1), rtol=1e-6, atol=1e-30)
+
+
+def test_inputs_are_not_modified():
+    x = _away_from_zero((3, 4)).astype(np.float32)
+    saved = x.copy()
+    for forward in (relu_forward, sigmoid_forward, softmax_forward, lambda v: leaky_relu_forward(v, 0.2)):
+        forward(x)
+    np.testing.assert_array_equal(x, saved)
+
+
+@pytest.mark.parametrize("forward, backward", [
+    (relu_forward, relu_backward),
+    (lambda x: leaky_relu_forward(x, 0.2), lambda dy, y: leaky_relu_backward(dy, y, 0.2)),
+    (lambda x: leaky_relu_forward(x, 1.5), lambda dy, y: leaky_relu_backward(dy, y, 1.5)),
+    (sigmoid_forward, sigmoid_backward),
+    (softmax_forward, softmax_backward),
+], ids=["relu", "leaky_relu", "leaky_relu_alpha_above_1", "sigmoid", "softmax"])
+@pytest.mark.parametrize("shape", [(3, 4), (2, 3, 3, 2)])
+def test_backward_from_output_matches_finite_differences(forward, backward, shape):
+    x = _away_from_zero(shape)
+    dy = projection(shape)
+    assert_gradient(forward, x, dy, backward(dy, forward(x)))
+
+
+def test_relu_gradients_at_zero_follow_tensorflow():
+    y = np.zeros(3, np.float32)           # output 0 <=> input <= 0: no gradient for relu, alpha for leaky
+    dy = np.ones(3, np.float32)
+    np.testing.assert_array_equal(relu_backward(dy, y), 0)
+    np.testing.assert_allclose(leaky_relu_backward(dy, y, 0.2), np.float32(0.2))
+
+
+@pytest.mark.parametrize("shape", [(5, 3), (2, 3, 4, 1), (1, 2, 2, 6)])
+def test_bias_add_and_backward(shape):
+    rng = np.random.default_rng(4)
+    x, b = rng.standard_normal(shape), rng.standard_normal(shape[-1])
+    np.testing.assert_allclose(bias_add(x, b), x + b.reshape((1,) * (len(shape) - 1) + (-1,)), rtol=1e-15)
+    dy = projection(shape)
+    db = bias_backward(dy)
+    np.testing.assert_allclose(db, dy.sum(axis=tuple(range(len(shape) - 1))), rtol=1e-12)
+    assert_gradient(lambda v: bias_add(x, v), b, dy, db)
+    assert bias_backward(dy.astype(np.float32)).dtype == np.float32
+
+
+def test_bias_add_rejects_a_mismatched_bias():
+    with pytest.raises(ValueError, match="`b`"):
+        bias_add(np.zeros((2, 3), np.float32), np.zeros(4, np.float32))
