@@ -3,3 +3,13 @@
 Used by the ``cuda`` backend (CuPy arrays on a GPU) and the ``emulated`` backend (NumPy arrays, kernels
 run on the CPU).  See docs/architecture.md for the op contract.
 """
+from gpucnn.cuda.activations import (bias_add, bias_backward, leaky_relu_backward, leaky_relu_forward,
+                                     relu_backward, relu_forward, sigmoid_backward, sigmoid_forward,
+                                     softmax_backward, softmax_forward)
+from gpucnn.cuda.batchnorm import batchnorm_backward, batchnorm_forward_inference, batchnorm_forward_training
+from gpucnn.cuda.dropout import dropout_backward, dropout_forward
+from gpucnn.cuda.losses import (binary_crossentropy, categorical_crossentropy, sigmoid_binary_crossentropy,
+                                softmax_categorical_crossentropy, sparse_categorical_crossentropy,
+                                sparse_softmax_categorical_crossentropy)
+from gpucnn.cuda.optimizers import adam_update, sgd_update
+from gpucnn.cuda.pool import max_pool_backward, max_pool_forward

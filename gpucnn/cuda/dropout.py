@@ -1,0 +1,36 @@
+"""Launchers of the dropout kernel (``kernels/elementwise.py``): the mask is a hash of (seed, index).
+
+Same names and signatures as ``gpucnn.reference.dropout``; see docs/architecture.md for the hash.
+"""
+import math
+
+import numpy as np
+
+from gpucnn.cuda import runtime
+from gpucnn.cuda._numba_launch import flat, launch_grid_stride
+from gpucnn.kernels import elementwise
+# Same argument rules as the reference, from one place.
+from gpucnn.reference.dropout import _check
+
+
+def _dropout(name, x, rate, seed):
+    _check(rate, seed)
+    runtime.check_array(name, x)
+    # Kept iff (hash >> 8)·2⁻²⁴ >= float32(rate): both sides are exact in float64, so the integer
+    # threshold ceil(float32(rate)·2²⁴) decides exactly as the contract's float comparison.
+    threshold = math.ceil(float(np.float32(rate)) * 2.0**24)
+    scale = np.float32(1) / np.float32(1 - rate)
+    out = runtime.xp().empty_like(x)
+    launch_grid_stride(elementwise.dropout, x.size, flat(x), flat(out), np.uint32(seed),
+                       np.uint32(threshold), scale)
+    return out
+
+
+def dropout_forward(x, rate, seed):
+    """y = x · mask / (1 - rate)."""
+    return _dropout("x", x, rate, seed)
+
+
+def dropout_backward(dy, rate, seed):
+    """dx = dy · mask / (1 - rate): the forward mask, regenerated from ``seed``."""
+    return _dropout("dy", dy, rate, seed)

@@ -1,0 +1,78 @@
+"""Launchers of the loss kernels (``kernels/reduce.py``): gradient, mean loss and correct count in one
+launch, the last two as 0-d float32 device arrays (no host sync).
+
+Same names and signatures as ``gpucnn.reference.losses`` (Keras 3 semantics).  Labels must already be
+on the device: float32 for the dense losses, int32 class indices for the sparse ones.
+"""
+import numpy as np
+
+from gpucnn.cuda import runtime
+from gpucnn.cuda._numba_launch import flat, launch_loss
+from gpucnn.kernels import reduce
+
+
+def _binary(outputs_name, outputs, labels, from_logits):
+    runtime.check_array(outputs_name, outputs)
+    runtime.check_array("labels", labels)
+    shape = tuple(outputs.shape)
+    if tuple(labels.shape) != shape and not (shape[-1:] == (1,) and tuple(labels.shape) == shape[:-1]):
+        raise ValueError(f"Argument `labels` must have the shape of `{outputs_name}` {shape}, "
+                         f"got {tuple(labels.shape)}.")
+    grad = runtime.xp().empty_like(outputs)
+    loss, correct = launch_loss(reduce.binary_crossentropy, outputs.size, flat(outputs), flat(labels),
+                                np.bool_(from_logits), np.float32(outputs.size), flat(grad))
+    return loss, grad, correct
+
+
+def _categorical(outputs_name, outputs, labels, sparse, from_logits):
+    runtime.check_array(outputs_name, outputs, ndim=2)
+    rows, classes = outputs.shape
+    xp = runtime.xp()
+    if sparse:
+        runtime.check_array("labels", labels, dtype=np.int32)
+        if tuple(labels.shape) not in ((rows,), (rows, 1)):
+            raise ValueError(f"Argument `labels` must be int32 class indices of shape ({rows},) or "
+                             f"({rows}, 1), got {tuple(labels.shape)}.")
+        # The kernel reads one labels array; the other argument is a placeholder it never touches.
+        dense_labels, class_labels = flat(outputs), flat(labels)
+    else:
+        runtime.check_array("labels", labels, ndim=2)
+        if labels.shape != outputs.shape:
+            raise ValueError(f"Argument `labels` must have the shape of `{outputs_name}` "
+                             f"{tuple(outputs.shape)}, got {tuple(labels.shape)}.")
+        dense_labels, class_labels = flat(labels), xp.zeros(1, dtype=np.int32)
+    grad = xp.empty_like(outputs)
+    loss, correct = launch_loss(reduce.categorical_crossentropy, rows, flat(outputs), dense_labels,
+                                class_labels, np.bool_(sparse), np.bool_(from_logits),
+                                np.int64(classes), np.float32(rows), flat(grad))
+    return loss, grad, correct
+
+
+def binary_crossentropy(probs, labels):
+    """(loss, dprobs, correct) of BCE on probabilities clipped to [1e-7, 1 - 1e-7]."""
+    return _binary("probs", probs, labels, from_logits=False)
+
+
+def sigmoid_binary_crossentropy(logits, labels):
+    """(loss, dlogits, correct) of BCE on sigmoid(logits), in the stable form."""
+    return _binary("logits", logits, labels, from_logits=True)
+
+
+def categorical_crossentropy(probs, labels):
+    """(loss, dprobs, correct) of CE on row-normalized, clipped probabilities; labels (N, K) float32."""
+    return _categorical("probs", probs, labels, sparse=False, from_logits=False)
+
+
+def softmax_categorical_crossentropy(logits, labels):
+    """(loss, dlogits, correct) of CE on softmax(logits); labels (N, K) float32."""
+    return _categorical("logits", logits, labels, sparse=False, from_logits=True)
+
+
+def sparse_categorical_crossentropy(probs, labels):
+    """:func:`categorical_crossentropy` with int32 class labels of shape (N,) or (N, 1)."""
+    return _categorical("probs", probs, labels, sparse=True, from_logits=False)
+
+
+def sparse_softmax_categorical_crossentropy(logits, labels):
+    """:func:`softmax_categorical_crossentropy` with int32 class labels of shape (N,) or (N, 1)."""
+    return _categorical("logits", logits, labels, sparse=True, from_logits=True)

@@ -1,0 +1,45 @@
+"""Launchers of the optimizer kernels (``kernels/elementwise.py``): one launch updates the whole model.
+
+Same names and signatures as ``gpucnn.reference.optimizers``; all buffers are flat 1-D float32 (the
+model keeps every trainable parameter in one buffer) and are updated in place.
+"""
+import math
+
+import numpy as np
+
+from gpucnn.cuda import runtime
+from gpucnn.cuda._numba_launch import check_shape, launch_grid_stride
+from gpucnn.kernels import elementwise
+
+
+def _check_buffers(param, **state):
+    runtime.check_array("param", param, ndim=1)
+    for name, array in state.items():
+        runtime.check_array(name, array, ndim=1)
+        check_shape(name, array, param.shape, "(the shape of param)")
+
+
+def adam_update(param, grad, m, v, step, learning_rate, beta_1, beta_2, epsilon):
+    """One Adam step at ``step`` (1 for the first update); updates param, m and v in place."""
+    _check_buffers(param, grad=grad, m=m, v=v)
+    if step < 1:
+        raise ValueError(f"Argument `step` counts updates from 1, got {step!r}.")
+    # The bias corrections are host scalars from the step number: nothing is read back from the device.
+    alpha = learning_rate * math.sqrt(1 - beta_2**step) / (1 - beta_1**step)
+    launch_grid_stride(elementwise.adam_update, param.size, param, grad, m, v, np.float32(alpha),
+                       np.float32(1 - beta_1), np.float32(1 - beta_2), np.float32(epsilon))
+
+
+def sgd_update(param, grad, velocity, learning_rate, momentum, nesterov):
+    """One SGD step in place; ``velocity=None`` (momentum 0) is plain SGD."""
+    if velocity is None:
+        if momentum != 0:
+            raise ValueError(f"Argument `velocity` is required when momentum is {momentum!r}. "
+                             f"Fix: pass a zero-initialized buffer shaped like param.")
+        _check_buffers(param, grad=grad)
+    else:
+        _check_buffers(param, grad=grad, velocity=velocity)
+    # Plain SGD never touches the velocity argument, so param stands in for the missing buffer.
+    launch_grid_stride(elementwise.sgd_update, param.size, param, grad,
+                       param if velocity is None else velocity, np.float32(learning_rate),
+                       np.float32(momentum), np.bool_(nesterov), np.bool_(velocity is not None))
