@@ -9,7 +9,6 @@ import functools
 import hashlib
 import os
 import re
-import shutil
 import subprocess
 import tempfile
 from pathlib import Path
@@ -167,23 +166,6 @@ def _rewrite_dynamic_shared(text, path):
     return "".join(reversed(pieces))
 
 
-_INCLUDE = re.compile(r'^\s*#\s*include\s*"([^"]+)"', re.M)
-
-
-def _included_files(path, include_dirs, seen=None):
-    """Every file reached through ``#include "..."`` from ``path`` (for the cache key)."""
-    seen = {} if seen is None else seen
-    for name in _INCLUDE.findall(_blank_comments(path.read_text())):
-        for folder in (path.parent, *include_dirs):
-            candidate = (folder / name).resolve()
-            if candidate.is_file():
-                if candidate not in seen:
-                    seen[candidate] = candidate.read_text()
-                    _included_files(candidate, include_dirs, seen)
-                break
-    return seen
-
-
 # ----------------------------------------------------------------------------------------------------------
 # Compiling
 # ----------------------------------------------------------------------------------------------------------
@@ -201,6 +183,22 @@ def _trampolines(kernels):
     return "\n".join(lines) + "\n"
 
 
+def _base_command(path, options, sanitize):
+    return [compiler(), "-x", "c++", "-std=c++20", "-Wno-unknown-pragmas", f"-I{path.parent}",
+            *_SANITIZER_FLAGS[sanitize], *options]
+
+
+def _preprocess(path, options, sanitize):
+    """The translation unit of ``path`` after the preprocessor but without the emulator header, so that
+    `__global__` survives: kernels whose parameter lists come from macros are found with their real
+    parameter names, and the text (every included header inlined) keys the cache."""
+    command = _base_command(path, options, sanitize) + ["-DGPUCNN_EMULATOR=1", "-E", "-P", str(path)]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise CompileError(f"g++ could not preprocess {path} for the emulator:\n{result.stderr}")
+    return result.stdout
+
+
 def _compile(source, path, options, sanitize, target):
     """Build ``source`` (the text of ``path``, rewritten) into the shared library ``target``, atomically."""
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -208,9 +206,8 @@ def _compile(source, path, options, sanitize, target):
         cpp = Path(build) / (path.stem + ".cpp")
         cpp.write_text(source)
         output = Path(build) / target.name
-        command = [compiler(), "-x", "c++", "-std=c++20", "-O2", "-fPIC", "-shared", "-pthread",
-                   "-Wno-unknown-pragmas", "-include", str(HEADER), f"-I{path.parent}",
-                   *_SANITIZER_FLAGS[sanitize], *options, "-o", str(output), str(cpp)]
+        command = _base_command(path, options, sanitize) + [
+            "-O2", "-fPIC", "-shared", "-pthread", "-include", str(HEADER), "-o", str(output), str(cpp)]
         result = subprocess.run(command, capture_output=True, text=True)
         if result.returncode != 0:
             raise CompileError(f"g++ could not compile {path} for the emulator:\n{result.stderr}")
@@ -229,16 +226,13 @@ def load_module(path, options=(), sanitize=None):
     options = tuple(options)
     _check_sanitizer_runtime(sanitize)
     path = Path(path).resolve()
-    text = path.read_text()
-    kernels = find_kernels(text)
-    source = f'#line 1 "{path}"\n' + _rewrite_dynamic_shared(text, path) + _trampolines(kernels)
-    include_dirs = [Path(o[2:]) for o in options if o.startswith("-I")]
+    preprocessed = _preprocess(path, options, sanitize)
+    kernels = find_kernels(preprocessed)
+    source = f'#line 1 "{path}"\n' + _rewrite_dynamic_shared(path.read_text(), path) + _trampolines(kernels)
     key = hashlib.sha256()
-    for part in (_LOADER_VERSION, source, HEADER.read_text(), repr(options), repr(sanitize),
+    for part in (_LOADER_VERSION, source, preprocessed, HEADER.read_text(), repr(options), repr(sanitize),
                  _compiler_version(compiler())):
         key.update(part.encode() + b"\0")
-    for included, content in sorted(_included_files(path, include_dirs).items()):
-        key.update(f"{included}\0{content}\0".encode())
     target = cache_dir() / f"{path.stem}-{key.hexdigest()[:24]}{'-' + sanitize if sanitize else ''}.so"
     if not target.exists():
         _compile(source, path, options, sanitize, target)
