@@ -13,3 +13,5 @@ from gpucnn.cuda.losses import (binary_crossentropy, categorical_crossentropy, s
                                 sparse_softmax_categorical_crossentropy)
 from gpucnn.cuda.optimizers import adam_update, sgd_update
 from gpucnn.cuda.pool import max_pool_backward, max_pool_forward
+from gpucnn.cuda.conv import conv2d_backward_data, conv2d_backward_filter, conv2d_forward
+from gpucnn.cuda.dense import dense_backward_data, dense_backward_weights, dense_forward
