@@ -44,6 +44,7 @@ def dropout_mask(shape, rate, seed):
 
 
 def _apply(x, rate, seed):
+    _check(rate, seed)
     scale = x.dtype.type(1) / x.dtype.type(1 - rate)
     y = x * scale
     y *= dropout_mask(x.shape, rate, seed)  # multiplying by the bool mask is faster than np.where

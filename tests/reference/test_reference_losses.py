@@ -1,0 +1,163 @@
+"""Loss references vs independent closed forms, finite differences of the loss, and direct counts."""
+import warnings
+
+import numpy as np
+import pytest
+from scipy import special
+
+from gradcheck import numerical_gradient
+from gpucnn.reference import (binary_crossentropy, categorical_crossentropy, sigmoid_binary_crossentropy,
+                              softmax_categorical_crossentropy, sparse_categorical_crossentropy,
+                              sparse_softmax_categorical_crossentropy)
+
+RNG_SEED = 7
+
+
+def _assert_scalar_float32(value):
+    assert isinstance(value, np.ndarray) and value.shape == () and value.dtype == np.float32
+
+
+def _assert_loss_gradient(loss_fn, outputs, labels, grad, rtol=1e-5, atol=1e-8):
+    expected = numerical_gradient(lambda v: float(loss_fn(v, labels)[0]), outputs)
+    np.testing.assert_allclose(grad, expected, rtol=rtol, atol=atol)
+
+
+def _binary_data(shape):
+    rng = np.random.default_rng(RNG_SEED)
+    return rng.uniform(0.05, 0.95, size=shape), (rng.random(shape) < 0.5).astype(np.float64)
+
+
+@pytest.mark.parametrize("shape", [(6, 1), (4, 3), (5,)])
+def test_binary_crossentropy_matches_closed_form_and_counts(shape):
+    probs, labels = _binary_data(shape)
+    loss, dprobs, correct = binary_crossentropy(probs, labels)
+    _assert_scalar_float32(loss)
+    _assert_scalar_float32(correct)
+    expected = np.mean([-np.log(p) if y == 1 else -np.log1p(-p) for p, y in zip(probs.ravel(), labels.ravel())])
+    np.testing.assert_allclose(loss, expected, rtol=1e-6)
+    assert correct == sum((p > 0.5) == (y == 1) for p, y in zip(probs.ravel(), labels.ravel()))
+    # The loss is computed as float32 in the output, so finite differences use a float64 loss closure.
+    _assert_loss_gradient(lambda v, y: (np.mean(-(y * np.log(v) + (1 - y) * np.log(1 - v))),), probs, labels, dprobs)
+
+
+def test_binary_crossentropy_gradient_is_that_of_the_op_itself():
+    probs, labels = _binary_data((3, 2))
+    _, dprobs, _ = binary_crossentropy(probs, labels)
+    # The op's own float32 loss: a coarser step, a looser tolerance.
+    expected = numerical_gradient(lambda v: float(binary_crossentropy(v, labels)[0]), probs, eps=1e-3)
+    np.testing.assert_allclose(dprobs, expected, rtol=1e-3, atol=1e-4)
+
+
+def test_binary_crossentropy_clips_probabilities():
+    probs = np.array([[0.0], [1.0], [0.0], [1.0], [0.3]], np.float32)
+    labels = np.array([[1.0], [0.0], [0.0], [1.0], [1.0]], np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loss, dprobs, correct = binary_crossentropy(probs, labels)
+    # Keras clips to [1e-7, 1 - 1e-7] in float32, where 1 - 1e-7 rounds to 1 - 1.19e-7.
+    low, high = np.float64(np.float32(1e-7)), np.float64(np.float32(1 - 1e-7))
+    expected = (-np.log(low) - np.log(1 - high) - np.log(1 - low) - np.log(high) - np.log(0.3)) / 5
+    np.testing.assert_allclose(loss, expected, rtol=1e-6)
+    np.testing.assert_array_equal(dprobs[:4], 0)          # zero gradient where the clip was active
+    np.testing.assert_allclose(dprobs[4], -1 / (0.3 * 5), rtol=1e-6)
+    assert correct == 2
+
+
+def test_sigmoid_binary_crossentropy_equals_probability_loss_on_sigmoid():
+    rng = np.random.default_rng(RNG_SEED)
+    logits = rng.uniform(-8, 8, size=(6, 2))
+    labels = (rng.random((6, 2)) < 0.5).astype(np.float64)
+    loss, dlogits, correct = sigmoid_binary_crossentropy(logits, labels)
+    _assert_scalar_float32(loss)
+    prob_loss, dprobs, prob_correct = binary_crossentropy(special.expit(logits), labels)
+    np.testing.assert_allclose(loss, prob_loss, rtol=1e-6)
+    np.testing.assert_allclose(dlogits, dprobs * special.expit(logits) * special.expit(-logits), rtol=1e-6, atol=1e-12)
+    assert correct == prob_correct == np.count_nonzero((logits > 0) == (labels == 1))
+    _assert_loss_gradient(
+        lambda v, y: (np.mean(-(y * special.log_expit(v) + (1 - y) * special.log_expit(-v))),), logits, labels, dlogits)
+
+
+def test_sigmoid_binary_crossentropy_is_stable_for_large_logits():
+    logits = np.array([[-200.0], [200.0], [-200.0], [200.0]], np.float32)
+    labels = np.array([[0.0], [1.0], [1.0], [0.0]], np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loss, dlogits, correct = sigmoid_binary_crossentropy(logits, labels)
+    np.testing.assert_allclose(loss, 100.0, rtol=1e-6)    # two right (≈0) and two wrong by 200
+    np.testing.assert_allclose(dlogits.ravel(), [0, 0, -0.25, 0.25], atol=1e-7)
+    assert correct == 2
+
+
+def _categorical_data(n, k, seed=RNG_SEED):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, k, size=n)
+    return rng.uniform(0.1, 2.0, size=(n, k)), labels, np.eye(k)[labels]
+
+
+@pytest.mark.parametrize("n, k", [(5, 3), (1, 4), (4, 2)])
+def test_categorical_crossentropy_normalizes_rows_and_matches_closed_form(n, k):
+    raw, class_ids, one_hot = _categorical_data(n, k)     # rows do not sum to 1
+    loss, dprobs, correct = categorical_crossentropy(raw, one_hot)
+    _assert_scalar_float32(loss)
+    expected = np.mean([-np.log(raw[i, class_ids[i]] / raw[i].sum()) for i in range(n)])
+    np.testing.assert_allclose(loss, expected, rtol=1e-6)
+    assert correct == sum(np.argmax(raw[i]) == class_ids[i] for i in range(n))
+    reference = lambda v, y: (-np.mean(np.sum(y * np.log(v / v.sum(axis=1, keepdims=True)), axis=1)),)  # noqa: E731
+    _assert_loss_gradient(reference, raw, one_hot, dprobs)
+
+
+def test_categorical_crossentropy_clip_and_tie_rule():
+    probs = np.array([[0.0, 1.0, 0.0], [0.4, 0.4, 0.2]], np.float32)
+    labels = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], np.float32)
+    loss, dprobs, correct = categorical_crossentropy(probs, labels)
+    expected = (-np.log(np.float64(np.float32(1e-7))) - np.log(0.4)) / 2
+    np.testing.assert_allclose(loss, expected, rtol=1e-5)
+    assert np.all(np.isfinite(dprobs))
+    assert correct == 0     # the tie [0.4, 0.4, 0.2] picks class 0, the label is class 1
+
+
+@pytest.mark.parametrize("n, k", [(5, 3), (1, 4), (4, 2)])
+def test_softmax_categorical_crossentropy_matches_log_softmax(n, k):
+    rng = np.random.default_rng(RNG_SEED)
+    logits = rng.normal(0, 3, size=(n, k))
+    labels = rng.uniform(0, 1, size=(n, k))              # soft labels whose rows do not sum to 1
+    loss, dlogits, correct = softmax_categorical_crossentropy(logits, labels)
+    np.testing.assert_allclose(loss, -np.mean(np.sum(labels * special.log_softmax(logits, axis=1), axis=1)),
+                               rtol=1e-6)
+    assert correct == np.count_nonzero(logits.argmax(axis=1) == labels.argmax(axis=1))
+    reference = lambda v, y: (-np.mean(np.sum(y * special.log_softmax(v, axis=1), axis=1)),)  # noqa: E731
+    _assert_loss_gradient(reference, logits, labels, dlogits)
+
+
+def test_softmax_categorical_crossentropy_is_stable_for_large_logits():
+    logits = np.array([[1000.0, 0.0, -1000.0]], np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loss, dlogits, _ = softmax_categorical_crossentropy(logits, np.array([[0.0, 0.0, 1.0]], np.float32))
+    np.testing.assert_allclose(loss, 2000.0, rtol=1e-6)
+    np.testing.assert_allclose(dlogits, [[1.0, 0.0, -1.0]], atol=1e-7)
+
+
+@pytest.mark.parametrize("label_shape", ["flat", "column"])
+@pytest.mark.parametrize("dtype", [np.int32, np.int64])
+def test_sparse_variants_equal_the_one_hot_losses(label_shape, dtype):
+    raw, class_ids, one_hot = _categorical_data(6, 4)
+    labels = class_ids.astype(dtype).reshape((6,) if label_shape == "flat" else (6, 1))
+    logits = np.log(raw)
+    for sparse, dense, outputs in [(sparse_categorical_crossentropy, categorical_crossentropy, raw),
+                                   (sparse_softmax_categorical_crossentropy, softmax_categorical_crossentropy, logits)]:
+        got, expected = sparse(outputs.astype(np.float32), labels), dense(outputs.astype(np.float32), one_hot)
+        np.testing.assert_allclose(got[0], expected[0], rtol=1e-6)
+        np.testing.assert_allclose(got[1], expected[1], rtol=1e-6)
+        assert got[2] == expected[2] == np.count_nonzero(raw.argmax(axis=1) == class_ids)
+        assert got[1].dtype == np.float32
+
+
+def test_bad_labels_raise():
+    raw = np.full((3, 4), 0.25, np.float32)
+    with pytest.raises(ValueError, match="outside"):
+        sparse_categorical_crossentropy(raw, np.array([0, 4, 1]))
+    with pytest.raises(ValueError, match="integer"):
+        sparse_softmax_categorical_crossentropy(raw, np.array([0.0, 1.0, 1.0]))
+    with pytest.raises(ValueError, match="shape"):
+        binary_crossentropy(raw, np.zeros((3, 2), np.float32))
