@@ -44,10 +44,15 @@ def compiler():
     return os.environ.get("CXX", "g++")
 
 
+def _run(command):
+    """Run a compiler command; a sanitizer runtime preloaded into this process is not passed on to it."""
+    env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+    return subprocess.run(command, capture_output=True, text=True, env=env)
+
+
 @functools.lru_cache(maxsize=None)
 def _compiler_version(cxx):
-    result = subprocess.run([cxx, "--version"], capture_output=True, text=True, check=True)
-    return result.stdout
+    return _run([cxx, "--version"]).stdout
 
 
 def cache_dir():
@@ -63,8 +68,7 @@ def sanitizer_environment(sanitize):
     if sanitize not in _SANITIZER_RUNTIME:
         raise ValueError(f"Argument `sanitize` must be 'address' or 'thread', got {sanitize!r}.")
     library, _ = _SANITIZER_RUNTIME[sanitize]
-    path = subprocess.run([compiler(), f"-print-file-name={library}"], capture_output=True, text=True,
-                          check=True).stdout.strip()
+    path = _run([compiler(), f"-print-file-name={library}"]).stdout.strip()
     env = {"LD_PRELOAD": os.path.realpath(path)}
     if sanitize == "address":
         # The Python interpreter keeps objects alive until exit on purpose; leak reports would be noise.
@@ -193,7 +197,7 @@ def _preprocess(path, options, sanitize):
     `__global__` survives: kernels whose parameter lists come from macros are found with their real
     parameter names, and the text (every included header inlined) keys the cache."""
     command = _base_command(path, options, sanitize) + ["-DGPUCNN_EMULATOR=1", "-E", "-P", str(path)]
-    result = subprocess.run(command, capture_output=True, text=True)
+    result = _run(command)
     if result.returncode != 0:
         raise CompileError(f"g++ could not preprocess {path} for the emulator:\n{result.stderr}")
     return result.stdout
@@ -208,7 +212,7 @@ def _compile(source, path, options, sanitize, target):
         output = Path(build) / target.name
         command = _base_command(path, options, sanitize) + [
             "-O2", "-fPIC", "-shared", "-pthread", "-include", str(HEADER), "-o", str(output), str(cpp)]
-        result = subprocess.run(command, capture_output=True, text=True)
+        result = _run(command)
         if result.returncode != 0:
             raise CompileError(f"g++ could not compile {path} for the emulator:\n{result.stderr}")
         os.replace(output, target)
