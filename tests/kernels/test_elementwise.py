@@ -1,0 +1,84 @@
+"""Activation, softmax, bias and dropout kernels vs the NumPy reference (emulated in CI, and on a GPU)."""
+import numpy as np
+import pytest
+from numba_helpers import assert_close, device, on_device, pick, random, with_devices  # noqa: F401 (fixture)
+
+from gpucnn import cuda as launchers
+from gpucnn import reference
+
+# Emulated shapes: 105 elements wrap a 2 × 32-thread grid; (3,) is a single partial block; batch 1.
+EMULATED_SHAPES = [(1, 3, 5, 7), (3,)]
+GPU_SHAPES = [(32, 64, 64, 64), (1000, 10)]
+
+UNARY = [("relu_forward", ()), ("leaky_relu_forward", (0.2,)), ("sigmoid_forward", ()),
+         ("softmax_forward", ())]
+GRADIENTS = [("relu_backward", "relu_forward", ()), ("leaky_relu_backward", "leaky_relu_forward", (0.3,)),
+             ("sigmoid_backward", "sigmoid_forward", ()), ("softmax_backward", "softmax_forward", ())]
+
+
+def _shapes(device):
+    return pick(device, EMULATED_SHAPES, GPU_SHAPES)
+
+
+@with_devices
+@pytest.mark.parametrize("op, args", UNARY)
+def test_forward_matches_reference(device, op, args):
+    for shape in _shapes(device):
+        x = random(shape, seed=len(shape), low=-30, high=30)  # far into sigmoid's tails
+        x.flat[0] = 0.0  # the boundary of relu and leaky_relu
+        y = getattr(launchers, op)(on_device(device, x), *args)
+        assert_close(device, y, getattr(reference, op)(x, *args), exact=op in ("relu_forward",))
+
+
+@with_devices
+@pytest.mark.parametrize("op, forward, args", GRADIENTS)
+def test_backward_matches_reference(device, op, forward, args):
+    for shape in _shapes(device):
+        x = random(shape, seed=1)
+        x.flat[0] = 0.0
+        y = getattr(reference, forward)(x, *args)
+        dy = random(shape, seed=2)
+        dx = getattr(launchers, op)(*on_device(device, dy, y), *args)
+        assert_close(device, dx, getattr(reference, op)(dy, y, *args), exact=op != "softmax_backward")
+
+
+@with_devices
+def test_bias_add_and_bias_backward(device):
+    # 7 channels: not a multiple of the channel tile; the emulated column sums take two passes.
+    for shape in pick(device, [(2, 3, 4, 7), (5, 1)], [(64, 32, 32, 96), (4096, 10)]):
+        x, b = random(shape, seed=3), random(shape[-1:], seed=4)
+        assert_close(device, launchers.bias_add(*on_device(device, x, b)), reference.bias_add(x, b),
+                     exact=True)
+        db = launchers.bias_backward(on_device(device, x))
+        expected = x.reshape(-1, shape[-1]).astype(np.float64).sum(axis=0).astype(np.float32)
+        assert_close(device, db, expected, rtol=1e-5, atol=1e-5)
+
+
+@with_devices
+@pytest.mark.parametrize("rate, seed", [(0.0, 7), (0.1, 0), (0.5, 2**32 - 1)])
+def test_dropout_is_bit_identical_to_reference(device, rate, seed):
+    shape = pick(device, (2, 3, 3, 7), (64, 64, 64, 32))
+    x = random(shape, seed=5)
+    y = launchers.dropout_forward(on_device(device, x), rate, seed)
+    assert_close(device, y, reference.dropout_forward(x, rate, seed), exact=True)
+    dy = random(shape, seed=6)
+    dx = launchers.dropout_backward(on_device(device, dy), rate, seed)
+    assert_close(device, dx, reference.dropout_backward(dy, rate, seed), exact=True)
+
+
+def test_arguments_are_checked(emulated):
+    x = random((2, 3), seed=0)
+    with pytest.raises(TypeError, match="`x`.*float32"):
+        launchers.relu_forward(x.astype(np.float64))
+    with pytest.raises(ValueError, match="`x`.*C-contiguous"):
+        launchers.sigmoid_forward(np.asfortranarray(random((3, 4))))
+    with pytest.raises(ValueError, match="`y`"):
+        launchers.relu_backward(x, random((3, 2)))
+    with pytest.raises(ValueError, match="`b`"):
+        launchers.bias_add(x, random((2,)))
+    with pytest.raises(ValueError, match="`alpha`"):
+        launchers.leaky_relu_forward(x, -0.1)
+    with pytest.raises(ValueError, match="`rate`"):
+        launchers.dropout_forward(x, 1.0, 0)
+    with pytest.raises(ValueError, match="`seed`"):
+        launchers.dropout_forward(x, 0.5, 2**32)
