@@ -1,6 +1,14 @@
-"""Training callbacks (Keras hooks): History, the progress bar, and the base class for your own."""
+"""Training callbacks (Keras hooks): History, the progress bar, EarlyStopping, ModelCheckpoint,
+BackupAndRestore, TerminateOnNaN, and the base class for your own."""
+import math
+import os
 import sys
 import time
+import warnings
+
+import numpy as np
+
+from gpucnn import backend, saving
 
 
 class Callback:
@@ -67,6 +75,7 @@ class RunningLogs:
         self.elements = 0
 
     def add(self, loss, correct, samples, elements):
+        self.last_loss = loss
         self.loss_sum += loss * samples
         self.correct_sum += correct
         self.samples += samples
@@ -137,3 +146,237 @@ class ProgressBar(Callback):
         line = (f"{self.steps}/{self.steps} {self._bar(self.steps)} {_format_seconds(elapsed)} "
                 f"{unit}{_format_logs(logs or {})}")
         self._write(f"\r{line}\033[K\n" if self.interactive else line + "\n")
+
+
+# -- monitoring a logged quantity (EarlyStopping, ModelCheckpoint) -------------------------------------
+class _Monitor:
+    """Tracks the best value of ``logs[monitor]``; ``mode`` 'auto' maximizes accuracies and minimizes
+    the rest, as Keras does."""
+
+    def __init__(self, owner, monitor, mode, min_delta=0.0):
+        if not isinstance(monitor, str) or not monitor:
+            raise ValueError(f"{owner}: argument `monitor` must be the name of a logged quantity such as "
+                             f"'val_loss' or 'accuracy', got {monitor!r}.")
+        if mode not in ("auto", "min", "max"):
+            raise ValueError(f"{owner}: argument `mode` must be 'auto', 'min' or 'max', got {mode!r}.")
+        if isinstance(min_delta, bool) or not isinstance(min_delta, (int, float)) or min_delta < 0:
+            raise ValueError(f"{owner}: argument `min_delta` must be a float >= 0, got {min_delta!r}.")
+        self.owner = owner
+        self.monitor = monitor
+        if mode == "auto":
+            mode = "max" if "acc" in monitor else "min"
+        self.mode = mode
+        self.min_delta = float(min_delta)
+        self.reset()
+
+    def reset(self):
+        self.best = math.inf if self.mode == "min" else -math.inf
+
+    def value(self, logs):
+        if self.monitor not in (logs or {}):
+            raise ValueError(f"{self.owner}: argument `monitor={self.monitor!r}` is not among the logged "
+                             f"quantities {sorted(logs or {})}. Fix: monitor one of those (val_* ones "
+                             f"need validation_data or validation_split in fit, accuracy needs "
+                             f"metrics=['accuracy'] in compile).")
+        return logs[self.monitor]
+
+    def improves(self, value):
+        """Whether ``value`` beats the best by more than ``min_delta`` (NaN never does)."""
+        if self.mode == "min":
+            return value + self.min_delta < self.best
+        return value - self.min_delta > self.best
+
+
+class EarlyStopping(Callback):
+    """Stops training when ``monitor`` has not improved by more than ``min_delta`` for ``patience``
+    epochs (Keras semantics).  ``restore_best_weights=True`` puts back the weights of the best epoch
+    when it stops."""
+
+    def __init__(self, monitor="val_loss", min_delta=0.0, patience=0, verbose=0, mode="auto",
+                 restore_best_weights=False):
+        self._monitor = _Monitor("EarlyStopping", monitor, mode, min_delta)
+        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
+            raise ValueError(f"EarlyStopping: argument `patience` must be an int >= 0 (epochs without "
+                             f"improvement before stopping), got {patience!r}.")
+        self.monitor = monitor
+        self.patience = patience
+        self.verbose = verbose
+        self.restore_best_weights = bool(restore_best_weights)
+
+    def on_train_begin(self, logs=None):
+        self._monitor.reset()
+        self.wait = 0
+        self.stopped_epoch = None
+        self.best_epoch = None
+        self.best_weights = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        current = self._monitor.value(logs)
+        if self._monitor.improves(current):
+            self._monitor.best = current
+            self.best_epoch = epoch
+            self.wait = 0
+            if self.restore_best_weights:
+                self.best_weights = self.model.get_weights()
+            return
+        self.wait += 1
+        if self.wait >= self.patience:
+            self.stopped_epoch = epoch
+            self.model.stop_training = True
+            if self.restore_best_weights and self.best_weights is not None:
+                self.model.set_weights(self.best_weights)
+            if self.verbose:
+                print(f"Epoch {epoch + 1}: early stopping ({self.monitor} best {self._monitor.best:.4f} "
+                      f"at epoch {self.best_epoch + 1 if self.best_epoch is not None else '-'}).")
+
+    @property
+    def best(self):
+        return self._monitor.best
+
+
+class ModelCheckpoint(Callback):
+    """Saves the model after each epoch to ``filepath``, which may hold Keras-style fields such as
+    ``'model-{epoch:02d}-{val_loss:.3f}.gpucnn'`` (epochs count from 1).  With ``save_best_only`` only
+    when ``monitor`` improves.  Each save is atomic (see ``gpucnn.saving``)."""
+
+    def __init__(self, filepath, monitor="val_loss", verbose=0, save_best_only=False, mode="auto"):
+        if isinstance(filepath, bool) or not isinstance(filepath, (str, os.PathLike)) or not str(filepath):
+            raise TypeError(f"ModelCheckpoint: argument `filepath` must be a file path such as "
+                            f"'model-{{epoch:02d}}.gpucnn', got {filepath!r}.")
+        self.filepath = os.fspath(filepath)
+        self.monitor = monitor
+        self.verbose = verbose
+        self.save_best_only = bool(save_best_only)
+        self._monitor = _Monitor("ModelCheckpoint", monitor, mode)
+
+    def on_train_begin(self, logs=None):
+        self._monitor.reset()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        if self.save_best_only:
+            current = self._monitor.value(logs)
+            if not self._monitor.improves(current):
+                return
+            self._monitor.best = current
+        try:
+            path = self.filepath.format(epoch=epoch + 1, **logs)
+        except (KeyError, IndexError, ValueError) as error:
+            raise ValueError(f"ModelCheckpoint: argument `filepath={self.filepath!r}` cannot be "
+                             f"formatted ({error!r}); available fields: epoch and {sorted(logs)}. Fix: "
+                             f"use only those names, e.g. 'model-{{epoch:02d}}.gpucnn'.") from None
+        self.model.save(path)
+        if self.verbose:
+            print(f"Epoch {epoch + 1}: saved model to {path}")
+
+    @property
+    def best(self):
+        return self._monitor.best
+
+
+class BackupAndRestore(Callback):
+    """Makes a killed ``fit`` resumable: after every epoch the model, optimizer state, epoch count and
+    random-generator state go to ``backup_dir`` (atomically); a later ``fit`` call with this callback
+    starts from there, and on the cpu backend ends bit-identical to a run that was never interrupted.
+    The backup is deleted when training ends normally (``delete_checkpoint=True``)."""
+
+    FILENAME = "backup.gpucnn"
+
+    def __init__(self, backup_dir, delete_checkpoint=True):
+        if isinstance(backup_dir, bool) or not isinstance(backup_dir, (str, os.PathLike)) \
+                or not str(backup_dir):
+            raise TypeError(f"BackupAndRestore: argument `backup_dir` must be a directory path, got "
+                            f"{backup_dir!r}. Fix: pass e.g. 'backup/' (it is created if needed).")
+        self.backup_dir = os.fspath(backup_dir)
+        self.delete_checkpoint = bool(delete_checkpoint)
+        self.path = os.path.join(self.backup_dir, self.FILENAME)
+
+    def on_train_begin(self, logs=None):
+        if os.path.exists(self.path):
+            # fit reads the epoch to start from after on_train_begin.
+            self.model._initial_epoch = saving.restore_training_state(self.model, self.path)
+
+    def on_epoch_end(self, epoch, logs=None):
+        # An epoch stopped by TerminateOnNaN ends with a non-finite loss: never back that up.
+        if not math.isfinite((logs or {}).get("loss", 0.0)):
+            return
+        os.makedirs(self.backup_dir, exist_ok=True)
+        saving.save_model(self.model, self.path, epoch=epoch + 1)
+
+    def on_train_end(self, logs=None):
+        if self.delete_checkpoint and os.path.exists(self.path):
+            os.remove(self.path)
+
+
+class TerminateOnNaN(Callback):
+    """Stops training at the first NaN/Inf loss and puts back the last weights known to be good (those
+    after the last step checked finite), with a warning that names the epoch and step.
+
+    ``fit`` adds one by default.  Each check reads the step losses back from the device: on host
+    backends (cpu, emulated) that is free and done every step; on cuda it waits for the GPU, so it is
+    done every ``check_interval`` steps (default 32) and at each epoch end, and the weights go back to
+    the last check."""
+
+    def __init__(self, check_interval=None):
+        if check_interval is not None and (isinstance(check_interval, bool) or
+                                           not isinstance(check_interval, int) or check_interval <= 0):
+            raise ValueError(f"TerminateOnNaN: argument `check_interval` must be a positive int (steps "
+                             f"between checks) or None for automatic, got {check_interval!r}.")
+        self.check_interval = check_interval
+
+    def on_train_begin(self, logs=None):
+        host = backend.current().xp is np
+        self._interval = self.check_interval or (1 if host else 32)
+        self._good = None  # snapshot taken at the first epoch start, after any BackupAndRestore
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+        self._losses = []
+        self._checked = 0
+        if self._good is None:
+            self._snapshot("before training")
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._losses.append(logs.last_loss)
+        if len(self._losses) - self._checked >= self._interval:
+            self._check()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._check()
+
+    def _snapshot(self, when):
+        model = self.model
+        self._good = ([w.value.copy() for w in model.weights],
+                      {name: array.copy() for name, array in model.optimizer.state.items()},
+                      model.optimizer.iterations)
+        self._good_when = when
+
+    def _restore(self):
+        values, state, iterations = self._good
+        for weight, value in zip(self.model.weights, values):
+            weight.value[...] = value  # in place: layers hold views into the flat parameter buffer
+        for name, array in state.items():
+            self.model.optimizer.state[name][...] = array
+        self.model.optimizer.iterations = iterations
+
+    def _check(self):
+        pending = self._losses[self._checked:]
+        if not pending:
+            return
+        xp = backend.current().xp
+        finite = backend.current().to_numpy(xp.isfinite(xp.stack([xp.asarray(l) for l in pending])))
+        first = self._checked
+        self._checked = len(self._losses)
+        if finite.all():
+            self._snapshot(f"epoch {self._epoch + 1}, step {self._checked}")
+            return
+        bad_step = first + int(np.argmin(finite))
+        bad_value = float(backend.current().to_numpy(pending[bad_step - first]))
+        self._restore()
+        self.model.stop_training = True
+        warnings.warn(
+            f"Training stopped: the loss became {bad_value} at epoch {self._epoch + 1}, step "
+            f"{bad_step + 1}. The weights were restored to the last good ones ({self._good_when}). "
+            f"Fix: lower the learning rate (e.g. optimizer=gpucnn.optimizers.Adam(learning_rate=1e-4)), "
+            f"scale the inputs (e.g. x / 255), or check the data for extreme values.",
+            RuntimeWarning, stacklevel=2)

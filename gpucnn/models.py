@@ -280,12 +280,18 @@ class Sequential:
 
         history = callbacks_module.History()
         steps = math.ceil(len(x) / batch_size)
+        callbacks = _check_callbacks(callbacks)
+        # NaN/Inf protection is on by default; it runs first so that the other callbacks see the last
+        # good weights at the end of an epoch it stopped.
+        guard = [] if any(isinstance(c, callbacks_module.TerminateOnNaN) for c in callbacks) \
+            else [callbacks_module.TerminateOnNaN()]
         extra = [callbacks_module.ProgressBar(steps, epochs, verbose)] if verbose else []
-        callback_list = callbacks_module.CallbackList([history] + list(callbacks or []) + extra, self)
+        callback_list = callbacks_module.CallbackList(guard + [history] + callbacks + extra, self)
         xp = backend.current().xp
         self.stop_training = False
-        callback_list.on_train_begin()
-        for epoch in range(initial_epoch, epochs):
+        self._initial_epoch = initial_epoch
+        callback_list.on_train_begin()  # BackupAndRestore may move self._initial_epoch forward
+        for epoch in range(self._initial_epoch, epochs):
             callback_list.on_epoch_begin(epoch)
             running = callbacks_module.RunningLogs(xp, self.metrics)
             order = xp.asarray(utils.rng().permutation(len(x))) if shuffle else None
@@ -299,6 +305,8 @@ class Sequential:
                 loss, correct = self.train_on_batch(xb, yb)
                 running.add(loss, correct, len(xb), int(yb.size))
                 callback_list.on_train_batch_end(step, running)
+                if self.stop_training:
+                    break
             logs = running.result()
             if val is not None:
                 logs.update(self._evaluate_arrays(*val, batch_size).result("val_"))
@@ -402,6 +410,17 @@ class Sequential:
 def load_model(filepath, compile=True):
     """Read a model written by ``Sequential.save``."""
     return saving.load_model(filepath, compile=compile)
+
+
+def _check_callbacks(callbacks):
+    if callbacks is None:
+        return []
+    if not isinstance(callbacks, (list, tuple)) or \
+            not all(isinstance(c, callbacks_module.Callback) for c in callbacks):
+        raise TypeError(f"Argument `callbacks` must be a list of gpucnn.callbacks.Callback instances, "
+                        f"got {callbacks!r}. Fix: wrap a single callback in a list, e.g. "
+                        f"callbacks=[EarlyStopping()].")
+    return list(callbacks)
 
 
 def _check_verbose(verbose):

@@ -1,5 +1,12 @@
 """One-file model format: JSON config + raw float32 weights + optimizer state, with a checksum.
 
+A file can also carry the training state a resumed ``fit`` needs to continue bit-identically (on the
+cpu backend): the number of completed epochs, the state of gpucnn's random generator (which shuffles
+each epoch) and the per-layer step counters of Dropout (which derive each step's mask seed).  Optimizer
+state and Dropout counters are in every file; the epoch count and the generator state only in
+checkpoints written with ``save_model(..., epoch=...)`` (``callbacks.BackupAndRestore``), because
+``load_model`` must not reseed the user's process.
+
 Layout (little-endian)::
 
     8 bytes   magic b"GPUCNN\\x00\\x01"
@@ -18,6 +25,8 @@ import struct
 import tempfile
 
 import numpy as np
+
+from gpucnn import utils
 
 MAGIC = b"GPUCNN\x00\x01"
 FORMAT_VERSION = 1
@@ -39,8 +48,24 @@ def _tensor_table(named_arrays, payload):
     return table
 
 
-def serialize_model(model):
-    """The bytes of ``model`` in the format above."""
+def _dropout_counters(model):
+    """Per layer (in model order), the counters a Dropout layer derives its mask seeds from, else None.
+    Indexed by position, not name: a model rebuilt in the same process gets other automatic names."""
+    from gpucnn.layers import Dropout
+
+    return [{"base_seed": layer._base_seed, "step": layer._step} if isinstance(layer, Dropout) else None
+            for layer in model.layers]
+
+
+def _set_dropout_counters(model, counters):
+    for layer, state in zip(model.layers, counters or []):
+        if state is not None:
+            layer._base_seed, layer._step = state["base_seed"], state["step"]
+
+
+def serialize_model(model, epoch=None):
+    """The bytes of ``model`` in the format above; with ``epoch`` (completed epochs), also the training
+    state a resumed ``fit`` needs."""
     from gpucnn import losses, optimizers
     from gpucnn.backend import current
 
@@ -48,7 +73,10 @@ def serialize_model(model):
     payload = bytearray()
     header = {"format_version": FORMAT_VERSION, "model": model.get_config(),
               "weights": _tensor_table([(w.name, w.numpy()) for w in model.weights], payload),
-              "compile": None, "optimizer_state": None}
+              "compile": None, "optimizer_state": None, "dropout_counters": _dropout_counters(model),
+              "training_state": None}
+    if epoch is not None:
+        header["training_state"] = {"epoch": int(epoch), "rng_state": utils.get_rng_state()}
     if model.loss is not None:
         header["compile"] = {"optimizer": optimizers.serialize(model.optimizer),
                              "loss": losses.serialize(model.loss), "metrics": model.metrics}
@@ -61,9 +89,23 @@ def serialize_model(model):
     return body + hashlib.sha256(body).digest()
 
 
+def check_filepath(filepath, argument="filepath"):
+    """``filepath`` as a str, or a TypeError/ValueError naming ``argument``."""
+    if isinstance(filepath, bool) or not isinstance(filepath, (str, bytes, os.PathLike)):
+        # open() would take an int as a file descriptor: refuse it explicitly.
+        raise TypeError(f"Argument `{argument}` must be a file path (str or pathlib.Path), got "
+                        f"{type(filepath).__name__}: {filepath!r}. Fix: pass e.g. 'model.gpucnn'.")
+    filepath = os.fsdecode(os.fspath(filepath))
+    if not filepath or os.path.isdir(filepath):
+        raise ValueError(f"Argument `{argument}` must name a file, got {filepath!r}"
+                         f"{' (a directory)' if filepath else ''}. Fix: pass a file name such as "
+                         f"'model.gpucnn'.")
+    return filepath
+
+
 def write_atomically(filepath, data):
     """Write ``data`` to ``filepath`` through a temporary file + fsync + rename."""
-    filepath = os.fspath(filepath)
+    filepath = check_filepath(filepath)
     directory = os.path.dirname(os.path.abspath(filepath))
     if not os.path.isdir(directory):
         raise FileNotFoundError(f"Cannot save to {filepath!r}: directory {directory!r} does not exist.")
@@ -85,8 +127,10 @@ def write_atomically(filepath, data):
         os.close(directory_handle)
 
 
-def save_model(model, filepath):
-    write_atomically(filepath, serialize_model(model))
+def save_model(model, filepath, epoch=None):
+    """Write ``model`` to ``filepath`` atomically; ``epoch`` adds the training state (see the module
+    docstring)."""
+    write_atomically(filepath, serialize_model(model, epoch))
 
 
 def _parse(data, filepath):
@@ -116,27 +160,67 @@ def _parse(data, filepath):
     return header, tensors
 
 
-def load_model(filepath, compile=True):
-    from gpucnn import losses, optimizers
-    from gpucnn.backend import current
-    from gpucnn.models import Sequential
-
+def _read(filepath):
+    filepath = check_filepath(filepath)
     try:
         with open(filepath, "rb") as stream:
             data = stream.read()
     except FileNotFoundError:
-        raise FileNotFoundError(f"No model file at {os.fspath(filepath)!r}.") from None
-    header, tensors = _parse(data, os.fspath(filepath))
+        raise FileNotFoundError(f"No model file at {filepath!r}. Fix: check the path, or save a model "
+                                f"there first with model.save(filepath).") from None
+    return _parse(data, filepath)
+
+
+def _restore_optimizer_state(model, header, tensors):
+    from gpucnn.backend import current
+
+    state = header.get("optimizer_state")
+    if not state:
+        return
+    model._pack_parameters()
+    names = [entry["name"] for entry in state["tensors"]]
+    if sorted(names) != sorted(model.optimizer.state):
+        raise ValueError(f"The saved optimizer state holds {names}, but the model's optimizer "
+                         f"{type(model.optimizer).__name__} keeps {sorted(model.optimizer.state)}. Fix: "
+                         f"compile with the optimizer the file was saved with.")
+    model.optimizer.iterations = state["iterations"]
+    for name, array in zip(names, tensors(state["tensors"])):
+        model.optimizer.state[name][...] = current().asarray(array)
+
+
+def load_model(filepath, compile=True):
+    from gpucnn import losses, optimizers
+    from gpucnn.models import Sequential
+
+    header, tensors = _read(filepath)
     model = Sequential.from_config(header["model"])
     model.set_weights(tensors(header["weights"]))
+    _set_dropout_counters(model, header.get("dropout_counters"))
     if compile and header.get("compile"):
         settings = header["compile"]
         model.compile(optimizer=optimizers.deserialize(settings["optimizer"]),
                       loss=losses.deserialize(settings["loss"]), metrics=settings["metrics"])
-        state = header.get("optimizer_state")
-        if state:
-            model._pack_parameters()
-            model.optimizer.iterations = state["iterations"]
-            for table_entry, array in zip(state["tensors"], tensors(state["tensors"])):
-                model.optimizer.state[table_entry["name"]][...] = current().asarray(array)
+        _restore_optimizer_state(model, header, tensors)
     return model
+
+
+def restore_training_state(model, filepath):
+    """Load a checkpoint written with ``save_model(..., epoch=...)`` into the compiled ``model`` (weights,
+    optimizer state, Dropout counters, gpucnn's random generator) and return its completed epochs."""
+    header, tensors = _read(filepath)
+    training_state = header.get("training_state")
+    if not training_state:
+        raise ValueError(f"{filepath!r} holds a model but no training state to resume from (it was not "
+                         f"written by BackupAndRestore). Fix: point BackupAndRestore at its own "
+                         f"backup_dir.")
+    saved_shapes = [tuple(entry["shape"]) for entry in header["weights"]]
+    model_shapes = [w.shape for w in model.weights]
+    if saved_shapes != model_shapes:
+        raise ValueError(f"The backup {filepath!r} was written by a model with weights {saved_shapes}, "
+                         f"but this model has {model_shapes}. Fix: resume with the same model, or "
+                         f"delete the backup directory to start over.")
+    model.set_weights(tensors(header["weights"]))
+    _restore_optimizer_state(model, header, tensors)
+    _set_dropout_counters(model, header.get("dropout_counters"))
+    utils.set_rng_state(training_state["rng_state"])
+    return int(training_state["epoch"])
