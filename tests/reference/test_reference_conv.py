@@ -19,6 +19,8 @@ CASES = [
     ((2, 8, 7, 1), (2, 2), 3, (3, 3), "same"),
     ((1, 4, 4, 2), (4, 4), 2, (1, 1), "valid"),
     ((1, 5, 5, 3), (1, 1), 2, (2, 2), "same"),
+    ((2, 6, 7, 3), (4, 3), 2, (1, 1), "same"),   # odd total padding: one more row at the bottom
+    ((1, 8, 8, 2), (3, 3), 2, (2, 2), "same"),   # pad 0 on top, 1 at the bottom
 ]
 IDS = [f"{'x'.join(map(str, x))}-k{k[0]}{k[1]}-s{s[0]}{s[1]}-{p}" for x, k, _, s, p in CASES]
 

@@ -43,6 +43,14 @@ def test_forward_follows_the_mask_rule_elementwise(rate, seed):
     np.testing.assert_array_equal(y, np.where(kept, x * scale, np.float32(0)))
 
 
+def test_threshold_is_inclusive():
+    # A rate equal to element 0's 24-bit uniform value (exact in float32) keeps element 0.
+    seed = 31
+    rate = (_python_hash32(seed, 0) >> 8) * 2.0**-24
+    assert dropout_forward(np.ones(1, np.float32), rate, seed)[0] != 0
+    assert dropout_forward(np.ones(1, np.float32), float(np.nextafter(np.float32(rate), np.float32(1))), seed)[0] == 0
+
+
 def test_deterministic_for_a_seed_and_different_for_another():
     x = np.ones((64, 64), np.float32)
     first, again, other = dropout_forward(x, 0.5, 42), dropout_forward(x, 0.5, 42), dropout_forward(x, 0.5, 43)

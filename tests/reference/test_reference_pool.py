@@ -18,6 +18,7 @@ CASES = [
     ((2, 5, 5, 1), (2, 2), (3, 3), "same"),
     ((1, 4, 6, 2), (1, 3), (1, 3), "valid"),
     ((1, 6, 6, 2), (2, 2), (2, 2), "same"),
+    ((1, 5, 4, 2), (2, 2), (1, 1), "same"),   # odd total padding: the extra row/column is bottom/right
 ]
 IDS = [f"{'x'.join(map(str, x))}-p{p[0]}{p[1]}-s{s[0]}{s[1]}-{pad}" for x, p, s, pad in CASES]
 
