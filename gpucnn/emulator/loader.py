@@ -349,7 +349,7 @@ class Function:
         if parameter.is_pointer:
             return ctypes.c_void_p(self._array_address(parameter, value, where))
         if isinstance(value, np.ndarray):
-            raise TypeError(f"{where} is a scalar ({self._c_name(parameter)}), got a numpy array. Fix: pass "
+            raise TypeError(f"{where} is {self._c_name(parameter)}, got a numpy array. Fix: pass "
                             f"a numpy scalar such as np.{self._expected_dtype(parameter)}(value).")
         dtype = parameter.c_type
         if dtype is None:
@@ -377,7 +377,7 @@ class Function:
     @staticmethod
     def _c_name(parameter):
         dtype = parameter.c_type
-        return f"a {dtype.name}" if dtype is not None else f"a {parameter.size}-byte struct"
+        return f"a scalar of type {dtype.name}" if dtype is not None else f"a {parameter.size}-byte struct"
 
     @staticmethod
     def _expected_dtype(parameter):
