@@ -1,0 +1,104 @@
+"""A fit killed during epoch k and started again with the same call continues from the last backup and,
+on the cpu backend, ends bit-identical to a run that was never interrupted."""
+import numpy as np
+import pytest
+
+import gpucnn
+from gpucnn.callbacks import BackupAndRestore, Callback
+from gpucnn.layers import BatchNormalization, Conv2D, Dense, Dropout, Flatten, MaxPooling2D
+
+EPOCHS = 4
+KILLED_EPOCH = 2
+
+
+class Killed(Exception):
+    """Stands for the process dying: nothing after it runs, not even on_train_end."""
+
+
+class KillDuring(Callback):
+    def __init__(self, epoch, step):
+        self.epoch, self.step = epoch, step
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.current_epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.current_epoch == self.epoch and batch == self.step:
+            raise Killed
+
+
+def data():
+    generator = np.random.default_rng(7)
+    x = generator.random((40, 8, 8, 1), np.float32)
+    y = (x.mean(axis=(1, 2, 3)) > 0.5).astype(np.float32)
+    return x, y
+
+
+def build(seed=3):
+    # Every source of randomness a run has: initializers, per-epoch shuffling, Dropout masks; plus the
+    # state a resume must carry: Adam moments and step count, BatchNormalization moving averages.
+    gpucnn.utils.set_random_seed(seed)
+    model = gpucnn.Sequential([Conv2D(3, 3, activation="relu", input_shape=(8, 8, 1)), MaxPooling2D(2),
+                               Dropout(0.3), Flatten(), BatchNormalization(), Dense(1, activation="sigmoid")])
+    model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def fit(model, callbacks):
+    x, y = data()
+    return model.fit(x, y, batch_size=8, epochs=EPOCHS, verbose=0, validation_split=0.25,
+                     callbacks=callbacks)
+
+
+@pytest.mark.parametrize("same_model", [False, True], ids=["new-process", "same-model-object"])
+def test_killed_fit_resumes_bit_identical(cpu, tmp_path, same_model):
+    uninterrupted = build()
+    fit(uninterrupted, [])
+    expected = uninterrupted.get_weights()
+
+    model = build()
+    with pytest.raises(Killed):
+        fit(model, [BackupAndRestore(tmp_path), KillDuring(KILLED_EPOCH, step=1)])
+    backup = tmp_path / BackupAndRestore.FILENAME
+    assert backup.exists()
+    # The kill happened mid-epoch: the interrupted weights are neither the backup's nor the final ones.
+    assert not all(np.array_equal(a, b) for a, b in zip(model.get_weights(), expected))
+
+    # A new process would seed and build the model the same way before calling fit again; that draws
+    # the initial weights and moves the generator, which the backup must undo.
+    resumed = model if same_model else build()
+    history = fit(resumed, [BackupAndRestore(tmp_path)])
+
+    assert history.epoch == list(range(KILLED_EPOCH, EPOCHS))
+    for got, want in zip(resumed.get_weights(), expected):
+        assert np.array_equal(got, want)
+    assert resumed.optimizer.iterations == uninterrupted.optimizer.iterations
+    assert not backup.exists(), "a finished fit deletes its backup"
+
+
+def test_resume_needs_the_generator_state(cpu, tmp_path):
+    """Control: restoring all but the random generator (what load_model gives) does not reproduce the
+    run, so the test above really checks that state."""
+    uninterrupted = build()
+    fit(uninterrupted, [])
+
+    model = build()
+    with pytest.raises(Killed):
+        fit(model, [BackupAndRestore(tmp_path), KillDuring(KILLED_EPOCH, step=0)])
+    restored = gpucnn.load_model(tmp_path / BackupAndRestore.FILENAME)
+    gpucnn.utils.set_random_seed(3)
+    x, y = data()
+    restored.fit(x, y, batch_size=8, epochs=EPOCHS, initial_epoch=KILLED_EPOCH, verbose=0,
+                 validation_split=0.25)
+    assert not all(np.array_equal(a, b) for a, b in zip(restored.get_weights(), uninterrupted.get_weights()))
+
+
+def test_backup_of_another_model_is_refused(cpu, tmp_path):
+    model = build()
+    with pytest.raises(Killed):
+        fit(model, [BackupAndRestore(tmp_path), KillDuring(1, step=0)])
+    other = gpucnn.Sequential([Flatten(input_shape=(8, 8, 1)), Dense(1, activation="sigmoid")])
+    other.compile(optimizer="adam", loss="binary_crossentropy")
+    x, y = data()
+    with pytest.raises(ValueError, match=r"backup.*different|same model|delete the backup"):
+        other.fit(x, y, epochs=2, verbose=0, callbacks=[BackupAndRestore(tmp_path)])
