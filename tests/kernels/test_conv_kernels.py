@@ -1,0 +1,162 @@
+"""CUDA C convolution kernels (kernels/conv.cu) vs the NumPy reference.
+
+Emulated: tiny shapes that still cross tile edges, stride 2, odd 'same' padding, 1 and 3 channels, batch 1,
+every fused activation, every tile shape and the split-K path.  gpu: the article model's real layers.
+"""
+import numpy as np
+import pytest
+
+from gpucnn import reference
+from gpucnn.cuda import conv as conv_launchers
+from gpucnn.cuda import dense as gemm_launch
+
+ACTIVATIONS = ("linear", "relu", "leaky_relu", "sigmoid")
+ALL_TILES = (gemm_launch.LARGE_TILE, gemm_launch.SMALL_TILE, gemm_launch.FEW_COLUMNS_TILE,
+             gemm_launch.FEW_ROWS_TILE)
+
+# (x shape, kernel (kh, kw, filters), strides, padding)
+CASES = [
+    ((1, 5, 7, 1), (3, 3, 5), (1, 1), "valid"),     # one input channel, batch 1
+    ((2, 9, 8, 3), (3, 3, 7), (2, 2), "same"),      # odd size, stride 2, three channels
+    ((2, 6, 7, 4), (2, 3, 33), (1, 2), "same"),     # even kernel (pad only on one side), F > 32
+    ((1, 11, 10, 2), (5, 4, 3), (2, 3), "valid"),   # strides that skip input rows and columns
+]
+CASE_IDS = ["c1-batch1", "stride2-same-odd", "even-kernel", "big-strides"]
+
+
+def _random(rng, shape, xp=np):
+    return xp.asarray(rng.standard_normal(shape).astype(np.float32))
+
+
+def _problem(rng, case, xp=np):
+    x_shape, (kh, kw, filters), strides, padding = case
+    x = _random(rng, x_shape, xp)
+    w = _random(rng, (kh, kw, x_shape[3], filters), xp)
+    b = _random(rng, (filters,), xp)
+    return x, w, b, strides, padding
+
+
+def _assert_close(actual, expected, rtol=1e-4, atol=1e-4):
+    actual = actual.get() if hasattr(actual, "get") else actual
+    assert actual.shape == expected.shape
+    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol)
+
+
+def _check_all_ops(case, rng, activation="relu", with_bias=True):
+    x, w, b, strides, padding = _problem(rng, case)
+    b = b if with_bias else None
+    y = reference.conv2d_forward(x, w, b, strides, padding, activation, 0.3)
+    _assert_close(conv_launchers.conv2d_forward(x, w, b, strides, padding, activation, 0.3), y)
+    dy = _random(rng, y.shape)
+    _assert_close(conv_launchers.conv2d_backward_data(dy, w, x.shape, strides, padding),
+                  reference.conv2d_backward_data(dy, w, x.shape, strides, padding))
+    _assert_close(conv_launchers.conv2d_backward_filter(x, dy, w.shape[:2], strides, padding),
+                  reference.conv2d_backward_filter(x, dy, w.shape[:2], strides, padding))
+
+
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_conv_ops_match_reference(emulated, case):
+    _check_all_ops(case, np.random.default_rng(1))
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_forward_epilogue_applies_each_activation(emulated, activation):
+    _check_all_ops(CASES[1], np.random.default_rng(2), activation)
+
+
+def test_forward_without_bias(emulated):
+    _check_all_ops(CASES[0], np.random.default_rng(3), "linear", with_bias=False)
+
+
+def _force(monkeypatch, tile=None, splits=None):
+    """Make the launcher use ``tile`` and/or ``splits`` K splits whatever the problem size."""
+    if tile is not None:
+        monkeypatch.setattr(gemm_launch, "choose_tile", lambda m, n, k: tile)
+    if splits is not None:
+        def split(blocks, k_tiles):
+            per_split = -(-k_tiles // splits)
+            return -(-k_tiles // per_split), per_split
+        monkeypatch.setattr(gemm_launch, "choose_split_k", split)
+
+
+@pytest.mark.parametrize("tile", ALL_TILES, ids=[t.suffix for t in ALL_TILES])
+def test_every_tile_shape_crosses_tile_edges(emulated, monkeypatch, tile):
+    # 162 output pixels and 130 filters: more than one tile along M and N for every tile shape, partial
+    # tiles at both ends; backward-filter reduces over 162 pixels = 21 slices of 8.
+    _force(monkeypatch, tile=tile)
+    _check_all_ops(((2, 9, 9, 3), (3, 3, 130), (1, 1), "same"), np.random.default_rng(4), "leaky_relu")
+
+
+@pytest.mark.parametrize("activation", ["linear", "sigmoid"])
+def test_split_k_partial_sums_and_epilogue(emulated, monkeypatch, activation):
+    _force(monkeypatch, tile=gemm_launch.SMALL_TILE, splits=3)
+    _check_all_ops(((2, 8, 9, 6), (3, 3, 10), (1, 1), "valid"), np.random.default_rng(5), activation)
+
+
+def test_backward_filter_is_deterministic(emulated, monkeypatch):
+    _force(monkeypatch, splits=4)
+    rng = np.random.default_rng(6)
+    x = _random(rng, (2, 10, 10, 3))
+    dy = _random(rng, (2, 8, 8, 9))
+    first = conv_launchers.conv2d_backward_filter(x, dy, (3, 3), (1, 1), "valid")
+    second = conv_launchers.conv2d_backward_filter(x, dy, (3, 3), (1, 1), "valid")
+    assert np.array_equal(first, second)
+    _assert_close(first, reference.conv2d_backward_filter(x, dy, (3, 3), (1, 1), "valid"))
+
+
+def test_launcher_rejects_bad_arguments(emulated):
+    x = np.zeros((1, 5, 5, 2), np.float32)
+    w = np.zeros((3, 3, 2, 4), np.float32)
+    with pytest.raises(TypeError, match="`x`"):
+        conv_launchers.conv2d_forward(x.astype(np.float64), w, None, (1, 1), "valid")
+    with pytest.raises(ValueError, match="input channels"):
+        conv_launchers.conv2d_forward(x, np.zeros((3, 3, 1, 4), np.float32), None, (1, 1), "valid")
+    with pytest.raises(ValueError, match="`b`"):
+        conv_launchers.conv2d_forward(x, w, np.zeros(3, np.float32), (1, 1), "valid")
+    with pytest.raises(ValueError, match="activation"):
+        conv_launchers.conv2d_forward(x, w, None, (1, 1), "valid", activation="tanh")
+    with pytest.raises(ValueError, match="padding"):
+        conv_launchers.conv2d_forward(x, w, None, (1, 1), "full")
+    with pytest.raises(ValueError, match="does not fit"):
+        conv_launchers.conv2d_forward(np.zeros((1, 2, 5, 2), np.float32), w, None, (1, 1), "valid")
+    with pytest.raises(ValueError, match="`dy`"):
+        conv_launchers.conv2d_backward_data(np.zeros((1, 3, 3, 5), np.float32), w, x.shape, (1, 1), "valid")
+    with pytest.raises(ValueError, match="`dy`"):
+        conv_launchers.conv2d_backward_filter(x, np.zeros((1, 4, 3, 4), np.float32), (3, 3), (1, 1), "valid")
+    with pytest.raises(ValueError, match="x_shape"):
+        conv_launchers.conv2d_backward_data(np.zeros((1, 3, 3, 4), np.float32), w, (5, 5, 2), (1, 1), "valid")
+
+
+# The article model (100x100x1 -> Conv 512 -> pool 3 -> Conv 256 -> pool 3 -> Conv 128, 3x3 'valid') and
+# two common shapes.  Batches are cut where the float64-free NumPy reference would take too long.
+GPU_CASES = [
+    ((16, 100, 100, 1), (3, 3, 512), (1, 1), "valid"),
+    ((16, 32, 32, 512), (3, 3, 256), (1, 1), "valid"),
+    ((128, 10, 10, 256), (3, 3, 128), (1, 1), "valid"),
+    ((8, 56, 56, 64), (3, 3, 64), (1, 1), "same"),
+    ((128, 28, 28, 1), (3, 3, 32), (1, 1), "same"),
+    ((8, 57, 57, 3), (3, 3, 40), (2, 2), "same"),
+]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("case", GPU_CASES, ids=["article-1", "article-2", "article-3", "64to64-56", "1to32-28",
+                                                 "stride2-odd"])
+def test_conv_ops_match_reference_on_gpu(gpu, case):
+    import cupy
+    rng = np.random.default_rng(7)
+    x, w, b, strides, padding = _problem(rng, case)
+    # Long reductions (K up to 4608 for the GEMMs, 14400+ for dW) accumulate float32 rounding.
+    tol = dict(rtol=2e-3, atol=2e-3)
+    y = reference.conv2d_forward(x, w, b, strides, padding, "relu")
+    x_d, w_d, b_d = cupy.asarray(x), cupy.asarray(w), cupy.asarray(b)
+    _assert_close(conv_launchers.conv2d_forward(x_d, w_d, b_d, strides, padding, "relu"), y, **tol)
+    dy = _random(rng, y.shape)
+    dy_d = cupy.asarray(dy)
+    _assert_close(conv_launchers.conv2d_backward_data(dy_d, w_d, x.shape, strides, padding),
+                  reference.conv2d_backward_data(dy, w, x.shape, strides, padding), **tol)
+    dw = conv_launchers.conv2d_backward_filter(x_d, dy_d, w.shape[:2], strides, padding)
+    _assert_close(dw, reference.conv2d_backward_filter(x, dy, w.shape[:2], strides, padding), rtol=2e-3,
+                  atol=2e-3 * np.sqrt(x.shape[0] * y.shape[1] * y.shape[2]))
+    again = conv_launchers.conv2d_backward_filter(x_d, dy_d, w.shape[:2], strides, padding)
+    assert bool(cupy.array_equal(dw, again))
