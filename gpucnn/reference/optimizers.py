@@ -26,9 +26,19 @@ def adam_update(param, grad, m, v, step, learning_rate, beta_1, beta_2, epsilon)
     # The step size is computed on the host in float64, like the scalar passed to the kernel.
     alpha = learning_rate * math.sqrt(1 - beta_2**step) / (1 - beta_1**step)
     dtype = param.dtype.type
-    m += (grad - m) * dtype(1 - beta_1)
-    v += (np.square(grad) - v) * dtype(1 - beta_2)
-    param -= dtype(alpha) * m / (np.sqrt(v) + dtype(epsilon))
+    # One scratch buffer and in-place ufuncs: a model's flat buffer is large and this runs every step.
+    scratch = np.subtract(grad, m, dtype=param.dtype)
+    scratch *= dtype(1 - beta_1)
+    m += scratch
+    np.square(grad, out=scratch)
+    scratch -= v
+    scratch *= dtype(1 - beta_2)
+    v += scratch
+    np.sqrt(v, out=scratch)
+    scratch += dtype(epsilon)
+    np.divide(m, scratch, out=scratch)
+    scratch *= dtype(alpha)
+    param -= scratch
 
 
 def sgd_update(param, grad, velocity, learning_rate, momentum, nesterov):
