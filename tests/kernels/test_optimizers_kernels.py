@@ -1,0 +1,56 @@
+"""Adam and SGD kernels vs the NumPy reference, over several steps on one flat parameter buffer."""
+import numpy as np
+import pytest
+from numba_helpers import assert_close, device, on_device, pick, random, with_devices  # noqa: F401 (fixture)
+
+from gpucnn import cuda as launchers
+from gpucnn import reference
+
+STEPS = 3
+
+
+def _buffers(device, *seeds):
+    size = pick(device, 70, 5_000_000)  # 70: a partial block and a grid-stride wrap when emulated
+    return [random((size,), seed) for seed in seeds]
+
+
+@with_devices
+def test_adam_matches_reference(device):
+    param, m, v = _buffers(device, 0, 1, 2)
+    v = np.abs(v)
+    on = list(on_device(device, param, m, v))
+    for step in range(1, STEPS + 1):
+        grad = random(param.shape, seed=10 + step)
+        launchers.adam_update(on[0], on_device(device, grad), on[1], on[2], step, 1e-2, 0.9, 0.999, 1e-7)
+        reference.adam_update(param, grad, m, v, step, 1e-2, 0.9, 0.999, 1e-7)
+    for actual, expected in zip(on, (param, m, v)):
+        assert_close(device, actual, expected, rtol=1e-5, atol=1e-6)
+
+
+@with_devices
+@pytest.mark.parametrize("momentum, nesterov", [(0.0, False), (0.9, False), (0.9, True)])
+def test_sgd_matches_reference(device, momentum, nesterov):
+    param, velocity = _buffers(device, 3, 4)
+    velocity = None if momentum == 0 else velocity
+    on_param = on_device(device, param)
+    on_velocity = None if velocity is None else on_device(device, velocity)
+    for step in range(STEPS):
+        grad = random(param.shape, seed=20 + step)
+        launchers.sgd_update(on_param, on_device(device, grad), on_velocity, 0.05, momentum, nesterov)
+        reference.sgd_update(param, grad, velocity, 0.05, momentum, nesterov)
+    assert_close(device, on_param, param, rtol=1e-6, atol=1e-6)
+    if velocity is not None:
+        assert_close(device, on_velocity, velocity, rtol=1e-6, atol=1e-6)
+
+
+def test_optimizer_arguments_are_checked(emulated):
+    param = random((8,))
+    with pytest.raises(ValueError, match="`grad`"):
+        launchers.sgd_update(param, random((7,)), None, 0.1, 0.0, False)
+    with pytest.raises(ValueError, match="`velocity`"):
+        launchers.sgd_update(param, random((8,)), None, 0.1, 0.9, False)
+    with pytest.raises(ValueError, match="`param`"):
+        launchers.adam_update(random((2, 4)), random((2, 4)), random((2, 4)), random((2, 4)), 1,
+                              1e-3, 0.9, 0.999, 1e-7)
+    with pytest.raises(ValueError, match="`step`"):
+        launchers.adam_update(param, param, param, param, 0, 1e-3, 0.9, 0.999, 1e-7)
