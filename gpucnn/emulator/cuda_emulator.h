@@ -232,13 +232,14 @@ enum class State : unsigned char { ready, barrier, warp, exited };
 enum class Op : unsigned char {
     bar_sync, bar_count, bar_and, bar_or,                                  // block-wide
     warp_sync, shfl_idx, shfl_up, shfl_down, shfl_xor, ballot, any, all,   // warp-wide
+    active_mask,                                                           // one thread, once its warp settled
 };
 
 inline const char* op_name(Op op) {
     static const char* const names[] = {"__syncthreads", "__syncthreads_count", "__syncthreads_and",
                                         "__syncthreads_or", "__syncwarp", "__shfl_sync", "__shfl_up_sync",
                                         "__shfl_down_sync", "__shfl_xor_sync", "__ballot_sync",
-                                        "__any_sync", "__all_sync"};
+                                        "__any_sync", "__all_sync", "__activemask"};
     return names[static_cast<int>(op)];
 }
 
@@ -354,9 +355,11 @@ private:
     }
 
     void release_warp_group(int base, unsigned int group) {
-        unsigned int votes = 0;
-        for (int l = 0; l < 32; ++l)
+        unsigned int votes = 0, alive = 0;
+        for (int l = 0; l < 32 && base + l < nthreads; ++l) {
             if ((group >> l & 1u) && slots[base + l].value != 0) votes |= 1u << l;
+            if (slots[base + l].state != State::exited) alive |= 1u << l;
+        }
         // All results are computed before any thread runs again, so no thread can overwrite a value that
         // another one still has to read.
         for (int l = 0; l < 32; ++l) {
@@ -367,6 +370,7 @@ private:
                 case Op::any: s.result = votes != 0; break;
                 case Op::all: s.result = votes == group; break;
                 case Op::warp_sync: s.result = 0; break;
+                case Op::active_mask: s.result = alive; break;
                 default: {
                     // Reading a lane outside the group is undefined on a GPU; the emulator returns the
                     // caller's own value.
@@ -795,15 +799,9 @@ inline T __shfl_xor_sync(unsigned int mask, T var, int lane_mask, int width = wa
 inline unsigned int __ballot_sync(unsigned int mask, int p) { return gpucnn_emu::warp_vote(gpucnn_emu::Op::ballot, mask, p); }
 inline int __any_sync(unsigned int mask, int p) { return gpucnn_emu::warp_vote(gpucnn_emu::Op::any, mask, p); }
 inline int __all_sync(unsigned int mask, int p) { return gpucnn_emu::warp_vote(gpucnn_emu::Op::all, mask, p); }
-// Lanes of the caller's warp that have not exited (no rendezvous: on a GPU this is a snapshot too).
-inline unsigned int __activemask() {
-    const gpucnn_emu::Block& b = *gpucnn_emu::tls.block;
-    const int base = gpucnn_emu::tls.linear / 32 * 32;
-    unsigned int mask = 0;
-    for (int l = 0; l < 32 && base + l < b.nthreads; ++l)
-        if (b.slots[base + l].state != gpucnn_emu::State::exited) mask |= 1u << l;
-    return mask;
-}
+// Lanes of the caller's warp that have not exited.  Answered once every other thread has run as far as it
+// can, so lanes that exit early (as converged lanes would on a GPU) are no longer counted.
+inline unsigned int __activemask() { return gpucnn_emu::warp_vote(gpucnn_emu::Op::active_mask, 0, 0); }
 [[noreturn]] inline void __trap() {
     gpucnn_emu::fail_thread("__trap() called by thread " + gpucnn_emu::format_index(threadIdx));
 }

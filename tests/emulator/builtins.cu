@@ -81,3 +81,10 @@ extern "C" __global__ void trap_in_block(int bad_block) {
     if ((int)blockIdx.x == bad_block && threadIdx.x == 0) __trap();
     __syncthreads();
 }
+
+// Threads from `first_exiting_thread` on exit; the others record __activemask after a __syncwarp over it.
+extern "C" __global__ void active_lanes(int first_exiting_thread, unsigned int* masks) {
+    if ((int)threadIdx.x >= first_exiting_thread) return;
+    __syncwarp(__activemask());
+    masks[threadIdx.x] = __activemask();
+}

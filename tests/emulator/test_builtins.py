@@ -85,3 +85,10 @@ def test_shuffle_with_exited_lane_is_an_error(builtins):
 def test_trap_is_an_error_naming_the_block(builtins):
     with pytest.raises(RuntimeError, match=r"block \(3,0,0\): __trap\(\) called by thread \(0,0,0\)"):
         builtins.get_function("trap_in_block")(5, 32, (np.int32(3),))
+
+
+def test_activemask_leaves_out_exited_lanes(builtins):
+    masks = np.zeros(64, np.uint32)
+    builtins.get_function("active_lanes")(1, 64, (np.int32(40), masks))
+    lanes_alive = [(1 << 32) - 1] * 32 + [(1 << 8) - 1] * 8  # warp 1 keeps lanes 0..7 (threads 32..39)
+    np.testing.assert_array_equal(masks, lanes_alive + [0] * 24)
