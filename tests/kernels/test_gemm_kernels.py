@@ -1,0 +1,107 @@
+"""CUDA C GEMM kernels for Dense (kernels/gemm.cu) vs the NumPy reference: forward with every fused
+activation, backward-data (dy·wᵀ) and backward-weights (xᵀ·dy), every tile shape, split-K."""
+import numpy as np
+import pytest
+
+from gpucnn import reference
+from gpucnn.cuda import dense as dense_launchers
+
+ACTIVATIONS = ("linear", "relu", "leaky_relu", "sigmoid")
+ALL_TILES = (dense_launchers.LARGE_TILE, dense_launchers.SMALL_TILE, dense_launchers.FEW_COLUMNS_TILE,
+             dense_launchers.FEW_ROWS_TILE)
+
+
+def _random(rng, shape, xp=np):
+    return xp.asarray(rng.standard_normal(shape).astype(np.float32))
+
+
+def _assert_close(actual, expected, rtol=1e-4, atol=1e-4):
+    actual = actual.get() if hasattr(actual, "get") else actual
+    assert actual.shape == expected.shape
+    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol)
+
+
+def _check_all_ops(rng, batch, features, units, activation="relu", with_bias=True):
+    x = _random(rng, (batch, features))
+    w = _random(rng, (features, units))
+    b = _random(rng, (units,)) if with_bias else None
+    _assert_close(dense_launchers.dense_forward(x, w, b, activation, 0.3),
+                  reference.dense_forward(x, w, b, activation, 0.3))
+    dy = _random(rng, (batch, units))
+    _assert_close(dense_launchers.dense_backward_data(dy, w), reference.dense_backward_data(dy, w))
+    _assert_close(dense_launchers.dense_backward_weights(x, dy), reference.dense_backward_weights(x, dy))
+
+
+@pytest.mark.parametrize("batch, features, units", [(1, 1, 1), (3, 5, 7), (5, 70, 9), (2, 9, 33)])
+def test_dense_ops_match_reference(emulated, batch, features, units):
+    _check_all_ops(np.random.default_rng(batch * 100 + units), batch, features, units)
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_forward_epilogue_applies_each_activation(emulated, activation):
+    _check_all_ops(np.random.default_rng(1), 4, 12, 6, activation)
+
+
+def test_forward_without_bias(emulated):
+    _check_all_ops(np.random.default_rng(2), 4, 12, 6, "linear", with_bias=False)
+
+
+@pytest.mark.parametrize("tile", ALL_TILES, ids=[t.suffix for t in ALL_TILES])
+def test_every_tile_shape_crosses_tile_edges(emulated, monkeypatch, tile):
+    # 130 rows, 131 columns, 13 features: partial tiles along every dimension of every GEMM.
+    monkeypatch.setattr(dense_launchers, "choose_tile", lambda m, n, k: tile)
+    _check_all_ops(np.random.default_rng(3), 130, 13, 131, "sigmoid")
+
+
+def test_split_k_is_deterministic_and_applies_the_epilogue(emulated, monkeypatch):
+    monkeypatch.setattr(dense_launchers, "choose_split_k", lambda blocks, k_tiles: (3, -(-k_tiles // 3)))
+    rng = np.random.default_rng(4)
+    _check_all_ops(rng, 40, 50, 6, "leaky_relu")
+    x, dy = _random(rng, (60, 5)), _random(rng, (60, 3))
+    first = dense_launchers.dense_backward_weights(x, dy)
+    assert np.array_equal(first, dense_launchers.dense_backward_weights(x, dy))
+
+
+def test_tile_and_split_choice():
+    # Independent of any kernel: the policy the launcher documents.
+    assert dense_launchers.choose_tile(10_000, 512, 9) == dense_launchers.LARGE_TILE
+    assert dense_launchers.choose_tile(1000, 64, 64) == dense_launchers.SMALL_TILE
+    assert dense_launchers.choose_tile(10_000, 8, 64) == dense_launchers.FEW_COLUMNS_TILE
+    assert dense_launchers.choose_tile(9, 512, 10**6) == dense_launchers.FEW_ROWS_TILE
+    assert dense_launchers.choose_split_k(1000, 500) == (1, 500)
+    splits, per_split = dense_launchers.choose_split_k(4, 10_000)
+    assert splits > 1 and splits * per_split >= 10_000 > (splits - 1) * per_split
+
+
+def test_launcher_rejects_bad_arguments(emulated):
+    x, w = np.zeros((2, 3), np.float32), np.zeros((3, 4), np.float32)
+    with pytest.raises(TypeError, match="`w`"):
+        dense_launchers.dense_forward(x, w.astype(np.float16), None)
+    with pytest.raises(ValueError, match="input features"):
+        dense_launchers.dense_forward(x, np.zeros((5, 4), np.float32), None)
+    with pytest.raises(ValueError, match="`b`"):
+        dense_launchers.dense_forward(x, w, np.zeros(3, np.float32))
+    with pytest.raises(ValueError, match="`x` must have rank 2"):
+        dense_launchers.dense_forward(np.zeros((2, 3, 1), np.float32), w, None)
+    with pytest.raises(ValueError, match="`dy`"):
+        dense_launchers.dense_backward_data(np.zeros((2, 5), np.float32), w)
+    with pytest.raises(ValueError, match="batch size"):
+        dense_launchers.dense_backward_weights(x, np.zeros((3, 4), np.float32))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("batch, features, units", [(128, 512, 1), (128, 4608, 256), (1000, 1000, 1000),
+                                                    (7, 3000, 33)])
+def test_dense_ops_match_reference_on_gpu(gpu, batch, features, units):
+    import cupy
+    rng = np.random.default_rng(5)
+    x, w, b = _random(rng, (batch, features)), _random(rng, (features, units)), _random(rng, (units,))
+    dy = _random(rng, (batch, units))
+    tol = dict(rtol=2e-3, atol=2e-3 * np.sqrt(max(batch, features)))
+    x_d, w_d, b_d, dy_d = (cupy.asarray(a) for a in (x, w, b, dy))
+    _assert_close(dense_launchers.dense_forward(x_d, w_d, b_d, "sigmoid"),
+                  reference.dense_forward(x, w, b, "sigmoid"), **tol)
+    _assert_close(dense_launchers.dense_backward_data(dy_d, w_d), reference.dense_backward_data(dy, w), **tol)
+    dw = dense_launchers.dense_backward_weights(x_d, dy_d)
+    _assert_close(dw, reference.dense_backward_weights(x, dy), **tol)
+    assert bool(cupy.array_equal(dw, dense_launchers.dense_backward_weights(x_d, dy_d)))

@@ -1,0 +1,68 @@
+"""Every kernels/*.cu compiles with NVRTC to an sm_90 cubin, without register spills or local-memory
+arrays and within 255 registers (ptxas' report, parsed by gpucnn.cuda.nvrtc).  No GPU needed."""
+import functools
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from gpucnn.cuda import nvrtc
+
+pytest.importorskip("cuda.bindings.nvrtc", reason="needs cuda-bindings and nvidia-cuda-nvrtc (test extra)")
+
+SOURCES = nvrtc.cuda_sources()
+
+
+@functools.lru_cache(maxsize=None)
+def _compiled(filename):
+    return nvrtc.compile_cubin(filename)
+
+
+def test_kernel_sources_exist():
+    assert {"conv.cu", "gemm.cu"} <= set(SOURCES)
+
+
+@pytest.mark.parametrize("filename", SOURCES)
+def test_compiles_to_sm90_cubin(filename):
+    result = _compiled(filename)
+    assert result.cubin[:4] == b"\x7fELF"  # a cubin is an ELF image; PTX would be text
+    assert result.kernels, f"ptxas reported no entry function for {filename}:\n{result.log}"
+
+
+@pytest.mark.parametrize("filename", SOURCES)
+def test_no_spills_and_at_most_255_registers(filename):
+    for kernel in _compiled(filename).kernels:
+        assert kernel.spill_stores == 0 and kernel.spill_loads == 0, f"{filename}: {kernel}"
+        # A stack frame without spills is a per-thread array indexed at run time: local memory, as slow.
+        assert kernel.stack_bytes == 0, f"{filename}: {kernel}"
+        assert kernel.registers <= 255, f"{filename}: {kernel}"
+
+
+def test_report_parser_reads_ptxas_lines():
+    log = ("ptxas info    : Compiling entry function 'k' for 'sm_90'\n"
+           "ptxas info    : Function properties for k\n"
+           "ptxas         .     8 bytes stack frame, 4 bytes spill stores, 12 bytes spill loads\n"
+           "ptxas info    : Used 40 registers, used 1 barriers, 1024 bytes smem\n"
+           "ptxas info    : Compiling entry function 'j' for 'sm_90'\n"
+           "ptxas info    : Function properties for j\n"
+           "ptxas         .     0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads\n"
+           "ptxas info    : Used 9 registers\n")
+    assert nvrtc.parse_ptxas_log(log) == (nvrtc.KernelResources("k", 40, 4, 12, 1024, 8),
+                                          nvrtc.KernelResources("j", 9, 0, 0, 0, 0))
+
+
+def test_compile_error_carries_the_log(monkeypatch):
+    from gpucnn.cuda import runtime
+    monkeypatch.setattr(runtime, "kernel_source", lambda filename: "extern \"C\" __global__ void k() { oops; }")
+    with pytest.raises(nvrtc.CompileError, match="oops"):
+        nvrtc.compile_cubin("broken.cu")
+
+
+def test_resource_report_lists_every_kernel():
+    script = Path(__file__).resolve().parents[2] / "profiling" / "kernel_resources.py"
+    spec = importlib.util.spec_from_file_location("kernel_resources", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    result = _compiled("gemm.cu")
+    report = module.format_report([result])
+    assert all(k.name in report for k in result.kernels)
