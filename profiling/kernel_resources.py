@@ -24,7 +24,7 @@ def format_report(results):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--arch", default=nvrtc.DEFAULT_ARCH, help="GPU architecture (default: %(default)s)")
     args = parser.parse_args()
     print(format_report([nvrtc.compile_cubin(name, args.arch) for name in nvrtc.cuda_sources()]))

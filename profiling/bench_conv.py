@@ -1,0 +1,159 @@
+"""Validate, then benchmark our CUDA C convolutions (forward with bias + ReLU epilogue, backward-data,
+backward-filter) against cuDNN through PyTorch in strict FP32, on the article model's three conv layers at
+batch 128 and two common shapes.  Needs a GPU, CuPy and PyTorch:
+
+    python profiling/bench_conv.py [results_dir] [--repeat 20] [--warmup 3] [--batch 128]
+
+Each op is first checked against PyTorch in float64 (relative error ‖ours − ref‖ / ‖ref‖), then timed with
+CUDA events (median of --repeat runs after --warmup).  Results (GPU, driver, versions, date, per-op time
+and TFLOP/s) go to <results_dir>/conv-<gpu>-<date>.json, by default profiling/results/.
+"""
+import argparse
+import datetime
+import json
+import re
+import statistics
+from pathlib import Path
+
+import numpy as np
+
+# (name, x shape without batch, kernel (kh, kw, filters), strides, padding)
+SHAPES = [
+    ("article-conv1 100x100x1->512", (100, 100, 1), (3, 3, 512), (1, 1), "valid"),
+    ("article-conv2 32x32x512->256", (32, 32, 512), (3, 3, 256), (1, 1), "valid"),
+    ("article-conv3 10x10x256->128", (10, 10, 256), (3, 3, 128), (1, 1), "valid"),
+    ("3x3 64->64 at 56x56", (56, 56, 64), (3, 3, 64), (1, 1), "same"),
+    ("3x3 1->32 at 28x28", (28, 28, 1), (3, 3, 32), (1, 1), "same"),
+]
+MAX_RELATIVE_ERROR = 1e-4  # float32 accumulation over K <= 1.3M terms lands far below this
+
+
+def time_ms(run, start_event, end_event, elapsed_ms, warmup, repeat):
+    """Median milliseconds of ``run()`` between two device events on the current stream."""
+    for _ in range(warmup):
+        run()
+    times = []
+    for _ in range(repeat):
+        start_event.record()
+        run()
+        end_event.record()
+        end_event.synchronize()
+        times.append(elapsed_ms(start_event, end_event))
+    return statistics.median(times)
+
+
+def relative_error(ours, reference):
+    import torch
+    ours = torch.from_dlpack(ours).double()
+    return float(torch.linalg.vector_norm(ours - reference) / torch.linalg.vector_norm(reference))
+
+
+def bench_shape(name, x_hwc, kernel, strides, padding, batch, warmup, repeat):
+    import cupy
+    import torch
+    import torch.nn.functional as F
+    from gpucnn.cuda import conv
+
+    kh, kw, filters = kernel
+    rng = cupy.random.default_rng(0)
+    x = rng.standard_normal((batch, *x_hwc), dtype=cupy.float32)
+    w = rng.standard_normal((kh, kw, x_hwc[2], filters), dtype=cupy.float32) / np.sqrt(kh * kw * x_hwc[2])
+    b = rng.standard_normal(filters, dtype=cupy.float32)
+    y = conv.conv2d_forward(x, w, b, strides, padding, "relu")
+    dy = rng.standard_normal(y.shape, dtype=cupy.float32)
+
+    # PyTorch views of the same memory: NCHW logical order with channels-last strides, so cuDNN runs its
+    # NHWC kernels on exactly our layout.
+    x_t = torch.from_dlpack(x).permute(0, 3, 1, 2)
+    w_t = torch.from_dlpack(w).permute(3, 2, 0, 1).contiguous(memory_format=torch.channels_last)
+    b_t = torch.from_dlpack(b)
+    dy_t = torch.from_dlpack(dy).permute(0, 3, 1, 2)
+    torch_padding = 0 if padding == "valid" else "same"
+
+    def torch_forward(x_, w_, b_):
+        return F.conv2d(x_, w_, b_, stride=strides, padding=torch_padding)
+
+    def torch_backward_data(dy_, w_):
+        return torch.nn.grad.conv2d_input(x_t.shape, w_, dy_, stride=strides, padding=torch_padding)
+
+    def torch_backward_filter(x_, dy_):
+        return torch.nn.grad.conv2d_weight(x_, w_t.shape, dy_, stride=strides, padding=torch_padding)
+
+    ops = {
+        "forward": (lambda: conv.conv2d_forward(x, w, b, strides, padding, "relu"),
+                    lambda: torch_forward(x_t, w_t, b_t),
+                    lambda: torch.relu(torch_forward(x_t.double(), w_t.double(), b_t.double())).permute(0, 2, 3, 1)),
+        "backward_data": (lambda: conv.conv2d_backward_data(dy, w, x.shape, strides, padding),
+                          lambda: torch_backward_data(dy_t, w_t),
+                          lambda: torch_backward_data(dy_t.double(), w_t.double()).permute(0, 2, 3, 1)),
+        "backward_filter": (lambda: conv.conv2d_backward_filter(x, dy, (kh, kw), strides, padding),
+                            lambda: torch_backward_filter(x_t, dy_t),
+                            lambda: torch_backward_filter(x_t.double(), dy_t.double()).permute(2, 3, 1, 0)),
+    }
+    flops = 2.0 * batch * y.shape[1] * y.shape[2] * filters * kh * kw * x_hwc[2]
+    rows = []
+    for op, (ours, theirs, reference64) in ops.items():
+        error = relative_error(ours(), reference64())
+        torch.cuda.empty_cache()
+        if not error < MAX_RELATIVE_ERROR:
+            raise SystemExit(f"{name} {op}: relative error {error:.2e} > {MAX_RELATIVE_ERROR:.0e}; not timing "
+                             f"a wrong kernel.")
+        ours_ms = time_ms(ours, cupy.cuda.Event(), cupy.cuda.Event(), cupy.cuda.get_elapsed_time,
+                          warmup, repeat)
+        cudnn_ms = time_ms(theirs, torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True),
+                           lambda start, end: start.elapsed_time(end), warmup, repeat)
+        rows.append(dict(shape=name, op=op, batch=batch, flops=flops, relative_error=error,
+                         ours_ms=ours_ms, cudnn_fp32_ms=cudnn_ms,
+                         ours_tflops=flops / ours_ms / 1e9, cudnn_fp32_tflops=flops / cudnn_ms / 1e9,
+                         ratio_vs_cudnn=cudnn_ms / ours_ms))
+    return rows
+
+
+def environment():
+    import cupy
+    import torch
+    props = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)
+    return dict(gpu=props["name"].decode() if isinstance(props["name"], bytes) else props["name"],
+                driver=cupy.cuda.runtime.driverGetVersion(), cuda_runtime=cupy.cuda.runtime.runtimeGetVersion(),
+                cupy=cupy.__version__, torch=torch.__version__, cudnn=torch.backends.cudnn.version(),
+                date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                cudnn_allow_tf32=torch.backends.cudnn.allow_tf32)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("results_dir", nargs="?", default=str(Path(__file__).parent / "results"),
+                        help="where the JSON goes (default: %(default)s)")
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=20)
+    args = parser.parse_args()
+
+    import torch
+    torch.backends.cudnn.allow_tf32 = False   # strict FP32, as our kernels
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.benchmark = True     # let cuDNN pick its fastest algorithm
+    from gpucnn import backend
+    backend.set_backend("cuda")
+
+    env = environment()
+    rows = []
+    for shape in SHAPES:
+        rows += bench_shape(*shape, batch=args.batch, warmup=args.warmup, repeat=args.repeat)
+    print(f"{env['gpu']}, batch {args.batch}, median of {args.repeat}")
+    print(f"{'shape':<30} {'op':<16} {'ours ms':>9} {'cuDNN ms':>9} {'ours TF/s':>10} {'cuDNN TF/s':>11} "
+          f"{'cuDNN/ours':>10} {'rel err':>8}")
+    for r in rows:
+        print(f"{r['shape']:<30} {r['op']:<16} {r['ours_ms']:>9.3f} {r['cudnn_fp32_ms']:>9.3f} "
+              f"{r['ours_tflops']:>10.2f} {r['cudnn_fp32_tflops']:>11.2f} {r['ratio_vs_cudnn']:>10.2f} "
+              f"{r['relative_error']:>8.1e}")
+    out_dir = Path(args.results_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    gpu = re.sub(r"[^A-Za-z0-9]+", "-", env["gpu"]).strip("-")
+    path = out_dir / f"conv-{gpu}-{env['date'][:10]}.json"
+    path.write_text(json.dumps(dict(environment=env, results=rows), indent=2))
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
