@@ -41,8 +41,9 @@ def random(shape, seed=0, low=-2.0, high=2.0):
 
 
 def on_device(device, *arrays):
-    """The host arrays copied to ``device`` (dtype kept)."""
-    moved = tuple(device.xp.asarray(a) for a in arrays)
+    """Copies of the host arrays on ``device`` (dtype kept): always copies, also emulated, so in-place
+    updates of the kernels and of the reference never share a buffer."""
+    moved = tuple(device.xp.array(a, copy=True) for a in arrays)
     return moved if len(moved) > 1 else moved[0]
 
 

@@ -1,0 +1,237 @@
+"""Validate, then benchmark the Numba kernels (activations, bias, dropout, pooling, batch-norm, optimizers,
+losses) on a CUDA GPU, llm.c style.
+
+1. Validate: every op on the ``cuda`` backend against the NumPy reference on mid-size inputs.
+2. Benchmark: each op on large tensors, timed with CUDA events (warm-up, then the median of repeats),
+   as GB/s of the bytes it must move, next to a device-to-device copy measured in the same run
+   (the bandwidth ceiling; goal: >= 80 % of it for relu, bias add, dropout and Adam).
+3. Launch overhead: Python-side µs per call on a tiny tensor (enqueue only, no sync), per op.
+
+Writes a JSON report (GPU, driver, library versions, date, numbers) to
+``<output_dir>/elementwise-<gpu>-<date>.json`` (default output_dir: profiling/results).
+
+    python profiling/bench_elementwise.py [output_dir] [--elements N] [--repeats R]
+"""
+import argparse
+import datetime
+import json
+import os
+import pathlib
+import platform
+import re
+import statistics
+import sys
+import time
+
+import numpy as np
+
+RESULTS_DIR = pathlib.Path(__file__).resolve().parent / "results"
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("output_dir", nargs="?", default=str(RESULTS_DIR),
+                        help="folder for the JSON report (default: %(default)s)")
+    parser.add_argument("--elements", type=int, default=1 << 26,
+                        help="float32 elements of the large tensors (default: %(default)s = 256 MiB)")
+    parser.add_argument("--repeats", type=int, default=20, help="timed runs per op (default: %(default)s)")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed runs per op (default: %(default)s)")
+    parser.add_argument("--launches", type=int, default=200,
+                        help="calls per op when measuring launch overhead (default: %(default)s)")
+    args = parser.parse_args(argv)
+    if args.elements < 1 << 16 or args.repeats < 1 or args.warmup < 0 or args.launches < 1:
+        parser.error("need --elements >= 65536, --repeats >= 1, --warmup >= 0, --launches >= 1")
+    return args
+
+
+def cases(elements):
+    """(name, call, bytes moved per call, inputs for validation) for every op at ``elements`` floats."""
+    rng = np.random.default_rng(0)
+
+    def host(shape, low=-2.0, high=2.0):
+        return rng.uniform(low, high, shape).astype(np.float32)
+
+    channels = 64
+    side = int((elements // (channels * 16)) ** 0.5) // 2 * 2  # batch 16 of side x side x 64, even side
+    nhwc = (16, side, side, channels)
+    n = int(np.prod(nhwc))
+    rows, classes = max(64, elements // 16384), 1000
+    f = 4  # bytes per float32 / int32
+
+    x, dy = host(nhwc), host(nhwc)
+    y_sigmoid = 1 / (1 + np.exp(-x))
+    b = host((channels,))
+    gamma, beta = host((channels,), 0.5, 1.5), host((channels,))
+    pooled = (16, side // 2, side // 2, channels)
+    dy_pool = host(pooled)
+    logits = host((rows, classes), -5, 5)
+    labels = rng.integers(0, classes, rows).astype(np.int32)
+    flat = host((n,))
+    grad, m, v = host((n,)), host((n,)), np.abs(host((n,)))
+    mean, inv_std = x.reshape(-1, channels).mean(0), 1 / np.sqrt(x.reshape(-1, channels).var(0) + 1e-3)
+    argmax = rng.integers(0, 4, pooled).astype(np.int32)
+
+    # Each entry: op name, positional arguments (host arrays are moved to the device once), bytes moved.
+    return [
+        ("relu_forward", (x,), 2 * n * f),
+        ("relu_backward", (dy, x), 3 * n * f),
+        ("leaky_relu_forward", (x, 0.2), 2 * n * f),
+        ("sigmoid_forward", (x,), 2 * n * f),
+        ("sigmoid_backward", (dy, y_sigmoid), 3 * n * f),
+        ("bias_add", (x, b), 2 * n * f),
+        ("bias_backward", (dy,), n * f),
+        ("dropout_forward", (x, 0.5, 1234), 2 * n * f),
+        ("max_pool_forward", (x, (2, 2), (2, 2), "valid"), n * f + 2 * (n // 4) * f),
+        ("max_pool_backward", (dy_pool, argmax, nhwc, (2, 2), (2, 2), "valid"), n * f + 2 * (n // 4) * f),
+        ("batchnorm_forward_training", (x, gamma, beta, 1e-3), 4 * n * f),
+        ("batchnorm_backward", (dy, x, gamma, mean.astype(np.float32), inv_std.astype(np.float32)), 5 * n * f),
+        ("softmax_forward", (logits,), 2 * rows * classes * f),
+        ("sparse_softmax_categorical_crossentropy", (logits, labels), 2 * rows * classes * f),
+        ("adam_update", (flat, grad, m, v, 10, 1e-3, 0.9, 0.999, 1e-7), 7 * n * f),
+        ("sgd_update", (flat, grad, m, 0.01, 0.9, True), 5 * n * f),
+    ]
+
+
+def to_device(cp, args):
+    return tuple(cp.asarray(a) if isinstance(a, np.ndarray) else a for a in args)
+
+
+def to_host(result):
+    if isinstance(result, tuple):
+        return tuple(to_host(r) for r in result)
+    return None if result is None else result.get()
+
+
+def max_error(actual, expected):
+    actual = actual if isinstance(actual, tuple) else (actual,)
+    expected = expected if isinstance(expected, tuple) else (expected,)
+    return max(float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(e, np.float64)) /
+                             (1 + np.abs(np.asarray(e, np.float64))), initial=0))
+               for a, e in zip(actual, expected))
+
+
+def validate(cp, ops, reference, name, args):
+    """Relative max error of the op vs the reference (in-place ops compare the updated first buffer)."""
+    host_args = tuple(a.copy() if isinstance(a, np.ndarray) else a for a in args)
+    device_args = to_device(cp, host_args)
+    result = getattr(ops, name)(*device_args)
+    expected = getattr(reference, name)(*host_args)
+    if result is None:  # in place: compare the updated parameter buffer
+        return max_error(device_args[0].get(), host_args[0])
+    return max_error(to_host(result), expected)
+
+
+def time_median_ms(cp, call, warmup, repeats):
+    """Median over ``repeats`` of the device time of ``call()``, each bracketed by CUDA events."""
+    for _ in range(warmup):
+        call()
+    stream = cp.cuda.get_current_stream()
+    times = []
+    for _ in range(repeats):
+        start, end = cp.cuda.Event(), cp.cuda.Event()
+        start.record(stream)
+        call()
+        end.record(stream)
+        end.synchronize()
+        times.append(cp.cuda.get_elapsed_time(start, end))
+    return statistics.median(times)
+
+
+def launch_overhead_us(cp, call, launches):
+    """Python-side µs per call (enqueue only) once compiled and warm."""
+    call()
+    cp.cuda.get_current_stream().synchronize()
+    begin = time.perf_counter()
+    for _ in range(launches):
+        call()
+    elapsed = time.perf_counter() - begin
+    cp.cuda.get_current_stream().synchronize()
+    return elapsed / launches * 1e6
+
+
+def environment(cp):
+    import numba
+    import numba_cuda
+
+    properties = cp.cuda.runtime.getDeviceProperties(cp.cuda.Device().id)
+    name = properties["name"]
+    return {
+        "gpu": name.decode() if isinstance(name, bytes) else str(name),
+        "sm_count": properties["multiProcessorCount"],
+        "driver_version": cp.cuda.runtime.driverGetVersion(),
+        "cuda_runtime_version": cp.cuda.runtime.runtimeGetVersion(),
+        "cupy": cp.__version__,
+        "numba": numba.__version__,
+        "numba_cuda": getattr(numba_cuda, "__version__", "unknown"),
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0"):
+        sys.exit("NUMBA_ENABLE_CUDASIM is set: unset it, this benchmark needs a real GPU.")
+    import cupy as cp
+
+    import gpucnn
+    from gpucnn import backend, reference
+
+    backend.set_backend("cuda")
+    ops = backend.current().ops
+    info = environment(cp)
+    print(f"{info['gpu']}  driver {info['driver_version']}  cupy {info['cupy']}  numba-cuda {info['numba_cuda']}")
+
+    # 1. Validate on mid-size inputs before timing anything.
+    validation = {}
+    for name, op_args, _ in cases(1 << 20):
+        validation[name] = validate(cp, ops, reference, name, op_args)
+        status = "ok" if validation[name] < 1e-4 else "MISMATCH"
+        print(f"validate {name:42s} max rel error {validation[name]:.2e}  {status}")
+    if any(error >= 1e-4 for error in validation.values()):
+        sys.exit("validation failed: not benchmarking wrong kernels")
+
+    # 2. Bandwidth ceiling: a device-to-device copy of the same size, in this run.
+    n = args.elements
+    source, target = cp.ones(n, dtype=cp.float32), cp.empty(n, dtype=cp.float32)
+
+    def copy():
+        cp.cuda.runtime.memcpyAsync(target.data.ptr, source.data.ptr, n * 4,
+                                    cp.cuda.runtime.memcpyDeviceToDevice, cp.cuda.get_current_stream().ptr)
+
+    copy_ms = time_median_ms(cp, copy, args.warmup, args.repeats)
+    copy_gbs = 2 * n * 4 / copy_ms / 1e6
+    print(f"{'device-to-device copy':42s} {copy_ms:8.3f} ms  {copy_gbs:8.1f} GB/s")
+    del source, target
+
+    # 3. Each op on large tensors, then its launch overhead on tiny ones.
+    tiny = dict((name, op_args) for name, op_args, _ in cases(1 << 16))
+    results = []
+    for name, op_args, moved in cases(n):
+        device_args = to_device(cp, op_args)
+        call = (lambda f=getattr(ops, name), a=device_args: f(*a))
+        ms = time_median_ms(cp, call, args.warmup, args.repeats)
+        tiny_args = to_device(cp, tiny[name])
+        overhead = launch_overhead_us(cp, lambda f=getattr(ops, name), a=tiny_args: f(*a), args.launches)
+        gbs = moved / ms / 1e6
+        results.append({"op": name, "bytes": moved, "median_ms": ms, "gb_per_s": gbs,
+                        "fraction_of_copy": gbs / copy_gbs, "launch_overhead_us": overhead,
+                        "validation_max_rel_error": validation[name]})
+        print(f"{name:42s} {ms:8.3f} ms  {gbs:8.1f} GB/s  {100 * gbs / copy_gbs:5.1f} % of copy  "
+              f"launch {overhead:6.1f} µs")
+        del device_args, tiny_args
+
+    report = {**info, "gpucnn": getattr(gpucnn, "__version__", "unknown"), "elements": n,
+              "repeats": args.repeats, "copy": {"median_ms": copy_ms, "gb_per_s": copy_gbs},
+              "results": results}
+    slug = re.sub(r"[^a-z0-9]+", "-", info["gpu"].lower()).strip("-")
+    out = pathlib.Path(args.output_dir) / f"elementwise-{slug}-{info['date'][:10]}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=1) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
