@@ -28,7 +28,7 @@ def apply_activation_(z, activation, alpha=0.2):
     elif activation == "leaky_relu":
         # max(z, alpha·z) picks z for z > 0 and alpha·z for z < 0 when alpha <= 1 (min when alpha > 1).
         pick = np.maximum if alpha <= 1 else np.minimum
-        pick(z, z * alpha, out=z)
+        pick(z, z * z.dtype.type(alpha), out=z)  # alpha rounded to z's dtype first, as in the kernels
     elif activation == "sigmoid":
         # 1 / (1 + exp(-z)): exp overflows to inf for z < -88 (float32), which still gives the right 0.
         with np.errstate(over="ignore"):
@@ -60,7 +60,7 @@ def leaky_relu_forward(x, alpha):
 def leaky_relu_backward(dy, y, alpha):
     """dy where y > 0, else alpha * dy (alpha > 0, so y has the sign of x; x == 0 gets alpha, as in TF)."""
     dx = dy * (y > 0)
-    negative_part = dy * alpha
+    negative_part = dy * dy.dtype.type(alpha)
     negative_part *= y <= 0
     dx += negative_part  # exact: one of the two terms is 0
     return dx

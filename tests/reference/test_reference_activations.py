@@ -82,3 +82,13 @@ def test_bias_add_and_backward(shape):
 def test_bias_add_rejects_a_mismatched_bias():
     with pytest.raises(ValueError, match="`b`"):
         bias_add(np.zeros((2, 3), np.float32), np.zeros(4, np.float32))
+
+
+def test_leaky_relu_rounds_alpha_to_float32_like_the_kernels():
+    x = np.random.default_rng(6).standard_normal(1000).astype(np.float32)
+    dy = np.ones_like(x)
+    for alpha in (0.3, np.float64(0.3)):          # a float64 scalar must not promote the product
+        y = leaky_relu_forward(x, alpha)
+        assert y.dtype == np.float32
+        np.testing.assert_array_equal(y, np.where(x > 0, x, np.float32(0.3) * x))
+        np.testing.assert_array_equal(leaky_relu_backward(dy, y, alpha), np.where(x > 0, 1, np.float32(0.3)))
