@@ -9,7 +9,8 @@ import math
 
 import numpy as np
 
-from gpucnn import backend, callbacks as callbacks_module, losses, optimizers, saving, utils
+from gpucnn import backend, callbacks as callbacks_module, losses, optimizers, profiler, saving, utils
+from gpucnn import training as training_module
 from gpucnn.layers import Input, Layer, deserialize, serialize
 from gpucnn.layers.base import _unique_name, format_shape
 
@@ -43,6 +44,7 @@ class Sequential:
         self._packed_for = None
         self._params = self._grads = None
         self._logits = False
+        self._jit_graph = None
         for layer in layers or []:
             self.add(layer)
 
@@ -156,9 +158,16 @@ class Sequential:
         self.optimizer.build(self._params)
 
     # -- compile ------------------------------------------------------------------------------------
-    def compile(self, optimizer="rmsprop", loss=None, metrics=None):
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None, jit_graph=None):
         """Configure training: ``optimizer`` ('adam', 'sgd' or an instance), ``loss`` (Keras name or
-        instance), ``metrics`` (e.g. ['accuracy'])."""
+        instance), ``metrics`` (e.g. ['accuracy']).
+
+        ``jit_graph`` chooses how ``fit`` runs a step: ``None`` (default) captures forward, loss and
+        backward of a full batch once as a CUDA graph and replays it on the ``cuda`` backend, and
+        launches eagerly elsewhere; ``False`` always launches eagerly; ``True`` asks for the graph
+        runner anywhere (off the GPU it runs the same host logic eagerly).  Models that cannot be
+        replayed (Dropout) train eagerly.  See :mod:`gpucnn.training`."""
+        training_module.check_jit_graph(jit_graph)
         if optimizer == "rmsprop":
             raise ValueError("Argument `optimizer` 'rmsprop' (Keras' default) is not implemented. "
                              "Fix: pass optimizer='adam' or 'sgd'.")
@@ -167,6 +176,7 @@ class Sequential:
         self.optimizer = optimizers.get(optimizer)
         self.loss = losses.get(loss)
         self.metrics = losses.metric_names(metrics, self.loss)
+        self._jit_graph = jit_graph
         self._packed_for = None
         if self.built:
             self.build()
@@ -186,8 +196,7 @@ class Sequential:
     # -- data ---------------------------------------------------------------------------------------
     def _prepare_x(self, x, argument="x"):
         """``x`` as a float32 contiguous array on the backend, checked against the model's input."""
-        array = x if backend.current().name == "cuda" and hasattr(x, "__cuda_array_interface__") \
-            else np.asarray(x) if not isinstance(x, np.ndarray) else x
+        array = _as_array(x)
         dtype = np.dtype(array.dtype)
         if not np.issubdtype(dtype, np.floating):
             fix = " Fix: x.astype('float32') / 255 for 8-bit images." if np.issubdtype(dtype, np.integer) \
@@ -214,7 +223,7 @@ class Sequential:
         x = self._prepare_x(x, x_name)
         if y is None:
             raise ValueError(f"Argument `{y_name}` is required: labels for every sample of `{x_name}`.")
-        y_host = backend.current().to_numpy(y) if hasattr(y, "__cuda_array_interface__") else np.asarray(y)
+        y_host = backend.current().to_numpy(_as_array(y))
         if y_host.ndim == 0 or len(y_host) != len(x):
             raise ValueError(f"Arguments `{x_name}` and `{y_name}` must have the same number of samples, "
                              f"got {len(x)} and {y_host.shape[0] if y_host.ndim else 'a scalar'}.")
@@ -227,21 +236,37 @@ class Sequential:
         return 32 if batch_size is None else _positive_int(batch_size, "batch_size")
 
     # -- training -----------------------------------------------------------------------------------
+    # Layers run as execution units (gpucnn.training): one layer each, or a fused Conv2D-ReLU +
+    # MaxPooling2D pair; each unit's forward/backward is an NVTX range for nsys timelines.
     def _forward(self, x, training):
-        for layer in self.layers:
-            x = layer.call(x, training=training)
+        for unit in training_module.execution_units(self):
+            with profiler.nvtx_range(unit.name, "forward"):
+                x = unit.forward(x, training)
         return x
 
     def _backward(self, dy):
-        for index in range(len(self.layers) - 1, -1, -1):
-            dy = self.layers[index].backward(dy, need_input_grad=index > 0)
+        units = training_module.execution_units(self)
+        for index in range(len(units) - 1, -1, -1):
+            with profiler.nvtx_range(units[index].name, "backward"):
+                dy = units[index].backward(dy, need_input_grad=index > 0)
+
+    def _loss_and_gradients(self, x, y):
+        """Forward, loss and backward on one batch: fills the gradient buffer, returns device
+        (loss, correct).  This is the part of a step a CUDA graph captures."""
+        out = self._forward(x, training=True)
+        with profiler.nvtx_range("loss"):
+            loss, dout, correct = self._loss_op(out, y)
+        self._backward(dout)
+        return loss, correct
+
+    def _apply_optimizer(self):
+        with profiler.nvtx_range("optimizer"):
+            self.optimizer.apply(self._params, self._grads)
 
     def train_on_batch(self, x, y):
         """One optimizer step on one batch (already on the backend); returns device (loss, correct)."""
-        out = self._forward(x, training=True)
-        loss, dout, correct = self._loss_op(out, y)
-        self._backward(dout)
-        self.optimizer.apply(self._params, self._grads)
+        loss, correct = self._loss_and_gradients(x, y)
+        self._apply_optimizer()
         return loss, correct
 
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
@@ -288,6 +313,7 @@ class Sequential:
         extra = [callbacks_module.ProgressBar(steps, epochs, verbose)] if verbose else []
         callback_list = callbacks_module.CallbackList(guard + [history] + callbacks + extra, self)
         xp = backend.current().xp
+        run_step = training_module.make_step_runner(self, self._jit_graph)
         self.stop_training = False
         self._initial_epoch = initial_epoch
         callback_list.on_train_begin()  # BackupAndRestore may move self._initial_epoch forward
@@ -302,7 +328,7 @@ class Sequential:
                 else:
                     index = order[step * batch_size:(step + 1) * batch_size]
                     xb, yb = x[index], y[index]
-                loss, correct = self.train_on_batch(xb, yb)
+                loss, correct = run_step(xb, yb)
                 running.add(loss, correct, len(xb), int(yb.size))
                 callback_list.on_train_batch_end(step, running)
                 if self.stop_training:
@@ -360,6 +386,13 @@ class Sequential:
 
     def __call__(self, x, training=False):
         return self.predict(x)
+
+    def profile(self, x, y, steps=10, warmup=2, print_fn=print):
+        """Time ``steps`` training steps on the batch ``x``/``y`` layer by layer and print the table
+        (forward / backward ms, share of the step, achieved TFLOP/s or GB/s, peak memory); returns a
+        :class:`gpucnn.profiler.Profile`.  The weights and optimizer state are restored afterwards.
+        See :func:`gpucnn.profiler.profile`."""
+        return profiler.profile(self, x, y, steps=steps, warmup=warmup, print_fn=print_fn)
 
     # -- description and persistence ----------------------------------------------------------------
     def summary(self, print_fn=None):
@@ -421,6 +454,23 @@ def _check_callbacks(callbacks):
                         f"got {callbacks!r}. Fix: wrap a single callback in a list, e.g. "
                         f"callbacks=[EarlyStopping()].")
     return list(callbacks)
+
+
+def _as_array(data):
+    """``data`` as an array without copying device data: on the cuda backend, CuPy arrays and objects
+    with ``__cuda_array_interface__`` or CUDA DLPack capsules (PyTorch, JAX, Numba) become CuPy views
+    of the same memory; everything else becomes a NumPy array."""
+    if backend.current().name == "cuda":
+        xp = backend.current().xp
+        if hasattr(data, "__cuda_array_interface__"):
+            return xp.asarray(data)
+        if hasattr(data, "__dlpack_device__") and data.__dlpack_device__()[0] == _DLPACK_CUDA_DEVICE:
+            return xp.from_dlpack(data)
+    return data if isinstance(data, np.ndarray) else np.asarray(data)
+
+
+# DLPack's device type code for CUDA memory (kDLCUDA).
+_DLPACK_CUDA_DEVICE = 2
 
 
 def _check_verbose(verbose):

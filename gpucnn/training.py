@@ -1,0 +1,318 @@
+"""How a training step runs: the order of layer work (with the fused Conv2D-ReLU + MaxPooling2D path)
+and the step runners that ``Sequential.fit`` uses — eager launches, or one CUDA graph replayed per step.
+
+Execution units
+    ``execution_units(model)`` lists what ``_forward``/``_backward`` run, in order.  Usually one unit is
+    one layer.  A ``Conv2D(activation='relu')`` directly followed by a ``MaxPooling2D`` becomes one
+    :class:`ConvReluPool` unit that uses ``ReLU(MaxPool(z)) = MaxPool(ReLU(z))`` (ReLU is monotone, so
+    it commutes with a max): the convolution runs without its activation, the pooling picks the maxima
+    of the pre-activations, and the ReLU runs on the pooled tensor, which is pool_h·pool_w times
+    smaller (9x for the article's 3x3 pools).  Backward mirrors it.  The op contract is unchanged: the
+    unit only calls the layers and the ``relu_*`` ops in another order.
+
+Step runners
+    ``make_step_runner(model, jit_graph)`` returns a callable ``runner(x, y) -> (loss, correct)`` doing
+    one optimizer step on a batch already on the backend.  :class:`EagerStep` launches every op each
+    step.  :class:`GraphStep` runs the first batch eagerly (which also compiles every kernel and fills
+    the memory pool), then captures forward + loss + backward for that batch shape once, reading from
+    static input/label buffers; each later step of that shape copies the batch into the static buffers
+    (an on-device copy) and replays the graph.  The optimizer runs after the replay, eagerly: Adam's
+    bias correction is a host scalar of the step number, which a graph would freeze.  Batches of any
+    other shape (the last, partial batch of an epoch) run eagerly.  On the ``cuda`` backend the capture
+    is a CuPy stream capture; elsewhere :class:`EagerCapture` stands in for it (its "replay" runs the
+    captured function again), so the runner's host logic is the same code on every backend and is tested
+    in CI without a GPU.
+"""
+import contextlib
+import warnings
+
+from gpucnn import backend
+from gpucnn.layers.convolutional import Conv2D, MaxPooling2D
+from gpucnn.layers.core import Dropout
+
+
+# -- execution units --------------------------------------------------------------------------------
+class LayerUnit:
+    """One layer, run on its own."""
+
+    def __init__(self, layer):
+        self.layers = (layer,)
+        self.name = layer.name
+
+    def forward(self, x, training):
+        return self.layers[0].call(x, training=training)
+
+    def backward(self, dy, need_input_grad):
+        return self.layers[0].backward(dy, need_input_grad=need_input_grad)
+
+
+@contextlib.contextmanager
+def _pre_activation(layer):
+    """Make ``layer`` compute and differentiate its output without its activation (the mechanism the
+    model also uses to hand logits to a fused loss), restoring the flag afterwards."""
+    saved = layer.output_logits
+    layer.output_logits = True
+    try:
+        yield layer
+    finally:
+        layer.output_logits = saved
+
+
+class ConvReluPool:
+    """``Conv2D(activation='relu')`` + ``MaxPooling2D`` as conv (no activation) → max-pool → ReLU.
+
+    Forward and backward give the same values as running the two layers one after the other: the
+    window maximum of ReLU(z) is ReLU of the window maximum of z, and the first maximum in window order
+    is the same position for both whenever it is positive (elsewhere the gradient is zero either way).
+    """
+
+    def __init__(self, conv, pool):
+        self.layers = (conv, pool)
+        self.name = f"{conv.name}+{pool.name}"
+        self._output = None
+
+    def forward(self, x, training):
+        conv, pool = self.layers
+        with _pre_activation(conv):
+            z = conv.call(x, training=training)
+        y = conv.ops.relu_forward(pool.call(z, training=training))
+        self._output = y if training else None
+        return y
+
+    def backward(self, dy, need_input_grad):
+        conv, pool = self.layers
+        if self._output is None:
+            raise RuntimeError(f"Fused unit '{self.name}': backward() needs a preceding forward with "
+                               f"training=True.")
+        dz = pool.backward(conv.ops.relu_backward(dy, self._output), need_input_grad=True)
+        with _pre_activation(conv):
+            return conv.backward(dz, need_input_grad=need_input_grad)
+
+
+def _fusable(layer, following):
+    return (type(layer) is Conv2D and type(following) is MaxPooling2D and layer.activation == "relu"
+            and not layer.output_logits)
+
+
+def plan_units(layers, fuse=True):
+    """The execution units for ``layers``: fused conv-ReLU-pool pairs (when ``fuse``) and single
+    layers, in order."""
+    units, index = [], 0
+    while index < len(layers):
+        if fuse and index + 1 < len(layers) and _fusable(layers[index], layers[index + 1]):
+            units.append(ConvReluPool(layers[index], layers[index + 1]))
+            index += 2
+        else:
+            units.append(LayerUnit(layers[index]))
+            index += 1
+    return units
+
+
+def execution_units(model):
+    """The units ``model`` runs, kept on the model (a fused unit holds its output between forward and
+    backward) and re-planned whenever its layers or their activations change."""
+    key = tuple((id(layer), layer.activation, layer.output_logits) for layer in model.layers)
+    cached = getattr(model, "_execution_plan", None)
+    if cached is None or cached[0] != key:
+        cached = (key, plan_units(model.layers))
+        model._execution_plan = cached
+    return cached[1]
+
+
+def release_activations(model):
+    """Drop what layers and fused units saved for backward (frees that memory between uses)."""
+    for layer in model.layers:
+        layer._cache = None
+    for unit in execution_units(model):
+        if isinstance(unit, ConvReluPool):
+            unit._output = None
+
+
+# -- step runners -----------------------------------------------------------------------------------
+def graph_blocker(model):
+    """Why ``model``'s step cannot be replayed from a graph, or None.  A graph freezes every kernel's
+    scalar arguments, so host values that change each step inside forward/backward rule it out."""
+    for layer in model.layers:
+        if isinstance(layer, Dropout) and layer.rate > 0:
+            return (f"layer '{layer.name}' (Dropout) draws a new mask seed on the host every step, "
+                    f"which a captured graph would freeze")
+    return None
+
+
+def check_jit_graph(jit_graph):
+    if jit_graph not in (None, True, False):
+        raise ValueError(f"Argument `jit_graph` must be None (CUDA graphs on the cuda backend, off "
+                         f"elsewhere), True or False, got {jit_graph!r}.")
+    return jit_graph
+
+
+def make_step_runner(model, jit_graph=None):
+    """The runner ``fit`` uses for ``model``.  ``jit_graph=None`` means graphs on the ``cuda`` backend
+    and eager launches elsewhere; ``True`` asks for the graph runner on any backend (with the eager
+    stand-in for capture off the GPU) and warns when the model cannot use it."""
+    check_jit_graph(jit_graph)
+    wanted = backend.current().name == "cuda" if jit_graph is None else jit_graph
+    if not wanted:
+        return EagerStep(model)
+    reason = graph_blocker(model)
+    if reason is not None:
+        if jit_graph:
+            warnings.warn(f"jit_graph=True: training model '{model.name}' eagerly because {reason}.",
+                          RuntimeWarning, stacklevel=3)
+        return EagerStep(model)
+    return GraphStep(model)
+
+
+class EagerStep:
+    """Launch every op of every step (forward, loss, backward, optimizer)."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def __call__(self, x, y):
+        return self.model.train_on_batch(x, y)
+
+
+class EagerCapture:
+    """Stand-in for CUDA-graph capture off the GPU: capturing records the function without running it
+    (as a stream capture records kernels without executing them) and each replay calls it again."""
+
+    def warm_up(self, step):
+        return step()
+
+    def capture(self, function):
+        return _EagerGraph(function)
+
+
+class _EagerGraph:
+    def __init__(self, function):
+        self._function = function
+
+    def replay(self):
+        return self._function()
+
+
+class CudaGraphCapture:
+    """CuPy stream capture on a private non-blocking stream (capture refuses the default streams);
+    replays go to the caller's current stream, so they stay ordered with the batch copies before and the
+    optimizer and metric updates after.
+
+    Every allocation made while capturing is recorded and kept alive with the graph: the kernels'
+    addresses are baked into it, so memory that Python code drops during the capture (temporaries,
+    rebound layer caches) must never return to the pool for someone else to reuse.
+    """
+
+    def __init__(self):
+        import cupy
+        self._cupy = cupy
+        self.stream = cupy.cuda.Stream(non_blocking=True)
+
+    def warm_up(self, step):
+        """Run ``step`` eagerly on the capture stream: compiles and loads every kernel, creates Numba's
+        external stream for it and fills that stream's memory pool before anything is captured."""
+        self._cupy.cuda.get_current_stream().synchronize()
+        with self.stream:
+            outputs = step()
+        self.stream.synchronize()
+        return outputs
+
+    def capture(self, function):
+        cupy = self._cupy
+        kept = []
+        allocate = cupy.cuda.get_allocator()
+
+        def recording_allocator(size):
+            pointer = allocate(size)
+            kept.append(pointer)
+            return pointer
+
+        with cupy.cuda.using_allocator(recording_allocator), self.stream:
+            self.stream.begin_capture()
+            try:
+                outputs = function()
+            except BaseException:
+                # End the (broken) capture so the stream is usable again; the original error is what
+                # the caller needs to see, not the end-capture error that usually follows it.
+                with contextlib.suppress(Exception):
+                    self.stream.end_capture()
+                raise
+            graph = self.stream.end_capture()
+        return _CudaGraph(graph, outputs, kept)
+
+
+class _CudaGraph:
+    def __init__(self, graph, outputs, kept_allocations):
+        self._graph = graph
+        self._outputs = outputs
+        self._kept_allocations = kept_allocations
+
+    def replay(self):
+        self._graph.launch()
+        return self._outputs
+
+
+def default_capture():
+    return CudaGraphCapture() if backend.current().name == "cuda" else EagerCapture()
+
+
+class _CapturedStep:
+    """A captured step for one batch shape and the static buffers it reads its batch from."""
+
+    def __init__(self, shape_key, graph, x, y):
+        self.shape_key = shape_key
+        self.graph = graph
+        self.x = x
+        self.y = y
+
+
+class GraphStep:
+    """Replay one captured forward + loss + backward per step (see the module docstring).
+
+    ``captures``/``replays``/``eager_steps`` count what happened, for tests and benchmarks.  When the
+    capture raises, the runner warns once and stays eager.
+    """
+
+    def __init__(self, model, capture=None):
+        self.model = model
+        self._capture = capture or default_capture()
+        self._captured = None
+        self._capture_failed = False
+        self.captures = self.replays = self.eager_steps = 0
+
+    def __call__(self, x, y):
+        key = (tuple(x.shape), tuple(y.shape), str(y.dtype))
+        if self._captured is not None and self._captured.shape_key == key:
+            return self._replay(x, y)
+        if self._captured is None and not self._capture_failed:
+            return self._warm_up_and_capture(x, y, key)
+        self.eager_steps += 1
+        return self.model.train_on_batch(x, y)
+
+    def _warm_up_and_capture(self, x, y, key):
+        outputs = self._capture.warm_up(lambda: self.model.train_on_batch(x, y))
+        self.eager_steps += 1
+        xp = backend.current().xp
+        static_x, static_y = xp.empty(x.shape, x.dtype), xp.empty(y.shape, y.dtype)
+        try:
+            graph = self._capture.capture(lambda: self.model._loss_and_gradients(static_x, static_y))
+        except Exception as error:  # any failure of capture means: train eagerly, but say so
+            self._capture_failed = True
+            warnings.warn(f"CUDA graph capture of model '{self.model.name}' failed "
+                          f"({type(error).__name__}: {error}); training eagerly instead. "
+                          f"Fix: compile(..., jit_graph=False) to skip the attempt.",
+                          RuntimeWarning, stacklevel=3)
+            return outputs
+        self._captured = _CapturedStep(key, graph, static_x, static_y)
+        self.captures += 1
+        return outputs
+
+    def _replay(self, x, y):
+        captured = self._captured
+        captured.x[...] = x
+        captured.y[...] = y
+        loss, correct = captured.graph.replay()
+        self.model._apply_optimizer()
+        self.replays += 1
+        # The graph writes its loss into the same buffer every replay; callers may keep a step's loss
+        # for later (TerminateOnNaN checks a batch of them at once), so hand out a copy.
+        return loss.copy(), correct
