@@ -58,8 +58,9 @@ def batchnorm_backward(dy, x, gamma, mean, inv_std):
     dy_flat, x_flat = flat(dy), flat(x)
     dbeta = column_sums(dy_flat, channels)
     # dgamma = Σ dy·x̂ = inv_std · Σ dy·(x - mean): one column sum, then a per-channel product.
-    dgamma = column_sums(dy_flat, channels, b=x_flat, b_shift=mean)
-    launch_grid_stride(elementwise.multiply_map, channels, dgamma, inv_std, dgamma, np.float32(0))
+    dy_x_centered = column_sums(dy_flat, channels, b=x_flat, b_shift=mean)
+    dgamma = xp.empty(channels, dtype=np.float32)
+    launch_grid_stride(elementwise.multiply_map, channels, dy_x_centered, inv_std, dgamma, np.float32(0))
     dx = xp.empty_like(x)
     launch_grid_stride(elementwise.batchnorm_backward_data, x.size, dy_flat, x_flat, mean, inv_std,
                        gamma, dgamma, dbeta, np.float32(x.size // channels), flat(dx))

@@ -39,7 +39,8 @@ def sgd_update(param, grad, velocity, learning_rate, momentum, nesterov):
         _check_buffers(param, grad=grad)
     else:
         _check_buffers(param, grad=grad, velocity=velocity)
-    # Plain SGD never touches the velocity argument, so param stands in for the missing buffer.
+    # Plain SGD never touches the velocity argument, so the read-only grad stands in for the missing
+    # buffer (not param: the simulator copies each argument back, and a written alias would be lost).
     launch_grid_stride(elementwise.sgd_update, param.size, param, grad,
-                       param if velocity is None else velocity, np.float32(learning_rate),
+                       grad if velocity is None else velocity, np.float32(learning_rate),
                        np.float32(momentum), np.bool_(nesterov), np.bool_(velocity is not None))
