@@ -337,7 +337,8 @@ class TerminateOnNaN(Callback):
             self._snapshot("before training")
 
     def on_train_batch_end(self, batch, logs=None):
-        self._losses.append(logs.last_loss)
+        # A copy: a step runner that replays a CUDA graph rewrites the same loss buffer every step.
+        self._losses.append(logs.last_loss.copy())
         if len(self._losses) - self._checked >= self._interval:
             self._check()
 

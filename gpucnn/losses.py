@@ -143,6 +143,6 @@ def metric_names(metrics, loss):
     allowed = ("accuracy", "acc", loss.accuracy_name)
     for metric in metrics:
         if metric not in allowed:
-            raise ValueError(f"Unknown or unsupported metric {metric!r} for loss '{loss.name}': "
-                             f"expected one of {list(allowed)}.")
+            raise ValueError(f"Argument `metrics`: unknown or unsupported metric {metric!r} for loss "
+                             f"'{loss.name}'. Fix: use one of {list(allowed)}.")
     return list(dict.fromkeys(metrics))

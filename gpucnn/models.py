@@ -196,16 +196,21 @@ class Sequential:
     # -- data ---------------------------------------------------------------------------------------
     def _prepare_x(self, x, argument="x"):
         """``x`` as a float32 contiguous array on the backend, checked against the model's input."""
+        if x is None:
+            raise ValueError(f"Argument `{argument}` is required: an array of images of shape "
+                             f"(samples, height, width, channels).")
         array = _as_array(x)
         dtype = np.dtype(array.dtype)
         if not np.issubdtype(dtype, np.floating):
-            fix = " Fix: x.astype('float32') / 255 for 8-bit images." if np.issubdtype(dtype, np.integer) \
-                else ""
-            raise TypeError(f"Argument `{argument}` must hold floating-point images, got dtype {dtype}."
-                            f"{fix}")
+            # Integer (and bool) images are refused rather than cast: 0..255 pixels fed as-is train badly.
+            fix = "x.astype('float32') / 255 for 8-bit images" if np.issubdtype(dtype, np.integer) or \
+                dtype == bool else "pass a float32 NumPy array of shape (samples, height, width, channels)"
+            raise TypeError(f"Argument `{argument}` must hold floating-point images, got dtype {dtype}. "
+                            f"Fix: {fix}.")
         if array.ndim == 0 or array.shape[0] == 0:
             raise ValueError(f"Argument `{argument}` is empty (shape {tuple(array.shape)}): training and "
-                             f"inference need at least one sample.")
+                             f"inference need at least one sample. Fix: pass an array of shape "
+                             f"(samples, height, width, channels) with samples >= 1.")
         if self.input_shape is None:
             self.build(tuple(array.shape[1:]))
         expected = (None,) + tuple(self.input_shape)

@@ -198,7 +198,8 @@ def check_rank(layer, input_shape, rank, hint):
     """Raise a ValueError when a batch-less ``input_shape`` does not have ``rank`` axes."""
     if len(input_shape) != rank:
         raise ValueError(f"Layer '{layer.name}' ({type(layer).__name__}) expects inputs of shape {hint}, "
-                         f"got {format_shape(input_shape)}.")
+                         f"got {format_shape(input_shape)}. Fix: give input_shape= (or the data) that "
+                         f"shape without the batch axis, e.g. add a channel axis with x[..., None].")
 
 
 def check_positive_output(layer, output_shape, why):
