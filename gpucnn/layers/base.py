@@ -181,6 +181,40 @@ class Layer:
         return f"<{type(self).__name__} name={self.name}>"
 
 
+class KernelLayer(Layer):
+    """A layer ``y = activation(op(x, kernel) + bias)`` (Conv2D, Dense): the shared forward with the
+    activation fused into the op when possible, and the shared backward.  Subclasses provide the three
+    ops through ``forward_op``, ``kernel_gradient`` and ``input_gradient``."""
+
+    use_bias = True
+    kernel = bias = None
+
+    def forward_op(self, x, kernel, bias, activation):
+        raise NotImplementedError
+
+    def kernel_gradient(self, x, dz):
+        raise NotImplementedError
+
+    def input_gradient(self, dz, x_shape):
+        raise NotImplementedError
+
+    def call(self, x, training=False):
+        fused, separate = self.split_activation()
+        y = self.forward_op(x, self.kernel.value, self.bias.value if self.use_bias else None, fused)
+        if separate:
+            y = activations.forward(self.ops, separate, y)
+        self._cache = (x, y) if training else None
+        return y
+
+    def backward(self, dy, need_input_grad=True):
+        x, y = self.cached()
+        dz = self.activation_backward(dy, y)
+        self.kernel.set_grad(self.kernel_gradient(x, dz))
+        if self.use_bias:
+            self.bias.set_grad(self.ops.bias_backward(dz))
+        return self.input_gradient(dz, tuple(x.shape)) if need_input_grad else None
+
+
 def _check_input_shape(shape):
     try:
         shape = tuple(shape)

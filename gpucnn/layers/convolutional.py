@@ -1,6 +1,6 @@
 """Conv2D and MaxPooling2D (NHWC, HWIO kernels, Keras arguments and defaults)."""
 from gpucnn import activations
-from gpucnn.layers.base import Layer, check_positive_output, check_rank, format_shape
+from gpucnn.layers.base import KernelLayer, Layer, check_positive_output, check_rank, format_shape
 from gpucnn.reference.shapes import (conv_output_length, normalize_padding, normalize_tuple)
 
 _NHWC = "(batch, height, width, channels)"
@@ -28,7 +28,7 @@ def _window_output_shape(layer, input_shape, window, strides, padding, channels,
                     f"padding='valid'. Fix: use a smaller {what}, padding='same', or a larger input.")
 
 
-class Conv2D(Layer):
+class Conv2D(KernelLayer):
     """2-D convolution: ``y = activation(conv(x, kernel) + bias)``, kernel shape (kh, kw, in, filters)."""
 
     default_name = "conv2d"
@@ -49,7 +49,6 @@ class Conv2D(Layer):
         self.use_bias = bool(use_bias)
         self.kernel_initializer = kernel_initializer
         self.bias_initializer = bias_initializer
-        self.kernel = self.bias = None
 
     def compute_output_shape(self, input_shape):
         return _window_output_shape(self, input_shape, self.kernel_size, self.strides, self.padding,
@@ -63,26 +62,15 @@ class Conv2D(Layer):
             self.bias = self.add_weight("bias", (self.filters,), self.bias_initializer)
         super().build(input_shape)
 
-    def call(self, x, training=False):
-        fused, separate = self.split_activation()
-        y = self.ops.conv2d_forward(x, self.kernel.value, self.bias.value if self.use_bias else None,
-                                    self.strides, self.padding, activation=fused, alpha=self.alpha)
-        if separate:
-            y = activations.forward(self.ops, separate, y)
-        self._cache = (x, y) if training else None
-        return y
+    def forward_op(self, x, kernel, bias, activation):
+        return self.ops.conv2d_forward(x, kernel, bias, self.strides, self.padding,
+                                       activation=activation, alpha=self.alpha)
 
-    def backward(self, dy, need_input_grad=True):
-        x, y = self.cached()
-        dz = self.activation_backward(dy, y)
-        self.kernel.set_grad(self.ops.conv2d_backward_filter(x, dz, self.kernel_size, self.strides,
-                                                             self.padding))
-        if self.use_bias:
-            self.bias.set_grad(self.ops.bias_backward(dz))
-        if not need_input_grad:
-            return None
-        return self.ops.conv2d_backward_data(dz, self.kernel.value, tuple(x.shape), self.strides,
-                                             self.padding)
+    def kernel_gradient(self, x, dz):
+        return self.ops.conv2d_backward_filter(x, dz, self.kernel_size, self.strides, self.padding)
+
+    def input_gradient(self, dz, x_shape):
+        return self.ops.conv2d_backward_data(dz, self.kernel.value, x_shape, self.strides, self.padding)
 
     def get_config(self):
         return {**super().get_config(), "filters": self.filters, "kernel_size": list(self.kernel_size),

@@ -2,7 +2,7 @@
 import math
 
 from gpucnn import activations, utils
-from gpucnn.layers.base import Layer, _check_input_shape, check_rank, format_shape
+from gpucnn.layers.base import KernelLayer, Layer, _check_input_shape, check_rank, format_shape
 
 
 class Input:
@@ -24,7 +24,7 @@ class Input:
 InputLayer = Input
 
 
-class Dense(Layer):
+class Dense(KernelLayer):
     """Fully connected layer ``y = activation(x @ kernel + bias)``, kernel shape (in, units).
 
     Unlike Keras, which applies Dense to the last axis of any input, gpucnn requires a flat
@@ -43,7 +43,6 @@ class Dense(Layer):
         self.use_bias = bool(use_bias)
         self.kernel_initializer = kernel_initializer
         self.bias_initializer = bias_initializer
-        self.kernel = self.bias = None
 
     def compute_output_shape(self, input_shape):
         if len(input_shape) != 1:
@@ -60,22 +59,14 @@ class Dense(Layer):
             self.bias = self.add_weight("bias", (self.units,), self.bias_initializer)
         super().build(input_shape)
 
-    def call(self, x, training=False):
-        fused, separate = self.split_activation()
-        y = self.ops.dense_forward(x, self.kernel.value, self.bias.value if self.use_bias else None,
-                                   activation=fused, alpha=self.alpha)
-        if separate:
-            y = activations.forward(self.ops, separate, y)
-        self._cache = (x, y) if training else None
-        return y
+    def forward_op(self, x, kernel, bias, activation):
+        return self.ops.dense_forward(x, kernel, bias, activation=activation, alpha=self.alpha)
 
-    def backward(self, dy, need_input_grad=True):
-        x, y = self.cached()
-        dz = self.activation_backward(dy, y)
-        self.kernel.set_grad(self.ops.dense_backward_weights(x, dz))
-        if self.use_bias:
-            self.bias.set_grad(self.ops.bias_backward(dz))
-        return self.ops.dense_backward_data(dz, self.kernel.value) if need_input_grad else None
+    def kernel_gradient(self, x, dz):
+        return self.ops.dense_backward_weights(x, dz)
+
+    def input_gradient(self, dz, x_shape):
+        return self.ops.dense_backward_data(dz, self.kernel.value)
 
     def get_config(self):
         return {**super().get_config(), "units": self.units, "activation": self.activation,
