@@ -1,0 +1,315 @@
+"""Step runners and the fused Conv2D-ReLU + MaxPooling2D unit (gpucnn/training.py).
+
+On the host backends the graph runner uses its eager stand-in for capture, so everything but the CuPy
+stream capture itself is checked here; the tests marked `gpu` check the real capture on a device.
+"""
+import warnings
+
+import numpy as np
+import pytest
+
+import gpucnn
+from gpucnn import backend, training
+from gpucnn.layers import Conv2D, Dense, Dropout, Flatten, MaxPooling2D
+
+HOST_BACKENDS = ["cpu", "emulated"]
+
+
+@pytest.fixture(params=HOST_BACKENDS)
+def host_backend(request):
+    if request.param == "emulated":
+        request.getfixturevalue("emulated")
+        yield "emulated"
+    else:
+        with backend.using_backend("cpu"):
+            yield "cpu"
+
+
+def small_model(input_shape=(6, 6, 1), filters=2, seed=3):
+    gpucnn.utils.set_random_seed(seed)
+    model = gpucnn.Sequential([Conv2D(filters, (3, 3), activation="relu", input_shape=input_shape),
+                               MaxPooling2D((2, 2)), Flatten(), Dense(1, activation="sigmoid")])
+    model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
+    model._setup_loss()
+    model._pack_parameters()
+    return model
+
+
+def batches(sizes, input_shape=(6, 6, 1), seed=0):
+    """Distinct random batches on the current backend, so a runner replaying stale data is caught."""
+    rng = np.random.default_rng(seed)
+    as_array = backend.current().xp.asarray
+    return [(as_array(rng.normal(size=(n,) + input_shape).astype(np.float32)),
+             as_array((rng.random((n, 1)) > 0.5).astype(np.float32))) for n in sizes]
+
+
+# -- fused conv-relu-pool ---------------------------------------------------------------------------
+def test_only_conv_relu_followed_by_max_pooling_is_fused():
+    with backend.using_backend("cpu"):
+        layers = [Conv2D(2, 3, activation="relu", input_shape=(8, 8, 1)), MaxPooling2D(2),
+                  Conv2D(2, 2, activation="sigmoid"), MaxPooling2D(1), Conv2D(2, 1, activation="relu"),
+                  Conv2D(2, 1, activation="relu"), Flatten(), Dense(1)]
+        model = gpucnn.Sequential(layers)
+    kinds = [type(unit).__name__ for unit in training.plan_units(model.layers)]
+    assert kinds == ["ConvReluPool", "LayerUnit", "LayerUnit", "LayerUnit", "LayerUnit", "LayerUnit",
+                     "LayerUnit"]
+    assert training.plan_units(model.layers)[0].name == f"{layers[0].name}+{layers[1].name}"
+    assert all(type(u).__name__ == "LayerUnit" for u in training.plan_units(model.layers, fuse=False))
+
+
+@pytest.mark.parametrize("pool_size, strides, padding", [((3, 3), None, "valid"),
+                                                         ((2, 2), (1, 1), "same")])
+def test_fused_conv_relu_pool_equals_the_layers_one_after_the_other(host_backend, pool_size, strides,
+                                                                    padding):
+    rng = np.random.default_rng(1)
+    xp = backend.current().xp
+    conv = Conv2D(3, (3, 3), activation="relu")
+    conv.build((9, 9, 2))
+    # A negative bias makes some whole pooling windows negative, where ReLU's gradient is zero.
+    conv.bias.assign(np.array([-3.0, 0.0, 0.3], np.float32))
+    pool = MaxPooling2D(pool_size, strides=strides, padding=padding)
+    pool.build(conv.output_shape)
+    x = xp.asarray(rng.normal(size=(2, 9, 9, 2)).astype(np.float32))
+    dy = xp.asarray(rng.normal(size=(2,) + pool.output_shape).astype(np.float32))
+
+    def gradients():
+        return [backend.current().to_numpy(w.grad).copy() for w in (conv.kernel, conv.bias)]
+
+    y_layers = pool.call(conv.call(x, training=True), training=True)
+    dx_layers = conv.backward(pool.backward(dy), need_input_grad=True)
+    grads_layers = gradients()
+
+    fused = training.ConvReluPool(conv, pool)
+    y_fused = fused.forward(x, training=True)
+    dx_fused = fused.backward(dy, need_input_grad=True)
+    grads_fused = gradients()
+
+    y_host = backend.current().to_numpy(y_layers)
+    assert (y_host == 0).any() and (y_host > 0).any()  # both sides of the ReLU are exercised
+    np.testing.assert_array_equal(backend.current().to_numpy(y_fused), y_host)
+    np.testing.assert_allclose(backend.current().to_numpy(dx_fused),
+                               backend.current().to_numpy(dx_layers), rtol=1e-6, atol=1e-7)
+    for got, want in zip(grads_fused, grads_layers):
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+    assert conv.output_logits is False  # the fused unit restores the layer's flag
+
+
+def test_model_predictions_do_not_change_with_fusion():
+    with backend.using_backend("cpu"):
+        model = small_model()
+        (x, _), = batches([5])
+        fused = model._forward(x, training=False)
+        unfused = x
+        for layer in model.layers:
+            unfused = layer.call(unfused, training=False)
+    assert type(training.execution_units(model)[0]) is training.ConvReluPool
+    np.testing.assert_allclose(fused, unfused, rtol=1e-6, atol=1e-7)
+
+
+# -- step runners -----------------------------------------------------------------------------------
+def run_steps(runner, data):
+    losses = []
+    for x, y in data:
+        loss, _ = runner(x, y)
+        losses.append(float(backend.current().to_numpy(loss)))
+    return losses
+
+
+def test_graph_runner_matches_eager_runner(host_backend):
+    data = batches([3, 3, 2, 3])  # few steps: each costs seconds in the CUDA simulator
+    eager_model, graph_model = small_model(), small_model()
+    runner = training.GraphStep(graph_model, capture=training.EagerCapture())
+    eager_losses = run_steps(training.EagerStep(eager_model), data)
+    graph_losses = run_steps(runner, data)
+    assert graph_losses == eager_losses
+    for got, want in zip(graph_model.get_weights(), eager_model.get_weights()):
+        np.testing.assert_array_equal(got, want)
+    # Step 1 warms up and captures; full batches replay; the partial batches run eagerly.
+    assert (runner.captures, runner.replays, runner.eager_steps) == (1, 2, 2)
+    assert graph_model.optimizer.iterations == len(data)
+
+
+class BufferReusingCapture(training.EagerCapture):
+    """Like a real graph, every replay writes its outputs into the same arrays."""
+
+    def capture(self, function):
+        outputs = []
+
+        class Graph:
+            def replay(self):
+                results = function()
+                if not outputs:
+                    outputs.extend(r.copy() for r in results)
+                for kept, new in zip(outputs, results):
+                    kept[...] = new
+                return tuple(outputs)
+
+        return Graph()
+
+
+def test_graph_runner_hands_out_a_loss_that_later_replays_do_not_overwrite():
+    with backend.using_backend("cpu"):
+        data = batches([4, 4, 4, 4])
+        eager_losses = run_steps(training.EagerStep(small_model()), data)
+        runner = training.GraphStep(small_model(), capture=BufferReusingCapture())
+        kept = [runner(x, y)[0] for x, y in data]
+    assert [float(loss) for loss in kept] == eager_losses
+    assert runner.replays == 3
+
+
+class RefusingCapture(training.EagerCapture):
+    def capture(self, function):
+        raise RuntimeError("operation not permitted when stream is capturing")
+
+
+def test_failed_capture_warns_once_and_trains_eagerly():
+    with backend.using_backend("cpu"):
+        data = batches([4, 4, 4])
+        eager_model, graph_model = small_model(), small_model()
+        eager_losses = run_steps(training.EagerStep(eager_model), data)
+        runner = training.GraphStep(graph_model, capture=RefusingCapture())
+        with pytest.warns(RuntimeWarning, match="operation not permitted") as record:
+            graph_losses = run_steps(runner, data)
+    assert len(record) == 1 and "jit_graph=False" in str(record[0].message)
+    assert graph_losses == eager_losses
+    assert (runner.captures, runner.replays, runner.eager_steps) == (0, 0, 3)
+
+
+def test_runner_choice_follows_jit_graph_and_the_backend():
+    with backend.using_backend("cpu"):
+        model = small_model()
+        assert type(training.make_step_runner(model, None)) is training.EagerStep
+        assert type(training.make_step_runner(model, False)) is training.EagerStep
+        runner = training.make_step_runner(model, True)
+        assert type(runner) is training.GraphStep
+        assert type(runner._capture) is training.EagerCapture
+        with pytest.raises(ValueError, match="jit_graph"):
+            training.make_step_runner(model, "yes")
+
+
+def test_dropout_model_is_not_captured():
+    with backend.using_backend("cpu"):
+        model = gpucnn.Sequential([Flatten(input_shape=(4, 4, 1)), Dropout(0.5), Dense(1)])
+        model.compile(optimizer="sgd", loss="binary_crossentropy")
+        with pytest.warns(RuntimeWarning, match="Dropout"):
+            assert type(training.make_step_runner(model, True)) is training.EagerStep
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert type(training.make_step_runner(model, None)) is training.EagerStep
+
+
+def test_fit_with_jit_graph_trains_exactly_like_eager(monkeypatch):
+    runners = []
+    make = training.make_step_runner
+    monkeypatch.setattr(training, "make_step_runner", lambda *a: runners.append(make(*a)) or runners[-1])
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(10, 6, 6, 1)).astype(np.float32)
+    y = (rng.random(10) > 0.5).astype(np.float32)
+    results = []
+    with backend.using_backend("cpu"):
+        for jit_graph in (False, True):
+            model = small_model()
+            model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"],
+                          jit_graph=jit_graph)
+            history = model.fit(x, y, batch_size=4, epochs=3, verbose=0)
+            results.append((history.history, model.get_weights()))
+    assert results[0][0] == results[1][0]
+    for got, want in zip(results[1][1], results[0][1]):
+        np.testing.assert_array_equal(got, want)
+    assert type(runners[1]) is training.GraphStep and runners[1].replays == 3 * 2 - 1
+
+
+def test_compile_rejects_a_bad_jit_graph():
+    with backend.using_backend("cpu"):
+        model = small_model()
+        with pytest.raises(ValueError, match="jit_graph.*'on'"):
+            model.compile(optimizer="adam", loss="binary_crossentropy", jit_graph="on")
+
+
+# -- on a GPU ---------------------------------------------------------------------------------------
+GPU_INPUT = (64, 64, 1)
+
+
+def gpu_model():
+    gpucnn.utils.set_random_seed(11)
+    model = gpucnn.Sequential([
+        Conv2D(32, (3, 3), activation="relu", input_shape=GPU_INPUT), MaxPooling2D((3, 3)),
+        Conv2D(16, (3, 3), activation="relu"), MaxPooling2D((3, 3)),
+        Flatten(), Dense(1, activation="sigmoid")])
+    model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
+    model._setup_loss()
+    model._pack_parameters()
+    return model
+
+
+@pytest.mark.gpu
+def test_cuda_graph_step_matches_eager_steps(gpu):
+    import cupy
+    data = batches([32] * 6 + [20] + [32] * 3, input_shape=GPU_INPUT)
+    eager_model, graph_model = gpu_model(), gpu_model()
+    eager_losses = run_steps(training.EagerStep(eager_model), data)
+    runner = training.GraphStep(graph_model)
+    assert type(runner._capture) is training.CudaGraphCapture
+    graph_losses = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a failed capture must fail this test, not fall back
+        for x, y in data:
+            loss, _ = runner(x, y)
+            # Fill freed pool memory with NaN: a graph buffer that went back to the pool would show.
+            junk = [cupy.full(size, cupy.nan, cupy.float32) for size in (1 << 10, 1 << 16, 1 << 20)]
+            del junk
+            graph_losses.append(float(loss))
+    assert (runner.captures, runner.eager_steps) == (1, 2) and runner.replays == len(data) - 2
+    np.testing.assert_allclose(graph_losses, eager_losses, rtol=1e-5)
+    for got, want in zip(graph_model.get_weights(), eager_model.get_weights()):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.gpu
+def test_fit_on_gpu_uses_graphs_by_default(gpu, monkeypatch):
+    runners = []
+    make = training.make_step_runner
+    monkeypatch.setattr(training, "make_step_runner", lambda *a: runners.append(make(*a)) or runners[-1])
+    rng = np.random.default_rng(2)
+    x = rng.random((200,) + GPU_INPUT, dtype=np.float32)
+    y = (rng.random(200) > 0.5).astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        gpu_model().fit(x, y, batch_size=32, epochs=2, verbose=0)
+    assert type(runners[0]) is training.GraphStep
+    assert runners[0].captures == 1 and runners[0].replays == 2 * 6 - 1
+
+
+class DLPackOnly:
+    """A device array that offers only DLPack (like a JAX array), wrapping a CuPy array."""
+
+    def __init__(self, array):
+        self._array = array
+
+    def __dlpack__(self, **kwargs):
+        return self._array.__dlpack__(**kwargs)
+
+    def __dlpack_device__(self):
+        return self._array.__dlpack_device__()
+
+
+@pytest.mark.gpu
+def test_cupy_and_dlpack_inputs_are_used_in_place(gpu):
+    import cupy
+    rng = np.random.default_rng(4)
+    x_host = rng.random((96,) + GPU_INPUT, dtype=np.float32)
+    y_host = (rng.random(96) > 0.5).astype(np.float32)
+    x_device = cupy.asarray(x_host)
+    model = gpu_model()
+    assert model._prepare_x(x_device).data.ptr == x_device.data.ptr
+    assert model._prepare_x(DLPackOnly(x_device)).data.ptr == x_device.data.ptr
+
+    weights = []
+    for x, y in ((x_host, y_host), (x_device, cupy.asarray(y_host))):
+        model = gpu_model()
+        gpucnn.utils.set_random_seed(0)  # same shuffling order
+        model.fit(x, y, batch_size=32, epochs=2, verbose=0)
+        weights.append(model.get_weights())
+    for got, want in zip(*weights):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(x_device.get(), x_host)  # the caller's array is left untouched
