@@ -126,9 +126,10 @@ class _HostMemory:
         return None
 
 
-class _CudaMemory:
-    """Peak bytes in use in CuPy's default pool, above what was in use on entry, per interval: every
-    allocation goes through a wrapper that samples the pool right after it."""
+class CudaMemoryMeter:
+    """Peak bytes in use in CuPy's default pool while the ``with`` block runs: every allocation goes
+    through a wrapper that samples the pool right after it.  ``interval_peak()`` gives the peak above
+    what was in use on entry since its last call; ``peak_in_use`` the absolute peak of the whole block."""
 
     def __init__(self):
         import cupy
@@ -140,11 +141,13 @@ class _CudaMemory:
 
         def sampling_allocator(size):
             pointer = allocate(size)
-            self._peak = max(self._peak, self._pool.used_bytes())
+            used = self._pool.used_bytes()
+            self._peak = max(self._peak, used)
+            self.peak_in_use = max(self.peak_in_use, used)
             return pointer
 
         self._cupy.cuda.get_current_stream().synchronize()
-        self._baseline = self._peak = self._pool.used_bytes()
+        self._baseline = self._peak = self.peak_in_use = self._pool.used_bytes()
         self._context = self._cupy.cuda.using_allocator(sampling_allocator)
         self._context.__enter__()
         return self
@@ -316,7 +319,7 @@ def profile(model, x, y, steps=10, warmup=2, print_fn=print):
         clock.finish()
         durations = [[clock.elapsed_ms(a, b) for a, b in zip(m, m[1:])] for m in marks]
         training.release_activations(model)
-        with (_CudaMemory() if on_gpu else _HostMemory()) as meter:
+        with (CudaMemoryMeter() if on_gpu else _HostMemory()) as meter:
             peaks = []
             _one_step(model, units, x, y, lambda: peaks.append(meter.interval_peak()))
             memory_in_use = meter.in_use()
