@@ -20,7 +20,7 @@ from gpucnn.layers import Conv2D, Dense, Dropout, Flatten
 from gpucnn.saving import CorruptModelFileError
 
 
-def trained_model(tmp_path=None):
+def trained_model():
     utils.set_random_seed(0)
     model = gpucnn.Sequential([Conv2D(2, 3, activation="relu", input_shape=(6, 6, 1)), Flatten(),
                                Dropout(0.4), Dense(1, activation="sigmoid")])
