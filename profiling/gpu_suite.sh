@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# Everything that needs a GPU, in one command that fits 10 minutes on one H100:
+#   install (editable) -> environment record -> pytest -m gpu -> every profiling/bench_*.py
+#   -> nsys capture of a few training steps (skipped without nsys)
+#   -> compute-sanitizer memcheck of a few steps of a small model (skipped without it)
+#   -> kernel_resources.py.
+# Usage:  profiling/gpu_suite.sh [RESULTS_DIR]     (default: profiling/results)
+# Environment: PYTHON (default python3), GPU_SUITE_SECONDS (overall budget, default 570).
+# Each stage gets its own time limit, cut to what is left of the budget; a stage that fails or times out
+# does not stop the others.  Logs and JSON go to RESULTS_DIR; suite.json summarizes the stages.
+set -u
+cd "$(dirname "$0")/.."
+RESULTS=$(mkdir -p "${1:-profiling/results}" && cd "${1:-profiling/results}" && pwd)
+PY=${PYTHON:-python3}
+BUDGET=${GPU_SUITE_SECONDS:-570}
+START=$(date +%s)
+STAGES="$RESULTS/stages.tsv"
+: >"$STAGES"
+export PYTHONUNBUFFERED=1
+
+# run_stage NAME SECONDS COMMAND...: run COMMAND with a time limit, log to RESULTS/NAME.log, record it.
+run_stage() {
+    local name=$1 limit=$2
+    shift 2
+    local left=$((BUDGET - ($(date +%s) - START)))
+    if ((left < 15)); then
+        printf '%s\tskipped\t-\t0\tout of time\n' "$name" >>"$STAGES"
+        echo "== $name: skipped, out of time"
+        return
+    fi
+    ((limit > left - 5)) && limit=$((left - 5))
+    echo "== $name (limit ${limit}s): $*"
+    local begin rc
+    begin=$(date +%s)
+    timeout --kill-after=10 "$limit" "$@" >"$RESULTS/$name.log" 2>&1
+    rc=$?
+    local status=passed
+    ((rc == 124 || rc == 137)) && status=timeout
+    ((rc != 0 && rc != 124 && rc != 137)) && status=failed
+    printf '%s\t%s\t%s\t%s\t%s\n' "$name" "$status" "$rc" "$(($(date +%s) - begin))" "$*" >>"$STAGES"
+    echo "   $status (rc $rc, $(($(date +%s) - begin)) s); last lines:"
+    tail -n 5 "$RESULTS/$name.log" | sed 's/^/   | /'
+}
+
+skip_stage() {
+    printf '%s\tskipped\t-\t0\t%s\n' "$1" "$2" >>"$STAGES"
+    echo "== $1: skipped ($2)"
+}
+
+find_tool() {  # on PATH, else the newest copy in the usual NVIDIA install folders
+    command -v "$1" 2>/dev/null && return
+    ls -d /usr/local/cuda/bin/"$1" /opt/nvidia/nsight-systems/*/bin/"$1" 2>/dev/null | sort -V | tail -n 1
+}
+
+# nvtx is an optional dependency: install a carried wheel (see profiling/README.md) when there is one.
+if ls .whl/nvtx-*.whl >/dev/null 2>&1; then
+    run_stage install_nvtx 60 "$PY" -m pip install --no-index --no-deps .whl/nvtx-*.whl
+fi
+run_stage install 90 "$PY" -m pip install --no-build-isolation --no-deps -e .
+run_stage environment 30 "$PY" -c "import json, gpucnn.profiler as p; \
+json.dump(p.environment(), open('$RESULTS/environment.json', 'w'), indent=1); print(p.environment())"
+nvidia-smi >"$RESULTS/nvidia-smi.txt" 2>&1
+
+run_stage pytest_gpu 240 env GPUCNN_TESTS_ON_GPU=1 "$PY" -m pytest -m gpu -q -p no:cacheprovider \
+    --junitxml="$RESULTS/pytest_gpu.xml" tests
+
+# Every benchmark; the results directory is their first argument, except for scripts whose --help
+# offers --json (the CPU reference benchmark), which get a JSON path.  The train-step benchmark first.
+for bench in profiling/bench_train_step.py $(ls profiling/bench_*.py | grep -v bench_train_step.py); do
+    name=$(basename "$bench" .py)
+    if "$PY" "$bench" --help 2>/dev/null | grep -q -- "--json"; then
+        run_stage "$name" 90 "$PY" "$bench" --json "$RESULTS/$name.json"
+    else
+        run_stage "$name" 180 "$PY" "$bench" "$RESULTS"
+    fi
+done
+
+NSYS=$(find_tool nsys)
+if [[ -n "$NSYS" ]]; then
+    capture=()
+    # Record only the profiled steps when NVTX ranges exist (the nvtx package); else the whole run.
+    if "$PY" -c "import nvtx" 2>/dev/null; then
+        capture=(--capture-range=nvtx --nvtx-capture=steps@gpucnn --capture-range-end=stop)
+    fi
+    run_stage nsys 90 env NSYS_NVTX_PROFILER_REGISTER_ONLY=0 "$NSYS" profile -t cuda,nvtx "${capture[@]}" \
+        --force-overwrite true -o "$RESULTS/train_steps" \
+        "$PY" profiling/profile_steps.py --model article --jit-graph off --steps 3
+    if [[ -f "$RESULTS/train_steps.nsys-rep" ]]; then
+        run_stage nsys_stats 60 "$NSYS" stats --report cuda_gpu_kern_sum,nvtx_sum --format csv \
+            --force-export=true -o "$RESULTS/train_steps" "$RESULTS/train_steps.nsys-rep"
+    fi
+else
+    skip_stage nsys "nsys not found"
+fi
+
+SANITIZER=$(find_tool compute-sanitizer)
+if [[ -n "$SANITIZER" ]]; then
+    # Without CuPy's pool every array is its own cudaMalloc, so memcheck sees each array's bounds.
+    run_stage memcheck 120 "$SANITIZER" --tool memcheck --leak-check no --error-exitcode 1 \
+        "$PY" profiling/profile_steps.py --model faces --steps 2 --warmup 1 --jit-graph off --no-memory-pool
+else
+    skip_stage memcheck "compute-sanitizer not found"
+fi
+
+if [[ -f profiling/kernel_resources.py ]]; then
+    run_stage kernel_resources 60 "$PY" profiling/kernel_resources.py
+fi
+
+"$PY" - "$RESULTS" <<'EOF'
+import csv, json, pathlib, sys
+results = pathlib.Path(sys.argv[1])
+environment = results / "environment.json"
+summary = {"environment": json.loads(environment.read_text()) if environment.exists() else None,
+           "stages": [dict(zip(("stage", "status", "rc", "seconds", "command"), row))
+                      for row in csv.reader(open(results / "stages.tsv"), delimiter="\t")]}
+(results / "suite.json").write_text(json.dumps(summary, indent=1) + "\n")
+for stage in summary["stages"]:
+    print(f"{stage['stage']:24s} {stage['status']:8s} {stage['seconds']:>4s} s")
+EOF
+echo "results in $RESULTS (total $(($(date +%s) - START)) s)"
