@@ -72,12 +72,13 @@ def main():
     model.save(os.path.join(OUTPUT_DIR, "textures_cnn.gpucnn"))
     try:
         from gpucnn import plot
-    except ImportError:
-        return history
-    for name, figure in (("history", lambda path: plot.plot_history(history, path)),
-                         ("filters", lambda path: plot.plot_filters(model, 0, path))):
-        figure(os.path.join(OUTPUT_DIR, f"{name}.png"))
-    print(f"model and plots written to {OUTPUT_DIR}")
+        plot.plot_history(history, os.path.join(OUTPUT_DIR, "history.png"))
+        plot.plot_filters(model, filepath=os.path.join(OUTPUT_DIR, "filters.png"))
+        plot.plot_feature_maps(model, x_val[:1], filepath=os.path.join(OUTPUT_DIR, "feature_maps.png"))
+    except ImportError as error:  # matplotlib is optional (the `plot` extra)
+        print(f"plots skipped: {error}")
+    else:
+        print(f"model and plots (history, filters, feature maps) written to {OUTPUT_DIR}")
     return history
 
 
