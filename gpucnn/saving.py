@@ -53,14 +53,14 @@ def _dropout_counters(model):
     Indexed by position, not name: a model rebuilt in the same process gets other automatic names."""
     from gpucnn.layers import Dropout
 
-    return [{"base_seed": layer._base_seed, "step": layer._step} if isinstance(layer, Dropout) else None
+    return [layer.get_seed_state() if isinstance(layer, Dropout) else None
             for layer in model.layers]
 
 
 def _set_dropout_counters(model, counters):
     for layer, state in zip(model.layers, counters or []):
         if state is not None:
-            layer._base_seed, layer._step = state["base_seed"], state["step"]
+            layer.set_seed_state(state)
 
 
 def serialize_model(model, epoch=None):

@@ -9,12 +9,11 @@ import numpy as np
 from gpucnn.cuda import runtime
 from gpucnn.cuda._numba_launch import flat, launch_grid_stride
 from gpucnn.kernels import elementwise
-# Same argument rules as the reference, from one place.
-from gpucnn.reference.dropout import _check
+from gpucnn.reference.dropout import check_arguments
 
 
 def _dropout(name, x, rate, seed):
-    _check(rate, seed)
+    check_arguments(rate, seed)
     runtime.check_array(name, x)
     # Kept iff (hash >> 8)·2⁻²⁴ >= float32(rate): both sides are exact in float64, so the integer
     # threshold ceil(float32(rate)·2²⁴) decides exactly as the contract's float comparison.

@@ -186,6 +186,13 @@ class Dropout(Layer):
         # Golden-ratio stride: consecutive steps get well-separated 32-bit seeds.
         return (self._base_seed + self._step * 0x9E3779B9) % 2**32
 
+    def get_seed_state(self):
+        """The counters the per-step mask seeds derive from (saved with checkpoints, for exact resume)."""
+        return {"base_seed": self._base_seed, "step": self._step}
+
+    def set_seed_state(self, state):
+        self._base_seed, self._step = state["base_seed"], state["step"]
+
     def call(self, x, training=False):
         if not training or self.rate == 0.0:
             self._cache = 0 if training else None  # backward of an identity needs no seed

@@ -25,7 +25,8 @@ def hash32(seed, index):
     return h
 
 
-def _check(rate, seed):
+def check_arguments(rate, seed):
+    """Raise ValueError unless ``rate`` is in [0, 1) and ``seed`` an int in [0, 2**32) (shared with the kernels)."""
     if not isinstance(rate, numbers.Real) or not 0 <= rate < 1:
         raise ValueError(f"Argument `rate` must be a float in [0, 1), got {rate!r}.")
     if not isinstance(seed, numbers.Integral) or isinstance(seed, bool) or not 0 <= seed < _MAX_SEED:
@@ -34,7 +35,7 @@ def _check(rate, seed):
 
 def dropout_mask(shape, rate, seed):
     """Boolean keep-mask of ``shape`` for ``rate`` and ``seed``."""
-    _check(rate, seed)
+    check_arguments(rate, seed)
     size = int(np.prod(shape, dtype=np.int64))
     # Indices wrap mod 2**32 like the kernel's uint32 arithmetic.
     index = np.arange(size, dtype=np.uint64 if size > _MAX_SEED else np.uint32)
@@ -44,7 +45,7 @@ def dropout_mask(shape, rate, seed):
 
 
 def _apply(x, rate, seed):
-    _check(rate, seed)
+    check_arguments(rate, seed)
     scale = x.dtype.type(1) / x.dtype.type(1 - rate)
     y = x * scale
     y *= dropout_mask(x.shape, rate, seed)  # multiplying by the bool mask is faster than np.where
