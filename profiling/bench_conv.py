@@ -9,13 +9,9 @@ CUDA events (median of --repeat runs after --warmup).  Results (GPU, driver, ver
 and TFLOP/s) go to <results_dir>/conv-<gpu>-<date>.json, by default profiling/results/.
 """
 import argparse
-import datetime
-import json
-import re
-import statistics
-from pathlib import Path
 
 import numpy as np
+from benchlib import RESULTS_DIR, device_time_ms, write_report
 
 # (name, x shape without batch, kernel (kh, kw, filters), strides, padding)
 SHAPES = [
@@ -26,20 +22,6 @@ SHAPES = [
     ("3x3 1->32 at 28x28", (28, 28, 1), (3, 3, 32), (1, 1), "same"),
 ]
 MAX_RELATIVE_ERROR = 1e-4  # float32 accumulation over K <= 1.3M terms lands far below this
-
-
-def time_ms(run, start_event, end_event, elapsed_ms, warmup, repeat):
-    """Median milliseconds of ``run()`` between two device events on the current stream."""
-    for _ in range(warmup):
-        run()
-    times = []
-    for _ in range(repeat):
-        start_event.record()
-        run()
-        end_event.record()
-        end_event.synchronize()
-        times.append(elapsed_ms(start_event, end_event))
-    return statistics.median(times)
 
 
 def relative_error(ours, reference):
@@ -98,10 +80,8 @@ def bench_shape(name, x_hwc, kernel, strides, padding, batch, warmup, repeat):
         if not error < MAX_RELATIVE_ERROR:
             raise SystemExit(f"{name} {op}: relative error {error:.2e} > {MAX_RELATIVE_ERROR:.0e}; not timing "
                              f"a wrong kernel.")
-        ours_ms = time_ms(ours, cupy.cuda.Event(), cupy.cuda.Event(), cupy.cuda.get_elapsed_time,
-                          warmup, repeat)
-        cudnn_ms = time_ms(theirs, torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True),
-                           lambda start, end: start.elapsed_time(end), warmup, repeat)
+        ours_ms = device_time_ms(ours, "cupy", warmup, repeat)["median_ms"]
+        cudnn_ms = device_time_ms(theirs, "torch", warmup, repeat)["median_ms"]
         rows.append(dict(shape=name, op=op, batch=batch, flops=flops, relative_error=error,
                          ours_ms=ours_ms, cudnn_fp32_ms=cudnn_ms,
                          ours_tflops=flops / ours_ms / 1e9, cudnn_fp32_tflops=flops / cudnn_ms / 1e9,
@@ -109,20 +89,9 @@ def bench_shape(name, x_hwc, kernel, strides, padding, batch, warmup, repeat):
     return rows
 
 
-def environment():
-    import cupy
-    import torch
-    props = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)
-    return dict(gpu=props["name"].decode() if isinstance(props["name"], bytes) else props["name"],
-                driver=cupy.cuda.runtime.driverGetVersion(), cuda_runtime=cupy.cuda.runtime.runtimeGetVersion(),
-                cupy=cupy.__version__, torch=torch.__version__, cudnn=torch.backends.cudnn.version(),
-                date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                cudnn_allow_tf32=torch.backends.cudnn.allow_tf32)
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("results_dir", nargs="?", default=str(Path(__file__).parent / "results"),
+    parser.add_argument("results_dir", nargs="?", default=str(RESULTS_DIR),
                         help="where the JSON goes (default: %(default)s)")
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--warmup", type=int, default=3)
@@ -133,26 +102,22 @@ def main():
     torch.backends.cudnn.allow_tf32 = False   # strict FP32, as our kernels
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.benchmark = True     # let cuDNN pick its fastest algorithm
-    from gpucnn import backend
+    from gpucnn import backend, profiler
     backend.set_backend("cuda")
 
-    env = environment()
+    env = {**profiler.environment(), "cudnn": torch.backends.cudnn.version(),
+           "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32}
     rows = []
     for shape in SHAPES:
         rows += bench_shape(*shape, batch=args.batch, warmup=args.warmup, repeat=args.repeat)
-    print(f"{env['gpu']}, batch {args.batch}, median of {args.repeat}")
+    print(f"{env['gpu']['name']}, batch {args.batch}, median of {args.repeat}")
     print(f"{'shape':<30} {'op':<16} {'ours ms':>9} {'cuDNN ms':>9} {'ours TF/s':>10} {'cuDNN TF/s':>11} "
           f"{'cuDNN/ours':>10} {'rel err':>8}")
     for r in rows:
         print(f"{r['shape']:<30} {r['op']:<16} {r['ours_ms']:>9.3f} {r['cudnn_fp32_ms']:>9.3f} "
               f"{r['ours_tflops']:>10.2f} {r['cudnn_fp32_tflops']:>11.2f} {r['ratio_vs_cudnn']:>10.2f} "
               f"{r['relative_error']:>8.1e}")
-    out_dir = Path(args.results_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    gpu = re.sub(r"[^A-Za-z0-9]+", "-", env["gpu"]).strip("-")
-    path = out_dir / f"conv-{gpu}-{env['date'][:10]}.json"
-    path.write_text(json.dumps(dict(environment=env, results=rows), indent=2))
-    print(f"wrote {path}")
+    write_report(args.results_dir, "conv", {**env, "settings": vars(args), "results": rows})
 
 
 if __name__ == "__main__":

@@ -13,19 +13,12 @@ Writes a JSON report (GPU, driver, library versions, date, numbers) to
     python profiling/bench_elementwise.py [output_dir] [--elements N] [--repeats R]
 """
 import argparse
-import datetime
-import json
 import os
-import pathlib
-import platform
-import re
-import statistics
 import sys
 import time
 
 import numpy as np
-
-RESULTS_DIR = pathlib.Path(__file__).resolve().parent / "results"
+from benchlib import RESULTS_DIR, device_time_ms, write_report
 
 
 def parse_args(argv=None):
@@ -122,20 +115,15 @@ def validate(cp, ops, reference, name, args):
     return max_error(to_host(result), expected)
 
 
-def time_median_ms(cp, call, warmup, repeats):
-    """Median over ``repeats`` of the device time of ``call()``, each bracketed by CUDA events."""
-    for _ in range(warmup):
-        call()
-    stream = cp.cuda.get_current_stream()
-    times = []
-    for _ in range(repeats):
-        start, end = cp.cuda.Event(), cp.cuda.Event()
-        start.record(stream)
-        call()
-        end.record(stream)
-        end.synchronize()
-        times.append(cp.cuda.get_elapsed_time(start, end))
-    return statistics.median(times)
+def copy_ms_of(cp, n, args):
+    """Device time of a device-to-device copy of ``n`` float32 (its buffers are freed on return)."""
+    source, target = cp.ones(n, dtype=cp.float32), cp.empty(n, dtype=cp.float32)
+
+    def copy():
+        cp.cuda.runtime.memcpyAsync(target.data.ptr, source.data.ptr, n * 4,
+                                    cp.cuda.runtime.memcpyDeviceToDevice, cp.cuda.get_current_stream().ptr)
+
+    return device_time_ms(copy, "cupy", args.warmup, args.repeats)["median_ms"]
 
 
 def launch_overhead_us(cp, call, launches):
@@ -150,39 +138,18 @@ def launch_overhead_us(cp, call, launches):
     return elapsed / launches * 1e6
 
 
-def environment(cp):
-    import numba
-    import numba_cuda
-
-    properties = cp.cuda.runtime.getDeviceProperties(cp.cuda.Device().id)
-    name = properties["name"]
-    return {
-        "gpu": name.decode() if isinstance(name, bytes) else str(name),
-        "sm_count": properties["multiProcessorCount"],
-        "driver_version": cp.cuda.runtime.driverGetVersion(),
-        "cuda_runtime_version": cp.cuda.runtime.runtimeGetVersion(),
-        "cupy": cp.__version__,
-        "numba": numba.__version__,
-        "numba_cuda": getattr(numba_cuda, "__version__", "unknown"),
-        "numpy": np.__version__,
-        "python": platform.python_version(),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    }
-
-
 def main(argv=None):
     args = parse_args(argv)
     if os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0"):
         sys.exit("NUMBA_ENABLE_CUDASIM is set: unset it, this benchmark needs a real GPU.")
     import cupy as cp
 
-    import gpucnn
-    from gpucnn import backend, reference
+    from gpucnn import backend, profiler, reference
 
     backend.set_backend("cuda")
     ops = backend.current().ops
-    info = environment(cp)
-    print(f"{info['gpu']}  driver {info['driver_version']}  cupy {info['cupy']}  numba-cuda {info['numba_cuda']}")
+    info = profiler.environment()
+    print(f"{info['gpu']['name']}  driver {info['gpu']['driver']}  {info['versions']}")
 
     # 1. Validate on mid-size inputs before timing anything.
     validation = {}
@@ -195,16 +162,9 @@ def main(argv=None):
 
     # 2. Bandwidth ceiling: a device-to-device copy of the same size, in this run.
     n = args.elements
-    source, target = cp.ones(n, dtype=cp.float32), cp.empty(n, dtype=cp.float32)
-
-    def copy():
-        cp.cuda.runtime.memcpyAsync(target.data.ptr, source.data.ptr, n * 4,
-                                    cp.cuda.runtime.memcpyDeviceToDevice, cp.cuda.get_current_stream().ptr)
-
-    copy_ms = time_median_ms(cp, copy, args.warmup, args.repeats)
+    copy_ms = copy_ms_of(cp, n, args)
     copy_gbs = 2 * n * 4 / copy_ms / 1e6
     print(f"{'device-to-device copy':42s} {copy_ms:8.3f} ms  {copy_gbs:8.1f} GB/s")
-    del source, target
 
     # 3. Each op on large tensors, then its launch overhead on tiny ones.
     tiny = dict((name, op_args) for name, op_args, _ in cases(1 << 16))
@@ -212,7 +172,7 @@ def main(argv=None):
     for name, op_args, moved in cases(n):
         device_args = to_device(cp, op_args)
         call = (lambda f=getattr(ops, name), a=device_args: f(*a))
-        ms = time_median_ms(cp, call, args.warmup, args.repeats)
+        ms = device_time_ms(call, "cupy", args.warmup, args.repeats)["median_ms"]
         tiny_args = to_device(cp, tiny[name])
         overhead = launch_overhead_us(cp, lambda f=getattr(ops, name), a=tiny_args: f(*a), args.launches)
         gbs = moved / ms / 1e6
@@ -223,14 +183,9 @@ def main(argv=None):
               f"launch {overhead:6.1f} µs")
         del device_args, tiny_args
 
-    report = {**info, "gpucnn": getattr(gpucnn, "__version__", "unknown"), "elements": n,
-              "repeats": args.repeats, "copy": {"median_ms": copy_ms, "gb_per_s": copy_gbs},
-              "results": results}
-    slug = re.sub(r"[^a-z0-9]+", "-", info["gpu"].lower()).strip("-")
-    out = pathlib.Path(args.output_dir) / f"elementwise-{slug}-{info['date'][:10]}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=1) + "\n")
-    print(f"wrote {out}")
+    write_report(args.output_dir, "elementwise", {
+        **info, "elements": n, "repeats": args.repeats, "copy": {"median_ms": copy_ms, "gb_per_s": copy_gbs},
+        "results": results})
 
 
 if __name__ == "__main__":

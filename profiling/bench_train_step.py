@@ -19,15 +19,13 @@ warm-up, median over repeats.  The JSON report (GPU, driver, versions, date, tim
 import argparse
 import gc
 import importlib.util
-import json
+import itertools
 import pathlib
-import re
-import statistics
 
 import numpy as np
+from benchlib import RESULTS_DIR, device_time_ms, write_report
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-RESULTS_DIR = ROOT / "profiling" / "results"
 FACES_SHAPE = (25, 25, 1)
 BATCHES_IN_ROTATION = 4  # distinct device batches cycled through, so no step re-reads a cached batch
 MAX_FORWARD_ERROR = 1e-3  # strict FP32 on both sides lands far below this
@@ -109,30 +107,12 @@ def host_batches(input_shape, batch, seed=0):
 
 
 # -- timing -----------------------------------------------------------------------------------------
-def median_step_ms(step, batches, events, args):
-    """Median over ``args.repeat`` samples of the time per step of ``args.steps`` consecutive steps,
-    between two device events on the current stream (the default stream for both libraries)."""
-    start, end = events
-    for i in range(args.warmup):
-        step(*batches[i % len(batches)])
-    samples = []
-    for r in range(args.repeat):
-        start.record()
-        for k in range(args.steps):
-            step(*batches[(r * args.steps + k) % len(batches)])
-        end.record()
-        end.synchronize()
-        samples.append(elapsed(start, end) / args.steps)
-    return {"median_ms": statistics.median(samples), "min_ms": min(samples), "max_ms": max(samples)}
-
-
-def elapsed(start, end):
-    return start.elapsed_time(end) if hasattr(start, "elapsed_time") else _cupy_elapsed(start, end)
-
-
-def _cupy_elapsed(start, end):
-    import cupy
-    return cupy.cuda.get_elapsed_time(start, end)
+def median_step_ms(step, batches, library, args):
+    """Device time per training step: ``benchlib.device_time_ms`` over samples of ``args.steps``
+    consecutive steps, cycling through the device ``batches``."""
+    batch_cycle = itertools.cycle(batches)
+    return device_time_ms(lambda: step(*next(batch_cycle)), library, args.warmup, args.repeat,
+                          calls_per_sample=args.steps)
 
 
 def gpucnn_case(build, input_shape, batch, jit_graph, args, profile=False):
@@ -157,7 +137,7 @@ def gpucnn_case(build, input_shape, batch, jit_graph, args, profile=False):
         batches = [(x[i * batch:(i + 1) * batch], y[i * batch:(i + 1) * batch])
                    for i in range(BATCHES_IN_ROTATION)]
         runner = training.make_step_runner(model, jit_graph)
-        result = median_step_ms(runner, batches, (cupy.cuda.Event(), cupy.cuda.Event()), args)
+        result = median_step_ms(runner, batches, "cupy", args)
     result["peak_bytes"] = meter.peak_in_use - used_before
     result["runner"] = type(runner).__name__
     if isinstance(runner, training.GraphStep):
@@ -192,8 +172,7 @@ def torch_case(model, batch, tf32, args):
         loss.backward()
         optimizer.step()
 
-    events = (torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
-    result = median_step_ms(step, batches, events, args)
+    result = median_step_ms(step, batches, "torch", args)
     result["peak_bytes"] = torch.cuda.max_memory_allocated()
     return result
 
@@ -271,11 +250,7 @@ def main(argv=None):
     }
     print("goals met:", goals)
     report = {**info, "settings": vars(args), "results": results, "goals_met": goals}
-    slug = re.sub(r"[^a-z0-9]+", "-", info["gpu"]["name"].lower()).strip("-")
-    out = pathlib.Path(args.results_dir) / f"train_step-{slug}-{info['date'][:10]}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=1) + "\n")
-    print(f"wrote {out}")
+    write_report(args.results_dir, "train_step", report)
 
 
 if __name__ == "__main__":

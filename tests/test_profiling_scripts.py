@@ -1,0 +1,61 @@
+"""The profiling/ scripts: every one answers --help (imports resolve), the shared result writer names
+files as documented, the dry run of profile_steps works on the cpu backend, and (GPU) event timing."""
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+PROFILING = pathlib.Path(__file__).resolve().parent.parent / "profiling"
+SCRIPTS = sorted(PROFILING.glob("*.py"))
+
+
+@pytest.fixture
+def benchlib(monkeypatch):
+    monkeypatch.syspath_prepend(str(PROFILING))
+    import benchlib
+    return benchlib
+
+
+@pytest.mark.parametrize("script", [s for s in SCRIPTS if s.name != "benchlib.py"], ids=lambda s: s.name)
+def test_script_help(script):
+    result = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True,
+                            timeout=120, cwd=PROFILING.parent)
+    assert result.returncode == 0, result.stderr
+    assert "usage:" in result.stdout
+
+
+def test_write_report_names_the_file_by_kind_gpu_and_date(benchlib, tmp_path):
+    report = {"date": "2026-11-25T10:00:00+00:00", "gpu": {"name": "NVIDIA H100 80GB HBM3"}, "x": [1, 2]}
+    path = benchlib.write_report(tmp_path / "out", "conv", report)
+    assert path == tmp_path / "out" / "conv-nvidia-h100-80gb-hbm3-2026-11-25.json"
+    assert json.loads(path.read_text()) == report
+    no_gpu = benchlib.write_report(tmp_path, "reference", {"date": "2026-11-25", "gpu": None})
+    assert no_gpu.name == "reference-no-gpu-2026-11-25.json"
+
+
+def test_device_time_ms_rejects_an_unknown_library(benchlib):
+    with pytest.raises(ValueError, match="`library` must be 'cupy' or 'torch'"):
+        benchlib.device_time_ms(lambda: None, "numpy", warmup=0, repeat=1)
+
+
+def test_profile_steps_dry_run_on_cpu():
+    result = subprocess.run([sys.executable, str(PROFILING / "profile_steps.py"), "--model", "faces",
+                             "--steps", "1", "--warmup", "1", "--batch", "4"],
+                            capture_output=True, text=True, timeout=300, cwd=PROFILING.parent,
+                            env={**os.environ, "GPUCNN_BACKEND": "cpu"})
+    assert result.returncode == 0, result.stderr
+    assert "faces_cnn on cpu: batch 4" in result.stdout
+    assert "1 steps done, last loss" in result.stdout
+
+
+@pytest.mark.gpu
+def test_device_time_ms_measures_device_work(gpu, benchlib):
+    import cupy
+    x = cupy.ones(1 << 24, dtype=cupy.float32)
+    small = benchlib.device_time_ms(lambda: x[:1024] * 2, "cupy", warmup=2, repeat=5)
+    large = benchlib.device_time_ms(lambda: x * 2, "cupy", warmup=2, repeat=5, calls_per_sample=3)
+    assert 0 < small["min_ms"] <= small["median_ms"] <= small["max_ms"]
+    assert large["median_ms"] > small["median_ms"]
