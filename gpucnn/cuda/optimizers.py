@@ -3,13 +3,12 @@
 Same names and signatures as ``gpucnn.reference.optimizers``; all buffers are flat 1-D float32 (the
 model keeps every trainable parameter in one buffer) and are updated in place.
 """
-import math
-
 import numpy as np
 
 from gpucnn.cuda import runtime
 from gpucnn.cuda._numba_launch import check_shape, launch_grid_stride
 from gpucnn.kernels import elementwise
+from gpucnn.reference.optimizers import adam_step_size, sgd_buffers
 
 
 def _check_buffers(param, **state):
@@ -22,23 +21,15 @@ def _check_buffers(param, **state):
 def adam_update(param, grad, m, v, step, learning_rate, beta_1, beta_2, epsilon):
     """One Adam step at ``step`` (1 for the first update); updates param, m and v in place."""
     _check_buffers(param, grad=grad, m=m, v=v)
-    if step < 1:
-        raise ValueError(f"Argument `step` counts updates from 1, got {step!r}.")
     # The bias corrections are host scalars from the step number: nothing is read back from the device.
-    alpha = learning_rate * math.sqrt(1 - beta_2**step) / (1 - beta_1**step)
+    alpha = adam_step_size(step, learning_rate, beta_1, beta_2)
     launch_grid_stride(elementwise.adam_update, param.size, param, grad, m, v, np.float32(alpha),
                        np.float32(1 - beta_1), np.float32(1 - beta_2), np.float32(epsilon))
 
 
 def sgd_update(param, grad, velocity, learning_rate, momentum, nesterov):
     """One SGD step in place; ``velocity=None`` (momentum 0) is plain SGD."""
-    if velocity is None:
-        if momentum != 0:
-            raise ValueError(f"Argument `velocity` is required when momentum is {momentum!r}. "
-                             f"Fix: pass a zero-initialized buffer shaped like param.")
-        _check_buffers(param, grad=grad)
-    else:
-        _check_buffers(param, grad=grad, velocity=velocity)
+    _check_buffers(param, **sgd_buffers(grad, velocity, momentum))
     # Plain SGD never touches the velocity argument, so the read-only grad stands in for the missing
     # buffer (not param: the simulator copies each argument back, and a written alias would be lost).
     launch_grid_stride(elementwise.sgd_update, param.size, param, grad,

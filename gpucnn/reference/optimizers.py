@@ -14,6 +14,23 @@ def _check_same_shape(param, **state):
             raise ValueError(f"Argument `{name}` must have the shape of param {param.shape}, got {array.shape}.")
 
 
+def adam_step_size(step, learning_rate, beta_1, beta_2):
+    """alpha = lr·sqrt(1-β₂ᵗ)/(1-β₁ᵗ), on the host in float64 (shared with the kernels' launcher)."""
+    if step < 1:
+        raise ValueError(f"Argument `step` counts updates from 1, got {step!r}.")
+    return learning_rate * math.sqrt(1 - beta_2**step) / (1 - beta_1**step)
+
+
+def sgd_buffers(grad, velocity, momentum):
+    """The buffers an SGD step must check against param's shape; ``velocity=None`` needs momentum 0."""
+    if velocity is None:
+        if momentum != 0:
+            raise ValueError(f"Argument `velocity` is required when momentum is {momentum!r}. "
+                             f"Fix: pass a zero-initialized buffer shaped like param.")
+        return {"grad": grad}
+    return {"grad": grad, "velocity": velocity}
+
+
 def adam_update(param, grad, m, v, step, learning_rate, beta_1, beta_2, epsilon):
     """One Adam step at ``step`` (1 for the first update); updates param, m and v in place.
 
@@ -21,10 +38,7 @@ def adam_update(param, grad, m, v, step, learning_rate, beta_1, beta_2, epsilon)
     param -= alpha·m / (sqrt(v) + ε).
     """
     _check_same_shape(param, grad=grad, m=m, v=v)
-    if step < 1:
-        raise ValueError(f"Argument `step` counts updates from 1, got {step!r}.")
-    # The step size is computed on the host in float64, like the scalar passed to the kernel.
-    alpha = learning_rate * math.sqrt(1 - beta_2**step) / (1 - beta_1**step)
+    alpha = adam_step_size(step, learning_rate, beta_1, beta_2)
     dtype = param.dtype.type
     # One scratch buffer and in-place ufuncs: a model's flat buffer is large and this runs every step.
     scratch = np.subtract(grad, m, dtype=param.dtype)
@@ -47,13 +61,7 @@ def sgd_update(param, grad, velocity, learning_rate, momentum, nesterov):
     With ``velocity``: v = momentum·v - lr·g, then param += momentum·v - lr·g (nesterov) or param += v.
     Without (``velocity=None``, momentum 0): param -= lr·g.
     """
-    if velocity is None:
-        if momentum != 0:
-            raise ValueError(f"Argument `velocity` is required when momentum is {momentum!r}. "
-                             f"Fix: pass a zero-initialized buffer shaped like param.")
-        _check_same_shape(param, grad=grad)
-    else:
-        _check_same_shape(param, grad=grad, velocity=velocity)
+    _check_same_shape(param, **sgd_buffers(grad, velocity, momentum))
     dtype = param.dtype.type
     lr_grad = dtype(learning_rate) * grad
     if velocity is None:
