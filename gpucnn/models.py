@@ -268,11 +268,34 @@ class Sequential:
         with profiler.nvtx_range("optimizer"):
             self.optimizer.apply(self._params, self._grads)
 
-    def train_on_batch(self, x, y):
-        """One optimizer step on one batch (already on the backend); returns device (loss, correct)."""
+    def _train_step(self, x, y):
+        """One optimizer step on a batch made by :meth:`_prepare_training`; returns device
+        (loss, correct) without synchronising: the step the runners of gpucnn.training launch."""
         loss, correct = self._loss_and_gradients(x, y)
         self._apply_optimizer()
         return loss, correct
+
+    def _prepare_training(self, x, y):
+        """``x``/``y`` checked and on the backend, with the loss set up and the parameters packed."""
+        x, y = self._prepare_xy(x, y)
+        self._setup_loss()
+        self._pack_parameters()
+        return x, y
+
+    def train_on_batch(self, x, y, return_dict=False):
+        """One optimizer step on one batch, as Keras: returns the batch's loss (a float), ``[loss,
+        accuracy]`` when metrics were compiled, or a dict with ``return_dict=True``."""
+        self._check_compiled("train_on_batch")
+        x, y = self._prepare_training(x, y)
+        logs = callbacks_module.RunningLogs(backend.current().xp, self.metrics)
+        logs.add(*self._train_step(x, y), len(x), int(y.size))
+        return self._keras_result(logs.result(), return_dict)
+
+    def _keras_result(self, logs, return_dict):
+        if return_dict:
+            return logs
+        ordered = [logs["loss"]] + [logs[name] for name in self.metrics]
+        return ordered[0] if len(ordered) == 1 else ordered
 
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
             validation_split=0.0, validation_data=None, shuffle=True, initial_epoch=0):
@@ -291,7 +314,7 @@ class Sequential:
                 or not 0.0 <= validation_split < 1.0:
             raise ValueError(f"Argument `validation_split` must be a float in [0, 1), got "
                              f"{validation_split!r}.")
-        x, y = self._prepare_xy(x, y)
+        x, y = self._prepare_training(x, y)
         val = None
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
@@ -305,8 +328,6 @@ class Sequential:
                                  f"{split} training and {len(x) - split} validation samples out of "
                                  f"{len(x)}. Fix: use more data or another split.")
             x, y, val = x[:split], y[:split], (x[split:], y[split:])
-        self._setup_loss()
-        self._pack_parameters()
 
         history = callbacks_module.History()
         steps = math.ceil(len(x) / batch_size)
@@ -368,10 +389,7 @@ class Sequential:
         if verbose:
             print(f"{math.ceil(len(x) / batch_size)}/{math.ceil(len(x) / batch_size)}"
                   + callbacks_module._format_logs(logs))
-        if return_dict:
-            return logs
-        ordered = [logs["loss"]] + [logs[name] for name in self.metrics]
-        return ordered[0] if len(ordered) == 1 else ordered
+        return self._keras_result(logs, return_dict)
 
     def predict(self, x, batch_size=None, verbose=0):
         """Model outputs for ``x`` as a float32 NumPy array (probabilities for sigmoid/softmax heads)."""

@@ -301,9 +301,7 @@ def profile(model, x, y, steps=10, warmup=2, print_fn=print):
     model._check_compiled("profile")
     steps = _positive(steps, "steps", 1)
     warmup = _positive(warmup, "warmup", 0)
-    x, y = model._prepare_xy(x, y)
-    model._setup_loss()
-    model._pack_parameters()
+    x, y = model._prepare_training(x, y)
     units = training.execution_units(model)
     on_gpu = backend.current().name == "cuda"
     clock = _CudaClock() if on_gpu else _HostClock()

@@ -170,7 +170,7 @@ class EagerStep:
         self.model = model
 
     def __call__(self, x, y):
-        return self.model.train_on_batch(x, y)
+        return self.model._train_step(x, y)
 
 
 class EagerCapture:
@@ -286,10 +286,10 @@ class GraphStep:
         if self._captured is None and not self._capture_failed:
             return self._warm_up_and_capture(x, y, key)
         self.eager_steps += 1
-        return self.model.train_on_batch(x, y)
+        return self.model._train_step(x, y)
 
     def _warm_up_and_capture(self, x, y, key):
-        outputs = self._capture.warm_up(lambda: self.model.train_on_batch(x, y))
+        outputs = self._capture.warm_up(lambda: self.model._train_step(x, y))
         self.eager_steps += 1
         xp = backend.current().xp
         static_x, static_y = xp.empty(x.shape, x.dtype), xp.empty(y.shape, y.dtype)

@@ -131,9 +131,7 @@ def gpucnn_case(build, input_shape, batch, jit_graph, args, profile=False):
         model = build()
         model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"],
                       jit_graph=jit_graph)
-        x, y = model._prepare_xy(*host_batches(input_shape, batch))
-        model._setup_loss()
-        model._pack_parameters()
+        x, y = model._prepare_training(*host_batches(input_shape, batch))
         batches = [(x[i * batch:(i + 1) * batch], y[i * batch:(i + 1) * batch])
                    for i in range(BATCHES_IN_ROTATION)]
         runner = training.make_step_runner(model, jit_graph)

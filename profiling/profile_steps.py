@@ -46,9 +46,7 @@ def main(argv=None):
         model, shape, batch = faces_model(), FACES_SHAPE, args.batch or 32
     jit_graph = None if args.jit_graph is None else args.jit_graph == "on"
     model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"], jit_graph=jit_graph)
-    x, y = model._prepare_xy(*host_batches(shape, batch))
-    model._setup_loss()
-    model._pack_parameters()
+    x, y = model._prepare_training(*host_batches(shape, batch))
     batches = [(x[i:i + batch], y[i:i + batch]) for i in range(0, len(x), batch)]
     run_step = training.make_step_runner(model, jit_graph)
     print(f"{model.name} on {gpucnn.get_backend()}: batch {batch}, runner {type(run_step).__name__}")

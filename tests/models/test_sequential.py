@@ -252,3 +252,21 @@ def test_progress_bar_prints_epochs_and_metrics(cpu, capsys):
     out = capsys.readouterr().out
     assert "Epoch 1/2" in out and "Epoch 2/2" in out
     assert "2/2 ━━━━━━━━━━━━━━━━━━━━" in out and "val_accuracy:" in out and "- loss:" in out
+
+
+def test_train_on_batch_as_keras(cpu):
+    model = gpucnn.Sequential([Conv2D(2, (3, 3), input_shape=(6, 6, 1)), Flatten(), Dense(1, activation="sigmoid")])
+    x = np.random.default_rng(0).random((4, 6, 6, 1), dtype=np.float32)
+    y = np.array([0, 1, 0, 1], dtype=np.float32)
+    with pytest.raises(RuntimeError, match="compile"):
+        model.train_on_batch(x, y)
+    model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
+    loss, accuracy = model.train_on_batch(x, y)
+    assert isinstance(loss, float) and loss > 0 and 0 <= accuracy <= 1
+    before = model.evaluate(x, y, verbose=0, return_dict=True)["loss"]
+    for _ in range(20):
+        logs = model.train_on_batch(x, y, return_dict=True)
+    assert set(logs) == {"loss", "accuracy"}
+    assert model.evaluate(x, y, verbose=0, return_dict=True)["loss"] < before
+    model.compile(optimizer="sgd", loss="binary_crossentropy")
+    assert isinstance(model.train_on_batch(x, y), float)
