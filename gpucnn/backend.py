@@ -155,7 +155,6 @@ class using_backend:
         self._saved = None
 
     def __enter__(self):
-        global _current
         self._saved = _current
         set_backend(self.name)
         return _current

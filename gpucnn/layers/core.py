@@ -2,7 +2,7 @@
 import math
 
 from gpucnn import activations, utils
-from gpucnn.layers.base import KernelLayer, Layer, _check_input_shape, check_rank, format_shape
+from gpucnn.layers.base import KernelLayer, Layer, _check_input_shape, format_shape
 
 
 class Input:

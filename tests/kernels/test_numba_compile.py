@@ -11,8 +11,6 @@ import re
 import subprocess
 import sys
 
-import pytest
-
 COMPUTE_CAPABILITY = (9, 0)
 
 
