@@ -1,0 +1,29 @@
+"""The examples run end to end on the cpu backend (short runs; the README's first command runs the full
+textures example)."""
+import os
+import pathlib
+import subprocess
+import sys
+
+EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
+
+
+def run_example(name, *args):
+    result = subprocess.run([sys.executable, str(EXAMPLES / name), "--backend", "cpu", *args],
+                            capture_output=True, text=True, timeout=600, cwd=EXAMPLES.parent,
+                            env={**os.environ, "MPLBACKEND": "Agg"})
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    return result.stdout
+
+
+def test_faces_example_learns():
+    out = run_example("faces_cnn.py", "--epochs", "15")
+    accuracy = float(out.split("test accuracy: ")[1].split()[0])
+    assert accuracy >= 0.9, out[-1500:]
+
+
+def test_textures_example_runs_and_writes_its_outputs():
+    out = run_example("textures_cnn.py", "--epochs", "1", "--width-divisor", "64")
+    assert "Total params:" in out and "final validation accuracy:" in out
+    for name in ("textures_cnn.gpucnn", "history.png", "filters.png", "feature_maps.png"):
+        assert (EXAMPLES / "output" / name).stat().st_size > 0
