@@ -7,7 +7,7 @@ import pytest
 
 import gpucnn
 from gpucnn import backend, profiler, training
-from gpucnn.layers import Conv2D, Dense, Flatten, MaxPooling2D
+from gpucnn.layers import BatchNormalization, Conv2D, Dense, Dropout, Flatten, MaxPooling2D
 
 BATCH, SIDE, FILTERS = 8, 24, 16
 
@@ -81,6 +81,27 @@ def test_profile_leaves_the_model_as_it_was(cpu):
         np.testing.assert_array_equal(array, state[name])
     assert model.optimizer.iterations == iterations
     assert all(layer._cache is None for layer in model.layers)
+
+
+def test_profile_does_not_change_later_training(cpu):
+    """Dropout seeds, the global RNG and BatchNormalization's moving statistics are put back too: a run
+    profiled halfway ends with the same weights as one that was not."""
+    x, y = batch()
+
+    def train(profile_halfway):
+        gpucnn.utils.set_random_seed(5)
+        model = gpucnn.Sequential([
+            Conv2D(4, (3, 3), input_shape=(SIDE, SIDE, 1)), BatchNormalization(), MaxPooling2D((2, 2)),
+            Flatten(), Dropout(0.5), Dense(1, activation="sigmoid")])
+        model.compile(optimizer="adam", loss="binary_crossentropy")
+        model.fit(x, y, batch_size=4, epochs=1, verbose=0)
+        if profile_halfway:
+            model.profile(x, y, steps=2, print_fn=None)
+        model.fit(x, y, batch_size=4, epochs=2, verbose=0)
+        return model.get_weights()
+
+    for got, want in zip(train(True), train(False)):
+        np.testing.assert_array_equal(got, want)
 
 
 def test_profile_argument_errors(cpu):
