@@ -285,11 +285,13 @@ class _Parameter:
 
 
 def _dim3(name, value, limits):
-    values = (value,) if isinstance(value, (int, np.integer)) else value
-    if not isinstance(values, (tuple, list)) or not 1 <= len(values) <= 3 or not all(
-            isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in values):
-        raise TypeError(f"Argument `{name}` must be an int or a tuple of 1 to 3 ints, got {value!r}.")
-    values = tuple(int(v) for v in values) + (1,) * (3 - len(values))
+    # cupy.RawKernel hands grid and block to a function declared with `tuple` parameters: an int or a list
+    # raises a TypeError there, so it does here too.
+    if not isinstance(value, tuple) or not 1 <= len(value) <= 3 or not all(
+            isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in value):
+        raise TypeError(f"Argument `{name}` must be a tuple of 1 to 3 ints, as cupy.RawKernel requires, got "
+                        f"{value!r}. Fix: pass e.g. ({value!r},) for a 1-D {name}.")
+    values = tuple(int(v) for v in value) + (1,) * (3 - len(value))
     for axis, (v, limit) in enumerate(zip(values, limits)):
         if not 1 <= v <= limit:
             raise ValueError(f"Argument `{name}` {value!r}: dimension {'xyz'[axis]} is {v}, must be in "
@@ -356,22 +358,28 @@ class Function:
             raise TypeError(f"{where}: the emulator cannot pass struct parameters by value "
                             f"({parameter.size} bytes). Fix: pass the fields as separate scalar parameters.")
         ctype = np.ctypeslib.as_ctypes_type(dtype)
-        if isinstance(value, np.generic):
-            if value.dtype != dtype:
-                raise TypeError(f"{where} is {self._c_name(parameter)}, got numpy.{value.dtype.name}. Fix: pass "
-                                f"np.{dtype.name}(value).")
-            return ctype(value.item())
-        if dtype.kind == "b" and isinstance(value, bool):
-            return ctype(value)
-        if dtype.kind in "iu" and isinstance(value, int) and not isinstance(value, bool):
-            info = np.iinfo(dtype)
-            if not info.min <= value <= info.max:
-                raise ValueError(f"{where} is {self._c_name(parameter)}, but {value} is out of its range "
-                                 f"[{info.min}, {info.max}].")
-            return ctype(value)
-        if dtype.kind == "f" and isinstance(value, (int, float)) and not isinstance(value, bool):
-            return ctype(value)
-        raise TypeError(f"{where} is {self._c_name(parameter)}, got {type(value).__name__} {value!r}. Fix: "
+        if not isinstance(value, np.generic):
+            value = self._as_cupy_passes_it(value, dtype, where)
+        if value.dtype != dtype:
+            raise TypeError(f"{where} is {self._c_name(parameter)}, got numpy.{value.dtype.name}. Fix: pass "
+                            f"np.{dtype.name}(value).")
+        return ctype(value.item())
+
+    @staticmethod
+    def _as_cupy_passes_it(value, dtype, where):
+        """The NumPy scalar cupy.RawKernel makes of a Python scalar: a Python int (bool included) becomes a
+        64-bit integer and a Python float a double, whatever the C parameter is, so an `int` or `float`
+        parameter would read the wrong bytes on a GPU.  Accepted only where that is the C type."""
+        if isinstance(value, int) and dtype == np.int64:
+            return np.int64(value)
+        if isinstance(value, float) and dtype == np.float64:
+            return np.float64(value)
+        if isinstance(value, (int, float)):
+            passed = "int64" if isinstance(value, int) else "float64"
+            raise TypeError(f"{where} is a scalar of type {dtype.name}, got Python {type(value).__name__} "
+                            f"{value!r}, which cupy passes as {passed}: a GPU would read the wrong bytes. Fix: "
+                            f"pass np.{dtype.name}(value).")
+        raise TypeError(f"{where} is a scalar of type {dtype.name}, got {type(value).__name__} {value!r}. Fix: "
                         f"pass np.{dtype.name}(value).")
 
     @staticmethod

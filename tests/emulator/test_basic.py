@@ -29,7 +29,8 @@ def test_block_reduction_matches_numpy(basic):
     x = rng.standard_normal(1000, dtype=np.float32)
     blocks = -(-x.size // 256)
     out = np.zeros(blocks, np.float32)
-    basic.get_function("block_sums")(blocks, 256, (x, out, np.int64(x.size)))
+    # A Python int is what cupy passes for a long long (as int64), so it is accepted here.
+    basic.get_function("block_sums")((blocks,), (256,), (x, out, x.size))
     expected = np.pad(x, (0, blocks * 256 - x.size)).reshape(blocks, 256).astype(np.float64).sum(axis=1)
     np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
 
@@ -38,7 +39,7 @@ def test_three_dimensional_indices(basic):
     n = 5 * 3 * 2 * 4 * 2 * 3 - 7
     x = np.arange(n, dtype=np.float64)
     y = np.zeros(n + 7)
-    # Python scalars are accepted where the C type makes them unambiguous (double, float, unsigned int).
-    basic.get_function("affine_3d")((5, 3, 2), (4, 2, 3), (x, y[:n], 2.0, 0.5, n))
+    # A Python float is what cupy passes for a double; float and unsigned int need NumPy scalars.
+    basic.get_function("affine_3d")((5, 3, 2), (4, 2, 3), (x, y[:n], 2.0, np.float32(0.5), np.uint32(n)))
     np.testing.assert_array_equal(y[:n], 2.0 * x + 0.5)
     np.testing.assert_array_equal(y[n:], 0.0)

@@ -39,37 +39,47 @@ def launch_args(rows=4, cols=4):
     (0, [0.0] * 16, TypeError, r"parameter `in` is a pointer; pass a numpy.ndarray"),
     (1, np.zeros((8, 8), np.float32)[::2, ::2], ValueError, r"parameter `out`: the array must be C-contiguous"),
     (2, np.int64(4), TypeError, r"parameter `rows` is a scalar of type int32, got numpy.int64. Fix: pass np.int32"),
-    (2, 2**31, ValueError, r"parameter `rows` is a scalar of type int32, but 2147483648 is out of its range"),
-    (2, 4.0, TypeError, r"parameter `rows` is a scalar of type int32, got float"),
+    # cupy.RawKernel passes Python ints as int64 and floats as float64: an int parameter would read
+    # the wrong bytes on a GPU, so the emulator refuses them too.
+    (2, 4, TypeError, r"parameter `rows` is a scalar of type int32, got Python int 4, which cupy passes as "
+                      r"int64.*Fix: pass np.int32\(value\)"),
+    (2, True, TypeError, r"parameter `rows` is a scalar of type int32, got Python bool"),
+    (2, 4.0, TypeError, r"parameter `rows` is a scalar of type int32, got Python float 4.0, which cupy "
+                        r"passes as float64"),
+    (2, "4", TypeError, r"parameter `rows` is a scalar of type int32, got str"),
     (3, np.zeros(1, np.int32), TypeError, r"parameter `cols` is a scalar of type int32, got a numpy array"),
 ])
 def test_bad_arguments_raise_clear_errors(transpose, position, value, error, message):
     args = list(launch_args())
     args[position] = value
     with pytest.raises(error, match=message):
-        transpose(1, (16, 16), tuple(args))
+        transpose((1,), (16, 16), tuple(args))
 
 
 def test_read_only_array_only_for_const_pointers(transpose):
     a, out, rows, cols = launch_args()
     a.flags.writeable = False
-    transpose(1, (16, 16), (a, out, rows, cols))  # `in` is const float*
+    transpose((1,), (16, 16), (a, out, rows, cols))  # `in` is const float*
     out.flags.writeable = False
     with pytest.raises(ValueError, match=r"parameter `out` points to non-const memory"):
-        transpose(1, (16, 16), (a, out, rows, cols))
+        transpose((1,), (16, 16), (a, out, rows, cols))
 
 
 def test_wrong_argument_count(transpose):
     with pytest.raises(TypeError, match=r"transpose takes 4 arguments \(in, out, rows, cols\), got 3"):
-        transpose(1, (16, 16), launch_args()[:3])
+        transpose((1,), (16, 16), launch_args()[:3])
 
 
 @pytest.mark.parametrize("grid, block, shared_mem, error, message", [
-    (0, 16, 0, ValueError, r"`grid` 0: dimension x is 0"),
-    ((1, 1, 1, 1), 16, 0, TypeError, r"`grid` must be an int or a tuple of 1 to 3 ints"),
-    (1, (1, 1, 65), 0, ValueError, r"`block` \(1, 1, 65\): dimension z is 65, must be in \[1, 64\]"),
-    (1, (64, 32), 0, ValueError, r"2048 threads per block, CUDA allows at most 1024"),
-    (1, 16, 48 * 1024 + 1, ValueError, r"`shared_mem` must be an int in \[0, 49152\]"),
+    ((0,), (16,), 0, ValueError, r"`grid` \(0,\): dimension x is 0"),
+    ((1, 1, 1, 1), (16,), 0, TypeError, r"`grid` must be a tuple of 1 to 3 ints"),
+    # cupy.RawKernel takes tuples only; an int or a list raises a TypeError there.
+    (1, (16,), 0, TypeError, r"`grid` must be a tuple of 1 to 3 ints, as cupy.RawKernel requires, got 1. "
+                             r"Fix: pass e.g. \(1,\)"),
+    ((1,), [16], 0, TypeError, r"`block` must be a tuple"),
+    ((1,), (1, 1, 65), 0, ValueError, r"`block` \(1, 1, 65\): dimension z is 65, must be in \[1, 64\]"),
+    ((1,), (64, 32), 0, ValueError, r"2048 threads per block, CUDA allows at most 1024"),
+    ((1,), (16,), 48 * 1024 + 1, ValueError, r"`shared_mem` must be an int in \[0, 49152\]"),
 ])
 def test_bad_launch_configuration(transpose, grid, block, shared_mem, error, message):
     with pytest.raises(error, match=message):
@@ -104,7 +114,7 @@ def test_cache_is_keyed_by_included_headers(tmp_path, monkeypatch):
 
     def run():
         x = np.zeros(8, np.float32)
-        emulator.load_module(source).get_function("fill")(1, 8, (x,))
+        emulator.load_module(source).get_function("fill")((1,), (8,), (x,))
         return x
 
     np.testing.assert_array_equal(run(), 1.5)

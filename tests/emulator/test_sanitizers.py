@@ -22,16 +22,16 @@ module = emulator.load_module(sys.argv[1], sanitize=sys.argv[2])
 x = np.arange(64, dtype=np.float32)
 if sys.argv[2] == "address":
     out = np.zeros(64, np.float32)
-    module.get_function("copy_shifted")(1, 64, (x, out, 64, 0))
+    module.get_function("copy_shifted")((1,), (64,), (x, out, np.int32(64), np.int32(0)))
     assert (out == x).all()
     print("correct kernel ran clean", flush=True)
-    module.get_function("copy_shifted")(1, 64, (x, out, 64, 1))
+    module.get_function("copy_shifted")((1,), (64,), (x, out, np.int32(64), np.int32(1)))
 else:
     out = np.zeros(1, np.float32)
-    module.get_function("reduce_64_correct")(1, 64, (x, out))
+    module.get_function("reduce_64_correct")((1,), (64,), (x, out))
     assert out[0] == x.sum()
     print("correct kernel ran clean", flush=True)
-    module.get_function("reduce_64_missing_sync")(1, 64, (x, out))
+    module.get_function("reduce_64_missing_sync")((1,), (64,), (x, out))
 print("planted bug not reported", flush=True)
 """
 
