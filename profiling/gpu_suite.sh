@@ -2,6 +2,7 @@
 # Everything that needs a GPU, in one command that fits 10 minutes on one H100:
 #   install (editable) -> environment record -> pytest -m gpu -> every profiling/bench_*.py
 #   -> nsys capture of a few training steps (skipped without nsys)
+#   -> ncu report of the conv/GEMM kernels of one training step (skipped without ncu)
 #   -> compute-sanitizer memcheck of a few steps of a small model (skipped without it)
 #   -> kernel_resources.py.
 # Usage:  profiling/gpu_suite.sh [RESULTS_DIR]     (default: profiling/results)
@@ -49,7 +50,8 @@ skip_stage() {
 
 find_tool() {  # on PATH, else the newest copy in the usual NVIDIA install folders
     command -v "$1" 2>/dev/null && return
-    ls -d /usr/local/cuda/bin/"$1" /opt/nvidia/nsight-systems/*/bin/"$1" 2>/dev/null | sort -V | tail -n 1
+    ls -d /usr/local/cuda/bin/"$1" /opt/nvidia/nsight-systems/*/bin/"$1" /opt/nvidia/nsight-compute/*/"$1" \
+        2>/dev/null | sort -V | tail -n 1
 }
 
 # nvtx is an optional dependency: install a carried wheel (see profiling/README.md) when there is one.
@@ -60,19 +62,22 @@ run_stage install 90 "$PY" -m pip install --no-build-isolation --no-deps -e .
 run_stage environment 30 "$PY" -c "import json, gpucnn.profiler as p; \
 json.dump(p.environment(), open('$RESULTS/environment.json', 'w'), indent=1); print(p.environment())"
 nvidia-smi >"$RESULTS/nvidia-smi.txt" 2>&1
+# Without a GPU every stage below would "pass" by skipping or fail for that one reason: stop instead.
+if ! "$PY" -c "import json, sys; sys.exit(json.load(open('$RESULTS/environment.json'))['gpu'] is None)" 2>/dev/null; then
+    echo "no GPU visible to CuPy (see $RESULTS/environment.json): nothing to run here" >&2
+    exit 1
+fi
 
-run_stage pytest_gpu 240 env GPUCNN_TESTS_ON_GPU=1 "$PY" -m pytest -m gpu -q -p no:cacheprovider \
+run_stage pytest_gpu 150 env GPUCNN_TESTS_ON_GPU=1 "$PY" -m pytest -m gpu -q -p no:cacheprovider \
     --junitxml="$RESULTS/pytest_gpu.xml" tests
 
-# Every benchmark; the results directory is their first argument, except for scripts whose --help
-# offers --json (the CPU reference benchmark), which get a JSON path.  The train-step benchmark first.
-for bench in profiling/bench_train_step.py $(ls profiling/bench_*.py | grep -v bench_train_step.py); do
+# Every GPU benchmark (bench_reference.py times the cpu backend: not here), the train step first; each
+# takes the results directory as its first argument.
+for bench in profiling/bench_train_step.py $(ls profiling/bench_*.py | grep -v -e bench_train_step.py -e bench_reference.py); do
     name=$(basename "$bench" .py)
-    if "$PY" "$bench" --help 2>/dev/null | grep -q -- "--json"; then
-        run_stage "$name" 90 "$PY" "$bench" --json "$RESULTS/$name.json"
-    else
-        run_stage "$name" 180 "$PY" "$bench" "$RESULTS"
-    fi
+    limit=90
+    [[ $name == bench_train_step ]] && limit=150
+    run_stage "$name" "$limit" "$PY" "$bench" "$RESULTS"
 done
 
 NSYS=$(find_tool nsys)
@@ -82,7 +87,7 @@ if [[ -n "$NSYS" ]]; then
     if "$PY" -c "import nvtx" 2>/dev/null; then
         capture=(--capture-range=nvtx --nvtx-capture=steps@gpucnn --capture-range-end=stop)
     fi
-    run_stage nsys 90 env NSYS_NVTX_PROFILER_REGISTER_ONLY=0 "$NSYS" profile -t cuda,nvtx "${capture[@]}" \
+    run_stage nsys 60 env NSYS_NVTX_PROFILER_REGISTER_ONLY=0 "$NSYS" profile -t cuda,nvtx "${capture[@]}" \
         --force-overwrite true -o "$RESULTS/train_steps" \
         "$PY" profiling/profile_steps.py --model article --jit-graph off --steps 3
     if [[ -f "$RESULTS/train_steps.nsys-rep" ]]; then
@@ -93,10 +98,26 @@ else
     skip_stage nsys "nsys not found"
 fi
 
+NCU=$(find_tool ncu)
+if [[ -n "$NCU" ]]; then
+    # The CUDA C kernels of one eager training step: a few launches of each, basic section set
+    # (speed of light, launch statistics, occupancy).  Clock control off: the timings nsys and the
+    # benchmarks see are at the GPU's own clocks too.
+    run_stage ncu 90 "$NCU" --clock-control none --set basic -k "regex:conv2d_|gemm_" --launch-count 8 \
+        --force-overwrite -o "$RESULTS/ncu_step" \
+        "$PY" profiling/profile_steps.py --model article --jit-graph off --steps 1 --warmup 1
+    if [[ -f "$RESULTS/ncu_step.ncu-rep" ]]; then
+        run_stage ncu_report 30 bash -c "'$NCU' --import '$RESULTS/ncu_step.ncu-rep' --page details --csv \
+            > '$RESULTS/ncu_step_details.csv'"
+    fi
+else
+    skip_stage ncu "ncu not found"
+fi
+
 SANITIZER=$(find_tool compute-sanitizer)
 if [[ -n "$SANITIZER" ]]; then
     # Without CuPy's pool every array is its own cudaMalloc, so memcheck sees each array's bounds.
-    run_stage memcheck 120 "$SANITIZER" --tool memcheck --leak-check no --error-exitcode 1 \
+    run_stage memcheck 90 "$SANITIZER" --tool memcheck --leak-check no --error-exitcode 1 \
         "$PY" profiling/profile_steps.py --model faces --steps 2 --warmup 1 --jit-graph off --no-memory-pool
 else
     skip_stage memcheck "compute-sanitizer not found"
