@@ -2,8 +2,9 @@
 resource report: registers, spill stores / loads and shared memory per kernel.
 
 A cubin, not PTX, is requested on purpose: a newer NVRTC emits PTX that an older ptxas refuses, while the
-cubin is assembled by the ptxas built into NVRTC.  The options are those CuPy uses on a GPU
-(``runtime.NVRTC_OPTIONS`` plus the include path), so this checks the very code that will run.
+cubin is assembled by the ptxas built into NVRTC.  The source (headers inlined) and the options are those
+CuPy compiles on a GPU (``runtime.NVRTC_OPTIONS`` and the ``-ftz=true`` CuPy adds), so this checks the very
+code that will run.
 """
 import re
 from dataclasses import dataclass
@@ -58,7 +59,7 @@ def compile_cubin(filename, arch=DEFAULT_ARCH):
     result, program = nvrtc.nvrtcCreateProgram(source, filename.encode(), 0, [], [])
     _check(result, f"nvrtcCreateProgram({filename})")
     try:
-        options = [o.encode() for o in (*runtime.NVRTC_OPTIONS, f"-I{runtime.kernels_dir()}",
+        options = [o.encode() for o in (*runtime.NVRTC_OPTIONS, *runtime.CUPY_IMPLICIT_NVRTC_OPTIONS,
                                         f"--gpu-architecture={arch}", "--ptxas-options=-v")]
         (result,) = nvrtc.nvrtcCompileProgram(program, len(options), options)
         _check(result, f"compiling {filename} for {arch}", program)

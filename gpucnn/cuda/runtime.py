@@ -4,6 +4,7 @@ on the ``emulated`` backend (NumPy arrays, Numba's CUDA simulator and our C++ em
 """
 import functools
 import importlib.resources
+import re
 
 import numpy as np
 
@@ -12,6 +13,12 @@ from gpucnn import backend
 # NVRTC options used both by CuPy on a GPU and by the CPU compile checks, so both see the same code.
 # No --use_fast_math: results are compared with the float32 NumPy reference.
 NVRTC_OPTIONS = ("-std=c++17",)
+# What CuPy appends to every NVRTC compile on its own (flush denormals to zero); the CPU compile check
+# adds it too.
+CUPY_IMPLICIT_NVRTC_OPTIONS = ("-ftz=true",)
+
+_LOCAL_INCLUDE = re.compile(r'^[ \t]*#[ \t]*include[ \t]*"([^"]+)"[^\n]*$', re.M)
+_PRAGMA_ONCE = re.compile(r"^[ \t]*#[ \t]*pragma[ \t]+once[^\n]*$", re.M)
 
 
 def kernels_dir():
@@ -20,7 +27,31 @@ def kernels_dir():
 
 
 def kernel_source(filename):
-    return (kernels_dir() / filename).read_text()
+    """The text of ``kernels/<filename>`` with its ``#include "..."`` headers (from the same folder) inlined,
+    each once, between ``#line`` directives so compiler messages still name the original file and line.
+
+    CuPy keys its on-disk kernel cache by the source text and the options, not by the headers NVRTC would
+    read through ``-I``: with the headers inlined, an edit of ``common.cuh`` compiles anew instead of
+    silently loading the cubin built from the old header.
+    """
+    return _inline_includes(filename, set())
+
+
+def _inline_includes(filename, included):
+    included.add(filename)
+    text = (kernels_dir() / filename).read_text()
+    pieces, end = [], 0
+    for match in _LOCAL_INCLUDE.finditer(text):
+        header = match.group(1)
+        next_line = text.count("\n", 0, match.end()) + 2
+        pieces.append(text[end:match.start()])
+        if header not in included:
+            body = _PRAGMA_ONCE.sub("", _inline_includes(header, included))
+            pieces.append(f'#line 1 "{header}"\n{body}\n')
+        pieces.append(f'#line {next_line} "{filename}"')
+        end = match.end()
+    pieces.append(text[end:])
+    return "".join(pieces)
 
 
 def is_emulated():
@@ -50,8 +81,7 @@ def numba_stream():
 @functools.lru_cache(maxsize=None)
 def _cupy_module(filename):
     import cupy
-    options = NVRTC_OPTIONS + (f"-I{kernels_dir()}",)
-    return cupy.RawModule(code=kernel_source(filename), options=options)
+    return cupy.RawModule(code=kernel_source(filename), options=NVRTC_OPTIONS)
 
 
 @functools.lru_cache(maxsize=None)

@@ -66,3 +66,37 @@ def test_resource_report_lists_every_kernel():
     result = _compiled("gemm.cu")
     report = module.format_report([result])
     assert all(k.name in report for k in result.kernels)
+
+
+def _kernel_folder(monkeypatch, tmp_path, files):
+    from gpucnn.cuda import runtime
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    monkeypatch.setattr(runtime, "kernels_dir", lambda: tmp_path)
+    return runtime
+
+
+def test_source_inlines_headers_so_cupys_cache_key_sees_them(monkeypatch, tmp_path):
+    # CuPy keys its on-disk cubin cache by the source text and options only: a header reached through -I
+    # could change without the key changing, and a GPU would run kernels built from the old header.
+    runtime = _kernel_folder(monkeypatch, tmp_path, {
+        "k.cu": '#include "a.cuh"\n#include "a.cuh"\nextern "C" __global__ void k(float* x) { x[0] = VALUE; }\n',
+        "a.cuh": "#pragma once\n#define VALUE 1.5f\n"})
+    before = runtime.kernel_source("k.cu")
+    assert "#include" not in before and before.count("#define VALUE 1.5f") == 1  # each header once
+    (tmp_path / "a.cuh").write_text("#pragma once\n#define VALUE -2.0f\n")
+    assert "#define VALUE -2.0f" in runtime.kernel_source("k.cu")
+
+
+def test_compile_errors_in_an_inlined_header_name_the_header_and_line(monkeypatch, tmp_path):
+    _kernel_folder(monkeypatch, tmp_path, {
+        "k.cu": '// a kernel\n#include "a.cuh"\nextern "C" __global__ void k(float* x) { x[0] = f(); }\n',
+        "a.cuh": "#pragma once\n__device__ float f() {\n    return oops;\n}\n"})
+    with pytest.raises(nvrtc.CompileError, match=r'a\.cuh\(3\).*oops'):
+        nvrtc.compile_cubin("k.cu")
+
+
+def test_project_sources_hold_no_include_for_nvrtc_to_resolve():
+    from gpucnn.cuda import runtime
+    for filename in SOURCES:
+        assert "#include" not in runtime.kernel_source(filename), filename
