@@ -20,7 +20,6 @@ TILE_DEPTH = 8      # BK: k values per shared-memory slice (GEMM_BK / CONV_BK in
 SM_COUNT = 132      # H100 SXM; only tunes the tile and split choice, never the result's correctness
 TARGET_BLOCKS = 2 * SM_COUNT
 MIN_K_TILES_PER_SPLIT = 32   # below this a split's partial sums cost more than its parallelism brings
-INT32_MAX = 2**31 - 1
 
 
 class Tile(NamedTuple):
@@ -63,12 +62,19 @@ def choose_split_k(blocks, k_tiles):
     return math.ceil(k_tiles / per_split), per_split
 
 
+# The kernels index rows, columns and k with int32 (element offsets are 64-bit), and the last tile computes
+# indices up to a whole tile past the end before its bounds checks drop them (and k up to BK past K):
+# every size must leave that much room below 2**31.
+INDEX_LIMIT = 2**31 - 1 - max(max(tile) for tile in (LARGE_TILE, SMALL_TILE, FEW_COLUMNS_TILE, FEW_ROWS_TILE))
+
+
 def check_gemm_size(m, n, k, what):
-    """Kernels index rows, columns and k with int32 (element offsets are 64-bit)."""
+    """ValueError unless every GEMM size keeps the kernels' int32 index arithmetic from overflowing."""
     for name, value in (("rows", m), ("columns", n), ("reduction length", k)):
-        if value > INT32_MAX:
-            raise ValueError(f"{what}: the GEMM {name} {value} exceed 2**31 - 1, which the kernels index "
-                             f"with int32. Fix: split the batch into smaller pieces.")
+        if value > INDEX_LIMIT:
+            raise ValueError(f"{what}: the GEMM {name} {value} exceed {INDEX_LIMIT} (2**31 - 1 less a tile), "
+                             f"the most the kernels' int32 indices allow. Fix: split the batch into smaller "
+                             f"pieces.")
 
 
 def launch_gemm(filename, kernel_prefix, in0, in1, shape_args, m, n, k, out, bias=None,

@@ -73,6 +73,18 @@ def test_tile_and_split_choice():
     assert splits > 1 and splits * per_split >= 10_000 > (splits - 1) * per_split
 
 
+@pytest.mark.parametrize("position", range(3))
+def test_sizes_leave_room_for_the_last_tiles_int32_indices(position):
+    # The last tile computes row/column/k indices up to a tile past the size before its bounds checks:
+    # a size just under 2**31 would wrap those indices to negative offsets on the GPU.
+    sizes = [1, 1, 1]
+    sizes[position] = 2**31 - 64
+    with pytest.raises(ValueError, match=r"exceed 2147483519 \(2\*\*31 - 1 less a tile\).*Fix: split the batch"):
+        dense_launchers.check_gemm_size(*sizes, "op")
+    sizes[position] = 2**31 - 1 - 128
+    dense_launchers.check_gemm_size(*sizes, "op")
+
+
 def test_launcher_rejects_bad_arguments(emulated):
     x, w = np.zeros((2, 3), np.float32), np.zeros((3, 4), np.float32)
     with pytest.raises(TypeError, match="`w`"):
