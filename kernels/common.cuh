@@ -175,7 +175,9 @@ __device__ void gemm_tile(const AOperand& a, const BOperand& b, int M, int N, in
         __syncthreads();
     }
 
-    const bool vector_store = N % 4 == 0;  // then every group of 4 columns is 16-byte aligned
+    // float4 stores need 16-byte aligned addresses (a GPU faults with "misaligned address" otherwise):
+    // with N % 4 == 0 every group of 4 columns is, provided `out` itself is (a view of an array may not be).
+    const bool vector_store = N % 4 == 0 && reinterpret_cast<unsigned long long>(out) % 16 == 0;
     #pragma unroll
     for (int i = 0; i < TM; ++i) {
         const int m = m0 + owned_index<BM, TM>(ty, i);

@@ -1,5 +1,8 @@
 """CUDA C GEMM kernels for Dense (kernels/gemm.cu) vs the NumPy reference: forward with every fused
 activation, backward-data (dy·wᵀ) and backward-weights (xᵀ·dy), every tile shape, split-K."""
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -71,6 +74,29 @@ def test_tile_and_split_choice():
     assert dense_launchers.choose_split_k(1000, 500) == (1, 500)
     splits, per_split = dense_launchers.choose_split_k(4, 10_000)
     assert splits > 1 and splits * per_split >= 10_000 > (splits - 1) * per_split
+
+
+MISALIGNED_OUTPUT = """
+import numpy as np
+import gpucnn
+from gpucnn.cuda import dense
+gpucnn.set_backend("emulated")
+rng = np.random.default_rng(0)
+x, w = rng.standard_normal((5, 8), dtype=np.float32), rng.standard_normal((8, 12), dtype=np.float32)
+out = np.zeros(5 * 12 + 1, np.float32)[1:].reshape(5, 12)   # 4 bytes past a 16-byte boundary
+assert out.ctypes.data % 16 == 4
+dense.launch_gemm("gemm.cu", "gemm_nn", x, w, (5, 12, 8), 5, 12, 8, out)
+np.testing.assert_allclose(out, x @ w, rtol=1e-5, atol=1e-5)
+print("ok")
+"""
+
+
+def test_output_view_off_a_16_byte_boundary_gets_scalar_stores():
+    # The epilogue's float4 stores fault on a misaligned address (a GPU reports "misaligned address", the
+    # emulator segfaults), so it runs in a child process; the kernel must fall back to scalar stores.
+    result = subprocess.run([sys.executable, "-c", MISALIGNED_OUTPUT], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", (result.returncode, result.stderr)
 
 
 @pytest.mark.parametrize("position", range(3))
