@@ -99,6 +99,16 @@ def test_output_view_off_a_16_byte_boundary_gets_scalar_stores():
     assert result.returncode == 0 and result.stdout.strip() == "ok", (result.returncode, result.stderr)
 
 
+@pytest.mark.gpu
+def test_output_view_off_a_16_byte_boundary_on_gpu(gpu):
+    rng = np.random.default_rng(0)
+    x, w = _random(rng, (5, 8), gpu.xp), _random(rng, (8, 12), gpu.xp)
+    out = gpu.xp.zeros(5 * 12 + 1, np.float32)[1:].reshape(5, 12)
+    assert out.data.ptr % 16 == 4
+    dense_launchers.launch_gemm("gemm.cu", "gemm_nn", x, w, (5, 12, 8), 5, 12, 8, out)
+    _assert_close(out, x.get() @ w.get(), rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("position", range(3))
 def test_sizes_leave_room_for_the_last_tiles_int32_indices(position):
     # The last tile computes row/column/k indices up to a tile past the size before its bounds checks:
