@@ -1,5 +1,6 @@
 """Training callbacks (Keras hooks): History, the progress bar, EarlyStopping, ModelCheckpoint,
 BackupAndRestore, TerminateOnNaN, and the base class for your own."""
+import collections.abc
 import math
 import os
 import sys
@@ -12,12 +13,19 @@ from gpucnn import backend, saving
 
 
 class Callback:
-    """Override any of the hooks.  ``self.model`` is set before training starts."""
+    """Override any of the hooks.  ``self.model`` is set before training starts, ``self.params`` (a dict
+    with ``verbose``, ``epochs``, ``steps``) by ``fit``.  As in Keras, ``on_batch_begin`` /
+    ``on_batch_end`` are the training-batch hooks under their older names, and ``on_test_*`` hooks run
+    around the validation pass at each epoch end."""
 
     model = None
+    params = {}
 
     def set_model(self, model):
         self.model = model
+
+    def set_params(self, params):
+        self.params = params
 
     def on_train_begin(self, logs=None):
         pass
@@ -31,15 +39,40 @@ class Callback:
     def on_epoch_end(self, epoch, logs=None):
         pass
 
+    def on_batch_begin(self, batch, logs=None):
+        pass
+
+    def on_batch_end(self, batch, logs=None):
+        pass
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.on_batch_begin(batch, logs=logs)
+
     def on_train_batch_end(self, batch, logs=None):
-        """``logs`` is a :class:`RunningLogs`: reading a value from it waits for the device."""
+        """``logs`` is a :class:`RunningLogs` (a read-only dict of the running means): reading a value
+        from it waits for the device."""
+        self.on_batch_end(batch, logs=logs)
+
+    def on_test_begin(self, logs=None):
+        pass
+
+    def on_test_end(self, logs=None):
+        pass
+
+    def on_test_batch_begin(self, batch, logs=None):
+        pass
+
+    def on_test_batch_end(self, batch, logs=None):
+        pass
 
 
 class CallbackList:
-    def __init__(self, callbacks, model):
+    def __init__(self, callbacks, model, params=None):
         self.callbacks = list(callbacks)
         for callback in self.callbacks:
             callback.set_model(model)
+            if params is not None:
+                callback.set_params(params)
 
     def __getattr__(self, hook):
         def call_all(*args, **kwargs):
@@ -49,7 +82,8 @@ class CallbackList:
 
 
 class History(Callback):
-    """Records the epoch logs: ``history.history['loss']`` etc., ``history.epoch``."""
+    """Records the epoch logs: ``history.history['loss']`` etc., ``history.epoch``, ``history.params``;
+    ``fit`` returns it and, as in Keras, also leaves it on the model as ``model.history``."""
 
     def __init__(self):
         self.history = {}
@@ -59,12 +93,14 @@ class History(Callback):
         self.epoch.append(epoch)
         for key, value in (logs or {}).items():
             self.history.setdefault(key, []).append(value)
+        self.model.history = self
 
 
-class RunningLogs:
+class RunningLogs(collections.abc.Mapping):
     """Running means of the loss and accuracy of an epoch, kept on the device.  ``result()`` reads them
     back to the host: that is the only synchronisation of a training loop, done once per epoch and when
-    the progress bar redraws."""
+    the progress bar redraws.  It is also the read-only ``logs`` dict batch-end callbacks receive, as in
+    Keras (``logs['loss']``): only a callback that reads it pays for the synchronisation."""
 
     def __init__(self, xp, metric_names):
         self.xp = xp
@@ -89,6 +125,15 @@ class RunningLogs:
             logs[prefix + "loss"] = float(self.loss_sum) / self.samples
         return logs
 
+    def __getitem__(self, key):
+        return self.result()[key]
+
+    def __iter__(self):
+        return iter(self.result())
+
+    def __len__(self):
+        return len(self.result())
+
 
 def _format_seconds(seconds):
     if seconds >= 3600:
@@ -99,14 +144,27 @@ def _format_seconds(seconds):
 
 
 def _format_logs(logs):
-    return "".join(f" - {key}: {value:.4f}" for key, value in logs.items())
+    """Keras' progress-bar numbers: 4 decimals, or scientific notation for values below 1e-3 (so a
+    small loss does not print as 0.0000)."""
+    return "".join(f" - {key}: {value:.4f}" if abs(value) > 1e-3 else f" - {key}: {value:.4e}"
+                   for key, value in logs.items())
+
+
+def _format_step_time(seconds):
+    """Keras' time per step: whole seconds, milliseconds or microseconds."""
+    if seconds >= 1 or seconds == 0:
+        return f"{seconds:.0f}s/step"
+    if seconds >= 1e-3:
+        return f"{seconds * 1e3:.0f}ms/step"
+    return f"{seconds * 1e6:.0f}us/step"
 
 
 class ProgressBar(Callback):
-    """Keras-style progress output.  verbose=1: a bar per epoch with step count, ETA and running loss /
-    accuracy, redrawn at most every ``interval`` seconds on a terminal (each redraw reads the running
-    values from the device); on a pipe or file only the final line of each epoch is written.
-    verbose=2: one line per epoch."""
+    """Keras-style progress output, with Keras' "Epoch i/n" header when there is more than one epoch.
+    verbose=1: a bar per epoch with step count, ETA and running loss / accuracy, redrawn at most every
+    ``interval`` seconds on a terminal (each redraw reads the running values from the device); on a
+    pipe or file only the final line of each epoch is written.  verbose=2: one line per epoch, without
+    a bar (``32/32 - 1s - 25ms/step - accuracy: ... - loss: ...``)."""
 
     def __init__(self, steps, epochs, verbose=1, interval=0.5, stream=None):
         self.steps = steps
@@ -122,7 +180,8 @@ class ProgressBar(Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self._start = self._last_draw = time.perf_counter()
-        self._write(f"Epoch {epoch + 1}/{self.epochs}\n")
+        if self.epochs > 1:
+            self._write(f"Epoch {epoch + 1}/{self.epochs}\n")
 
     def _bar(self, step):
         width = 20
@@ -141,10 +200,13 @@ class ProgressBar(Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         elapsed = time.perf_counter() - self._start
-        per_step = elapsed / max(self.steps, 1)
-        unit = f"{per_step * 1000:.0f}ms/step" if per_step < 1 else f"{per_step:.1f}s/step"
+        per_step = _format_step_time(elapsed / max(self.steps, 1))
+        if self.verbose == 2:
+            self._write(f"{self.steps}/{self.steps} - {elapsed:.0f}s - {per_step}"
+                        f"{_format_logs(logs or {})}\n")
+            return
         line = (f"{self.steps}/{self.steps} {self._bar(self.steps)} {_format_seconds(elapsed)} "
-                f"{unit}{_format_logs(logs or {})}")
+                f"{per_step}{_format_logs(logs or {})}")
         self._write(f"\r{line}\033[K\n" if self.interactive else line + "\n")
 
 
@@ -180,54 +242,76 @@ class _Monitor:
                              f"metrics=['accuracy'] in compile).")
         return logs[self.monitor]
 
-    def improves(self, value):
-        """Whether ``value`` beats the best by more than ``min_delta`` (NaN never does)."""
+    def improves(self, value, reference=None):
+        """Whether ``value`` beats ``reference`` (default: the best so far) by more than ``min_delta``
+        (NaN never does)."""
+        reference = self.best if reference is None else reference
         if self.mode == "min":
-            return value + self.min_delta < self.best
-        return value - self.min_delta > self.best
+            return value + self.min_delta < reference
+        return value - self.min_delta > reference
 
 
 class EarlyStopping(Callback):
     """Stops training when ``monitor`` has not improved by more than ``min_delta`` for ``patience``
-    epochs (Keras semantics).  ``restore_best_weights=True`` puts back the weights of the best epoch
-    when it stops."""
+    epochs, with Keras 3's rules: epochs before ``start_from_epoch`` are not monitored; with a
+    ``baseline`` the patience counter only restarts on epochs that also beat the baseline; and
+    ``restore_best_weights=True`` puts back the weights of the best epoch when training ends (whether
+    this callback stopped it or the last epoch was reached)."""
 
     def __init__(self, monitor="val_loss", min_delta=0.0, patience=0, verbose=0, mode="auto",
-                 restore_best_weights=False):
+                 baseline=None, restore_best_weights=False, start_from_epoch=0):
         self._monitor = _Monitor("EarlyStopping", monitor, mode, min_delta)
         if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
             raise ValueError(f"EarlyStopping: argument `patience` must be an int >= 0 (epochs without "
                              f"improvement before stopping), got {patience!r}.")
+        if baseline is not None and (isinstance(baseline, bool) or not isinstance(baseline, (int, float))):
+            raise ValueError(f"EarlyStopping: argument `baseline` must be a number or None, got "
+                             f"{baseline!r}.")
+        if isinstance(start_from_epoch, bool) or not isinstance(start_from_epoch, int) \
+                or start_from_epoch < 0:
+            raise ValueError(f"EarlyStopping: argument `start_from_epoch` must be an int >= 0 (epochs "
+                             f"to wait before monitoring), got {start_from_epoch!r}.")
         self.monitor = monitor
         self.patience = patience
         self.verbose = verbose
+        self.baseline = baseline
         self.restore_best_weights = bool(restore_best_weights)
+        self.start_from_epoch = start_from_epoch
 
     def on_train_begin(self, logs=None):
         self._monitor.reset()
         self.wait = 0
-        self.stopped_epoch = None
-        self.best_epoch = None
+        self.stopped_epoch = 0
+        self.best_epoch = 0
         self.best_weights = None
 
     def on_epoch_end(self, epoch, logs=None):
         current = self._monitor.value(logs)
+        if epoch < self.start_from_epoch:
+            return
+        if self.restore_best_weights and self.best_weights is None:
+            self.best_weights = self.model.get_weights()
+            self.best_epoch = epoch
+        self.wait += 1
         if self._monitor.improves(current):
             self._monitor.best = current
             self.best_epoch = epoch
-            self.wait = 0
             if self.restore_best_weights:
                 self.best_weights = self.model.get_weights()
+            if self.baseline is None or self._monitor.improves(current, self.baseline):
+                self.wait = 0
             return
-        self.wait += 1
-        if self.wait >= self.patience:
+        if self.wait >= self.patience and epoch > 0:
             self.stopped_epoch = epoch
             self.model.stop_training = True
-            if self.restore_best_weights and self.best_weights is not None:
-                self.model.set_weights(self.best_weights)
+
+    def on_train_end(self, logs=None):
+        if self.stopped_epoch > 0 and self.verbose:
+            print(f"Epoch {self.stopped_epoch + 1}: early stopping")
+        if self.restore_best_weights and self.best_weights is not None:
             if self.verbose:
-                print(f"Epoch {epoch + 1}: early stopping ({self.monitor} best {self._monitor.best:.4f} "
-                      f"at epoch {self.best_epoch + 1 if self.best_epoch is not None else '-'}).")
+                print(f"Restoring model weights from the end of the best epoch: {self.best_epoch + 1}.")
+            self.model.set_weights(self.best_weights)
 
     @property
     def best(self):
@@ -235,22 +319,36 @@ class EarlyStopping(Callback):
 
 
 class ModelCheckpoint(Callback):
-    """Saves the model after each epoch to ``filepath``, which may hold Keras-style fields such as
-    ``'model-{epoch:02d}-{val_loss:.3f}.gpucnn'`` (epochs count from 1).  With ``save_best_only`` only
-    when ``monitor`` improves.  Each save is atomic (see ``gpucnn.saving``)."""
+    """Saves the model (or only its weights, ``save_weights_only=True``) after each epoch to
+    ``filepath``, which may hold Keras-style fields such as ``'model-{epoch:02d}-{val_loss:.3f}.gpucnn'``
+    (epochs count from 1).  With ``save_best_only`` only when ``monitor`` improves on the best so far
+    (which starts at ``initial_value_threshold`` when given).  Each save is atomic (see
+    ``gpucnn.saving``)."""
 
-    def __init__(self, filepath, monitor="val_loss", verbose=0, save_best_only=False, mode="auto"):
+    def __init__(self, filepath, monitor="val_loss", verbose=0, save_best_only=False,
+                 save_weights_only=False, mode="auto", save_freq="epoch", initial_value_threshold=None):
         if isinstance(filepath, bool) or not isinstance(filepath, (str, os.PathLike)) or not str(filepath):
             raise TypeError(f"ModelCheckpoint: argument `filepath` must be a file path such as "
                             f"'model-{{epoch:02d}}.gpucnn', got {filepath!r}.")
+        if save_freq != "epoch":
+            raise ValueError(f"ModelCheckpoint: argument `save_freq` must be 'epoch' (saving every N "
+                             f"batches is not implemented), got {save_freq!r}.")
+        if initial_value_threshold is not None and (isinstance(initial_value_threshold, bool) or
+                                                    not isinstance(initial_value_threshold, (int, float))):
+            raise ValueError(f"ModelCheckpoint: argument `initial_value_threshold` must be a number or "
+                             f"None, got {initial_value_threshold!r}.")
         self.filepath = os.fspath(filepath)
         self.monitor = monitor
         self.verbose = verbose
         self.save_best_only = bool(save_best_only)
+        self.save_weights_only = bool(save_weights_only)
+        self.initial_value_threshold = initial_value_threshold
         self._monitor = _Monitor("ModelCheckpoint", monitor, mode)
 
     def on_train_begin(self, logs=None):
         self._monitor.reset()
+        if self.initial_value_threshold is not None:
+            self._monitor.best = float(self.initial_value_threshold)
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
@@ -265,7 +363,10 @@ class ModelCheckpoint(Callback):
             raise ValueError(f"ModelCheckpoint: argument `filepath={self.filepath!r}` cannot be "
                              f"formatted ({error!r}); available fields: epoch and {sorted(logs)}. Fix: "
                              f"use only those names, e.g. 'model-{{epoch:02d}}.gpucnn'.") from None
-        self.model.save(path)
+        if self.save_weights_only:
+            self.model.save_weights(path)
+        else:
+            self.model.save(path)
         if self.verbose:
             print(f"Epoch {epoch + 1}: saved model to {path}")
 

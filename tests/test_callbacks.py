@@ -59,8 +59,15 @@ def assert_weights_equal(got, want):
     ([5, 4.6, 4.7, 1, 1, 1], dict(mode="min", patience=2, min_delta=0.5), 2, 0),
     # patience 0 stops at the first epoch without improvement.
     ([1, 2, 3, 2, 1, 0], dict(mode="max", patience=0), 3, 2),
-    # never stops while improving.
-    ([6, 5, 4, 3, 2, 1], dict(mode="min", patience=1), None, 5),
+    # never stops while improving (Keras reports stopped_epoch 0 then).
+    ([6, 5, 4, 3, 2, 1], dict(mode="min", patience=1), 0, 5),
+    # runs to the end without stopping; the best epoch (1) is still restored at the end (Keras 3).
+    ([5, 2, 4, 3, 4, 3], dict(mode="min", patience=5), 0, 1),
+    # start_from_epoch 2: epochs 0-1 are not monitored, so 9 at epoch 2 is the first best.
+    ([1, 0, 9, 9.5, 9.5, 0], dict(mode="min", patience=2, start_from_epoch=2), 4, 2),
+    # baseline 3: the improvement at epoch 0 stays above it, so it does not reset patience and the
+    # worse epoch 1 already stops (without a baseline it would go on).
+    ([5, 6, 4, 1, 1, 1], dict(mode="min", patience=2, baseline=3), 1, 0),
 ])
 def test_early_stopping_epochs_and_restore_best_weights(cpu, scores, kwargs, stopped, best):
     model = small_model()
@@ -68,10 +75,18 @@ def test_early_stopping_epochs_and_restore_best_weights(cpu, scores, kwargs, sto
     stopper = EarlyStopping(monitor="score", restore_best_weights=True, **kwargs)
     history = fit(model, [script, stopper], epochs=len(scores))
     assert stopper.stopped_epoch == stopped
-    assert history.epoch == list(range(len(scores) if stopped is None else stopped + 1))
+    assert history.epoch == list(range(len(scores) if stopped == 0 else stopped + 1))
     assert stopper.best_epoch == best and stopper.best == scores[best]
-    # Weights go back to the best epoch's only when stopping early (Keras).
-    assert_weights_equal(model.get_weights(), script.weights[best if stopped is not None else -1])
+    # Keras 3 puts back the best epoch's weights when training ends, stopped early or not.
+    assert_weights_equal(model.get_weights(), script.weights[best])
+
+
+def test_early_stopping_verbose_prints_keras_messages(cpu, capsys):
+    stopper = EarlyStopping(monitor="score", mode="min", patience=0, verbose=1,
+                            restore_best_weights=True)
+    fit(small_model(), [Script([2, 3, 1]), stopper], epochs=3)
+    assert capsys.readouterr().out.splitlines()[-2:] == [
+        "Epoch 2: early stopping", "Restoring model weights from the end of the best epoch: 1."]
 
 
 def test_early_stopping_auto_mode_maximizes_accuracy(cpu):
