@@ -1,6 +1,7 @@
 """Weight initializers with Keras names and formulas.  Values are drawn on the host with
 ``gpucnn.utils.rng()`` (so ``set_random_seed`` makes them reproducible) and then moved to the backend."""
 import math
+import re
 
 import numpy as np
 
@@ -64,8 +65,11 @@ def get(identifier, argument="initializer"):
     """An initializer function from its Keras name (or a callable ``f(shape) -> ndarray``)."""
     if callable(identifier):
         return identifier
-    if isinstance(identifier, str) and identifier.lower() in _BY_NAME:
-        return _BY_NAME[identifier.lower()]
+    if isinstance(identifier, str):
+        # Keras takes class names too: 'GlorotUniform' is 'glorot_uniform'.
+        name = re.sub(r"(?<=[a-z])(?=[A-Z])", "_", identifier).lower()
+        if name in _BY_NAME:
+            return _BY_NAME[name]
     raise ValueError(f"Unknown `{argument}` {identifier!r}: expected one of {sorted(_BY_NAME)} "
                      f"or a callable taking a shape.")
 

@@ -116,6 +116,10 @@ def get(identifier):
         return identifier
     if isinstance(identifier, str) and identifier.lower() in _BY_NAME:
         return _BY_NAME[identifier.lower()]()
+    # Keras also takes the class names, e.g. loss='BinaryCrossentropy'.
+    by_class = {cls.__name__: cls for cls in _BY_NAME.values()}
+    if isinstance(identifier, str) and identifier in by_class:
+        return by_class[identifier]()
     raise ValueError(f"Unknown `loss` {identifier!r}: expected one of {sorted(_BY_NAME)} or an instance "
                      f"of gpucnn.losses.BinaryCrossentropy / CategoricalCrossentropy / "
                      f"SparseCategoricalCrossentropy.")
@@ -146,3 +150,28 @@ def metric_names(metrics, loss):
             raise ValueError(f"Argument `metrics`: unknown or unsupported metric {metric!r} for loss "
                              f"'{loss.name}'. Fix: use one of {list(allowed)}.")
     return list(dict.fromkeys(metrics))
+
+
+def check_accuracy_metrics(metrics, loss, output_shape):
+    """Refuse 'accuracy'/'acc' where Keras 3 would compute another accuracy than the loss op does.
+
+    Keras picks the accuracy for those names from the output shape: binary for one output unit, else
+    sparse categorical for class-index labels and categorical otherwise.  Our accuracy comes from the
+    loss op, so for binary_crossentropy on several units (Keras: argmax accuracy; ours: per-unit) and
+    the categorical losses on one unit (Keras: binary accuracy) the numbers would silently differ."""
+    generic = [name for name in metrics if name in ("accuracy", "acc")]
+    if not generic:
+        return
+    units = output_shape[-1]
+    if isinstance(loss, BinaryCrossentropy) and units > 1:
+        raise ValueError(f"Argument `metrics={metrics!r}`: with loss 'binary_crossentropy' on "
+                         f"{units} output units, Keras' {generic[0]!r} is categorical (argmax) "
+                         f"accuracy, while gpucnn computes the per-unit binary accuracy. Fix: "
+                         f"metrics=['binary_accuracy'] for per-unit accuracy, or "
+                         f"loss='categorical_crossentropy' with a softmax output for one class per "
+                         f"sample.")
+    if not isinstance(loss, BinaryCrossentropy) and units == 1:
+        raise ValueError(f"Argument `metrics={metrics!r}`: with loss '{loss.name}' on 1 output unit, "
+                         f"Keras' {generic[0]!r} is binary accuracy, which gpucnn does not compute for "
+                         f"a categorical loss (and a categorical loss on one unit cannot learn). Fix: "
+                         f"loss='binary_crossentropy' with Dense(1, activation='sigmoid').")

@@ -30,7 +30,9 @@ def format_shape(shape):
 
 class Weight:
     """A variable of a layer: ``value`` (an array of the backend, possibly a view into the model's flat
-    parameter buffer), ``grad`` (its gradient after ``backward``) and whether the optimizer trains it."""
+    parameter buffer), ``grad`` (its gradient after ``backward``) and whether it is a trainable kind of
+    variable (BatchNormalization's moving statistics are not); the optimizer trains it when that and
+    its layer's ``trainable`` are both true."""
 
     def __init__(self, name, value, trainable):
         self.name = name
@@ -69,10 +71,16 @@ class Layer:
     activation = "linear"
     alpha = activations.DEFAULT_LEAKY_ALPHA
 
-    def __init__(self, name=None, trainable=True, input_shape=None, dtype=None, **kwargs):
+    def __init__(self, name=None, trainable=True, input_shape=None, dtype=None, input_dim=None,
+                 batch_input_shape=None, **kwargs):
         if kwargs:
             raise TypeError(f"{type(self).__name__}() got unexpected keyword argument(s) "
-                            f"{sorted(kwargs)}.")
+                            f"{sorted(kwargs)}: gpucnn does not implement them. Fix: remove them.")
+        # Keras' other ways of giving the first layer its input shape.
+        if input_dim is not None:
+            input_shape = (input_dim,)
+        if batch_input_shape is not None:
+            input_shape = tuple(batch_input_shape)[1:]
         if dtype not in (None, "float32", np.float32):
             raise ValueError(f"Argument `dtype` must be 'float32' (the only dtype gpucnn computes in), "
                              f"got {dtype!r}.")
@@ -91,7 +99,7 @@ class Layer:
     # -- construction -------------------------------------------------------------------------------
     def add_weight(self, name, shape, initializer, trainable=True):
         value = backend.current().asarray(initializers.get(initializer)(tuple(shape)))
-        weight = Weight(f"{self.name}/{name}", value, trainable and self.trainable)
+        weight = Weight(f"{self.name}/{name}", value, trainable)
         self.weights.append(weight)
         return weight
 
@@ -140,9 +148,16 @@ class Layer:
         return activations.backward(self.ops, self.effective_activation(), dy, y, self.alpha)
 
     # -- weights and config -------------------------------------------------------------------------
+    # As in Keras, ``layer.trainable = False`` freezes a layer at any time (also after it is built): its
+    # weights move to non_trainable_weights and the optimizer leaves them alone.
     @property
     def trainable_weights(self):
-        return [w for w in self.weights if w.trainable]
+        return [w for w in self.weights if w.trainable] if self.trainable else []
+
+    @property
+    def non_trainable_weights(self):
+        trainable = self.trainable_weights
+        return [w for w in self.weights if not any(w is t for t in trainable)]
 
     def count_params(self):
         return int(sum(int(np.prod(w.shape)) for w in self.weights))
@@ -226,6 +241,19 @@ def _check_input_shape(shape):
         raise ValueError(f"Argument `input_shape` must be a non-empty tuple of positive ints without the "
                          f"batch axis, e.g. (100, 100, 1), got {shape!r}.")
     return tuple(int(s) for s in shape)
+
+
+def positive_int(value, name):
+    """``value`` as an int (NumPy integers accepted, as Keras does), or a ValueError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+        raise ValueError(f"Argument `{name}` must be a positive int, got {value!r}.")
+    return int(value)
+
+
+def check_data_format(data_format):
+    if data_format not in (None, "channels_last"):
+        raise ValueError(f"Argument `data_format` must be 'channels_last' (NHWC, the only layout gpucnn "
+                         f"implements), got {data_format!r}. Fix: transpose your images to NHWC.")
 
 
 def check_rank(layer, input_shape, rank, hint):

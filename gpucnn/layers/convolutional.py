@@ -1,21 +1,10 @@
 """Conv2D and MaxPooling2D (NHWC, HWIO kernels, Keras arguments and defaults)."""
 from gpucnn import activations
-from gpucnn.layers.base import KernelLayer, Layer, check_positive_output, check_rank, format_shape
+from gpucnn.layers.base import (KernelLayer, Layer, check_data_format, check_positive_output, check_rank,
+                                format_shape, positive_int)
 from gpucnn.reference.shapes import (conv_output_length, normalize_padding, normalize_tuple)
 
 _NHWC = "(batch, height, width, channels)"
-
-
-def _check_data_format(data_format):
-    if data_format not in (None, "channels_last"):
-        raise ValueError(f"Argument `data_format` must be 'channels_last' (NHWC, the only layout gpucnn "
-                         f"implements), got {data_format!r}. Fix: transpose your images to NHWC.")
-
-
-def _positive_int(value, name):
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"Argument `{name}` must be a positive int, got {value!r}.")
-    return value
 
 
 def _window_output_shape(layer, input_shape, window, strides, padding, channels, what):
@@ -37,11 +26,11 @@ class Conv2D(KernelLayer):
                  dilation_rate=(1, 1), activation=None, use_bias=True,
                  kernel_initializer="glorot_uniform", bias_initializer="zeros", **kwargs):
         super().__init__(**kwargs)
-        self.filters = _positive_int(filters, "filters")
+        self.filters = positive_int(filters, "filters")
         self.kernel_size = normalize_tuple(kernel_size, 2, "kernel_size")
         self.strides = normalize_tuple(strides, 2, "strides")
         self.padding = normalize_padding(padding)
-        _check_data_format(data_format)
+        check_data_format(data_format)
         if normalize_tuple(dilation_rate, 2, "dilation_rate") != (1, 1):
             raise ValueError(f"Argument `dilation_rate` must be (1, 1): dilated convolution is not "
                              f"implemented, got {dilation_rate!r}.")
@@ -90,7 +79,7 @@ class MaxPooling2D(Layer):
         self.pool_size = normalize_tuple(pool_size, 2, "pool_size")
         self.strides = self.pool_size if strides is None else normalize_tuple(strides, 2, "strides")
         self.padding = normalize_padding(padding)
-        _check_data_format(data_format)
+        check_data_format(data_format)
 
     def compute_output_shape(self, input_shape):
         return _window_output_shape(self, input_shape, self.pool_size, self.strides, self.padding,

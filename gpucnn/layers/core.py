@@ -1,15 +1,26 @@
 """Input, Dense, Flatten, Activation, ReLU, LeakyReLU and Dropout."""
 import math
 
+import numpy as np
+
 from gpucnn import activations, utils
-from gpucnn.layers.base import KernelLayer, Layer, _check_input_shape, format_shape
+from gpucnn.layers.base import (KernelLayer, Layer, _check_input_shape, check_data_format, format_shape,
+                                positive_int)
 
 
 class Input:
     """Declares the model's input shape (without the batch axis), as ``keras.Input(shape=...)`` in a
     Sequential model.  It holds no weights and does not appear in ``summary()``."""
 
-    def __init__(self, shape, batch_size=None, name=None):
+    def __init__(self, shape=None, batch_size=None, dtype=None, batch_shape=None, name=None):
+        if shape is None and batch_shape is not None:
+            shape, batch_size = tuple(batch_shape)[1:], tuple(batch_shape)[0]
+        if shape is None:
+            raise ValueError("Input: argument `shape` is required, the shape of one sample without the "
+                             "batch axis, e.g. Input(shape=(100, 100, 1)).")
+        if dtype not in (None, "float32", np.float32):
+            raise ValueError(f"Input: argument `dtype` must be 'float32' (the only dtype gpucnn computes "
+                             f"in), got {dtype!r}.")
         self.shape = _check_input_shape(shape)
         if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
                                        or batch_size <= 0):
@@ -36,9 +47,7 @@ class Dense(KernelLayer):
     def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
                  bias_initializer="zeros", **kwargs):
         super().__init__(**kwargs)
-        if isinstance(units, bool) or not isinstance(units, int) or units <= 0:
-            raise ValueError(f"Argument `units` must be a positive int, got {units!r}.")
-        self.units = units
+        self.units = positive_int(units, "units")
         self.activation = activations.get(activation)
         self.use_bias = bool(use_bias)
         self.kernel_initializer = kernel_initializer
@@ -78,6 +87,10 @@ class Flatten(Layer):
     """Reshapes (batch, ...) to (batch, features); a view, no copy."""
 
     default_name = "flatten"
+
+    def __init__(self, data_format=None, **kwargs):
+        super().__init__(**kwargs)
+        check_data_format(data_format)
 
     def compute_output_shape(self, input_shape):
         if not input_shape:

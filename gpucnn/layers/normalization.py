@@ -2,10 +2,14 @@
 from gpucnn import backend
 from gpucnn.layers.base import Layer
 
+# What a frozen layer keeps for backward: its gradient needs only the moving statistics.
+_INFERENCE_MODE = "inference mode"
+
 
 class BatchNormalization(Layer):
     """Normalizes each channel with the batch statistics while training and with moving averages
-    (``moving = momentum * moving + (1 - momentum) * batch``) at inference."""
+    (``moving = momentum * moving + (1 - momentum) * batch``) at inference.  As in Keras, a layer with
+    ``trainable=False`` always runs in inference mode (moving statistics, not updated)."""
 
     default_name = "batch_normalization"
 
@@ -49,8 +53,10 @@ class BatchNormalization(Layer):
 
     def call(self, x, training=False):
         gamma, beta = self._gamma_beta()
-        if not training:
-            self._cache = None
+        if not (training and self.trainable):
+            # A frozen BatchNormalization runs in inference mode even while the model trains (Keras):
+            # moving statistics, no updates.  Training still needs its input gradient.
+            self._cache = _INFERENCE_MODE if training else None
             return self.ops.batchnorm_forward_inference(x, gamma, beta, self.moving_mean.value,
                                                         self.moving_variance.value, self.epsilon)
         y, mean, var, inv_std = self.ops.batchnorm_forward_training(x, gamma, beta, self.epsilon)
@@ -61,8 +67,14 @@ class BatchNormalization(Layer):
         return y
 
     def backward(self, dy, need_input_grad=True):
-        x, mean, inv_std = self.cached()
+        cache = self.cached()
         gamma, _ = self._gamma_beta()
+        if cache is _INFERENCE_MODE:
+            # Inference mode is y = x * gamma / sqrt(moving_var + eps) + const, per channel.
+            xp = backend.current().xp
+            scale = (gamma / xp.sqrt(self.moving_variance.value + self.epsilon)).astype(xp.float32)
+            return dy * scale if need_input_grad else None
+        x, mean, inv_std = cache
         dx, dgamma, dbeta = self.ops.batchnorm_backward(dy, x, gamma, mean, inv_std)
         if self.scale:
             self.gamma.set_grad(dgamma)
