@@ -33,9 +33,10 @@ class Sequential:
     >>> history = model.fit(x, y, batch_size=32, epochs=5, validation_split=0.2)
     """
 
-    def __init__(self, layers=None, name=None):
+    def __init__(self, layers=None, trainable=True, name=None):
         self.name = name or _unique_name("sequential")
         self.layers = []
+        self.history = None
         self.input_shape = None
         self.optimizer = None
         self.loss = None
@@ -47,6 +48,8 @@ class Sequential:
         self._jit_graph = None
         for layer in layers or []:
             self.add(layer)
+        if not trainable:
+            self.trainable = False
 
     # -- building -----------------------------------------------------------------------------------
     def add(self, layer):
@@ -76,6 +79,39 @@ class Sequential:
             if not layer.built:
                 layer.build(tuple(previous))
         self.layers.append(layer)
+
+    def pop(self):
+        """Remove and return the last layer (Keras ``Sequential.pop``)."""
+        if not self.layers:
+            raise TypeError(f"Model '{self.name}' has no layers to pop.")
+        return self.layers.pop()
+
+    def get_layer(self, name=None, index=None):
+        """A layer by ``name`` or by ``index`` (one of the two), as ``keras.Model.get_layer``."""
+        if (name is None) == (index is None):
+            raise ValueError(f"get_layer: pass exactly one of `name` and `index`, got name={name!r}, "
+                             f"index={index!r}.")
+        if index is not None:
+            if isinstance(index, bool) or not isinstance(index, int) or \
+                    not -len(self.layers) <= index < len(self.layers):
+                raise ValueError(f"get_layer: argument `index={index!r}` is out of range: model "
+                                 f"'{self.name}' has {len(self.layers)} layers.")
+            return self.layers[index]
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise ValueError(f"get_layer: no layer named {name!r}; the layers are "
+                         f"{[layer.name for layer in self.layers]}.")
+
+    @property
+    def trainable(self):
+        """False freezes every layer (Keras ``model.trainable = False``); True unfreezes them all."""
+        return any(layer.trainable for layer in self.layers) if self.layers else True
+
+    @trainable.setter
+    def trainable(self, value):
+        for layer in self.layers:
+            layer.trainable = bool(value)
 
     @property
     def built(self):
@@ -113,7 +149,11 @@ class Sequential:
 
     @property
     def trainable_weights(self):
-        return [w for w in self.weights if w.trainable]
+        return [w for layer in self.layers for w in layer.trainable_weights]
+
+    @property
+    def non_trainable_weights(self):
+        return [w for layer in self.layers for w in layer.non_trainable_weights]
 
     def count_params(self):
         self.build()
@@ -125,15 +165,29 @@ class Sequential:
         return [w.numpy() for w in self.weights]
 
     def set_weights(self, weights):
+        """Set every weight from NumPy arrays in ``get_weights()`` order.  All shapes are checked first,
+        so a wrong list leaves the model unchanged."""
         self.build()
         weights = list(weights)
         if len(weights) != len(self.weights):
             raise ValueError(f"set_weights expects {len(self.weights)} arrays (one per weight, in "
                              f"get_weights() order), got {len(weights)}.")
-        for layer in self.layers:
-            count = len(layer.weights)
-            layer.set_weights(weights[:count])
-            weights = weights[count:]
+        for weight, array in zip(self.weights, weights):
+            if tuple(np.shape(array)) != weight.shape:
+                raise ValueError(f"Weight '{weight.name}' has shape {weight.shape}, but set_weights got "
+                                 f"an array of shape {tuple(np.shape(array))}. Fix: pass arrays in "
+                                 f"get_weights() order and shapes.")
+        for weight, array in zip(self.weights, weights):
+            weight.assign(array)
+
+    def save_weights(self, filepath):
+        """Write only the weights (with the layer config they belong to) to ``filepath``, atomically."""
+        saving.save_weights(self, filepath)
+
+    def load_weights(self, filepath):
+        """Load weights written by ``save_weights`` (or ``save``) into this model; the weight shapes
+        must match."""
+        saving.load_weights(self, filepath)
 
     def _pack_parameters(self):
         """Move every trainable weight into one flat parameter buffer (and its gradient into a twin), so
@@ -188,6 +242,10 @@ class Sequential:
 
     def _setup_loss(self):
         """Use the loss' stable fused form when the last layer ends in its activation."""
+        losses.check_accuracy_metrics(self.metrics, self.loss, self.output_shape)
+        # A layer that was last before add()/pop() must apply its activation again.
+        for layer in self.layers[:-1]:
+            layer.output_logits = False
         last = self.layers[-1]
         self._logits = self.loss.from_logits or last.activation == self.loss.activation
         last.output_logits = not self.loss.from_logits and last.activation == self.loss.activation
@@ -291,6 +349,17 @@ class Sequential:
         logs.add(*self._train_step(x, y), len(x), int(y.size))
         return self._keras_result(logs.result(), return_dict)
 
+    def test_on_batch(self, x, y, return_dict=False):
+        """Loss (and accuracy) of one batch in inference mode, returned as ``train_on_batch`` does."""
+        self._check_compiled("test_on_batch")
+        x, y = self._prepare_xy(x, y)
+        self._setup_loss()
+        return self._keras_result(self._evaluate_arrays(x, y, len(x)).result(), return_dict)
+
+    def predict_on_batch(self, x):
+        """``predict`` of one batch, as a float32 NumPy array."""
+        return self.predict(x, batch_size=len(x))
+
     def _keras_result(self, logs, return_dict):
         if return_dict:
             return logs
@@ -298,14 +367,21 @@ class Sequential:
         return ordered[0] if len(ordered) == 1 else ordered
 
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
-            validation_split=0.0, validation_data=None, shuffle=True, initial_epoch=0):
-        """Train for ``epochs`` epochs; returns a :class:`gpucnn.callbacks.History`.
+            validation_split=0.0, validation_data=None, shuffle=True, initial_epoch=0,
+            validation_batch_size=None, validation_freq=1):
+        """Train for ``epochs`` epochs; returns a :class:`gpucnn.callbacks.History` (also kept as
+        ``model.history``).
 
         ``validation_split`` takes the *last* fraction of ``x``/``y`` before shuffling, as Keras does;
-        ``validation_data=(x_val, y_val)`` takes precedence over it.
+        ``validation_data=(x_val, y_val)`` takes precedence over it.  Validation runs after every
+        ``validation_freq``-th epoch, in batches of ``validation_batch_size`` (default ``batch_size``).
         """
         self._check_compiled("fit")
         batch_size = self._batch_size(batch_size)
+        validation_batch_size = batch_size if validation_batch_size is None else \
+            _positive_int(validation_batch_size, "validation_batch_size")
+        validation_freq = _positive_int(validation_freq, "validation_freq",
+                                        " Fix: pass 1 to validate after every epoch.")
         epochs = _positive_int(epochs, "epochs")
         if isinstance(initial_epoch, bool) or not isinstance(initial_epoch, int) or initial_epoch < 0:
             raise ValueError(f"Argument `initial_epoch` must be an int >= 0, got {initial_epoch!r}.")
@@ -317,8 +393,13 @@ class Sequential:
         x, y = self._prepare_training(x, y)
         val = None
         if validation_data is not None:
+            if isinstance(validation_data, (tuple, list)) and len(validation_data) == 3:
+                raise ValueError("Argument `validation_data=(x_val, y_val, sample_weight)`: sample "
+                                 "weights are not implemented. Fix: pass (x_val, y_val).")
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-                raise ValueError("Argument `validation_data` must be a tuple (x_val, y_val).")
+                raise ValueError(f"Argument `validation_data` must be a tuple (x_val, y_val), got "
+                                 f"{type(validation_data).__name__}"
+                                 f"{' of length %d' % len(validation_data) if isinstance(validation_data, (tuple, list)) else ''}.")
             val = self._prepare_xy(*validation_data, x_name="validation_data[0]",
                                    y_name="validation_data[1]")
         elif validation_split > 0:
@@ -337,12 +418,16 @@ class Sequential:
         guard = [] if any(isinstance(c, callbacks_module.TerminateOnNaN) for c in callbacks) \
             else [callbacks_module.TerminateOnNaN()]
         extra = [callbacks_module.ProgressBar(steps, epochs, verbose)] if verbose else []
-        callback_list = callbacks_module.CallbackList(guard + [history] + callbacks + extra, self)
+        callback_list = callbacks_module.CallbackList(
+            guard + [history] + callbacks + extra, self,
+            params={"verbose": verbose, "epochs": epochs, "steps": steps})
+        self.history = history
         xp = backend.current().xp
         run_step = training_module.make_step_runner(self, self._jit_graph)
         self.stop_training = False
         self._initial_epoch = initial_epoch
         callback_list.on_train_begin()  # BackupAndRestore may move self._initial_epoch forward
+        logs = {}
         for epoch in range(self._initial_epoch, epochs):
             callback_list.on_epoch_begin(epoch)
             running = callbacks_module.RunningLogs(xp, self.metrics)
@@ -354,27 +439,35 @@ class Sequential:
                 else:
                     index = order[step * batch_size:(step + 1) * batch_size]
                     xb, yb = x[index], y[index]
+                callback_list.on_train_batch_begin(step)
                 loss, correct = run_step(xb, yb)
                 running.add(loss, correct, len(xb), int(yb.size))
                 callback_list.on_train_batch_end(step, running)
                 if self.stop_training:
                     break
             logs = running.result()
-            if val is not None:
-                logs.update(self._evaluate_arrays(*val, batch_size).result("val_"))
+            if val is not None and (epoch + 1) % validation_freq == 0:
+                callback_list.on_test_begin()
+                val_logs = self._evaluate_arrays(*val, validation_batch_size, callback_list).result()
+                callback_list.on_test_end(val_logs)
+                logs.update({"val_" + key: value for key, value in val_logs.items()})
             callback_list.on_epoch_end(epoch, logs)
             if self.stop_training:
                 break
-        callback_list.on_train_end()
+        callback_list.on_train_end(logs)
         return history
 
     # -- inference ----------------------------------------------------------------------------------
-    def _evaluate_arrays(self, x, y, batch_size):
+    def _evaluate_arrays(self, x, y, batch_size, callback_list=None):
         running = callbacks_module.RunningLogs(backend.current().xp, self.metrics)
-        for start in range(0, len(x), batch_size):
+        for batch, start in enumerate(range(0, len(x), batch_size)):
+            if callback_list is not None:
+                callback_list.on_test_batch_begin(batch)
             xb, yb = x[start:start + batch_size], y[start:start + batch_size]
             loss, _, correct = self._loss_op(self._forward(xb, training=False), yb)
             running.add(loss, correct, len(xb), int(yb.size))
+            if callback_list is not None:
+                callback_list.on_test_batch_end(batch, running)
         return running
 
     def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", return_dict=False):
@@ -397,18 +490,25 @@ class Sequential:
         _check_verbose(verbose)
         x = self._prepare_x(x)
         self.build()
-        ops = backend.current().ops
-        last = self.layers[-1]
-        outputs = []
-        for start in range(0, len(x), batch_size):
-            out = self._forward(x[start:start + batch_size], training=False)
-            if last.output_logits:
-                out = ops.sigmoid_forward(out) if last.activation == "sigmoid" else ops.softmax_forward(out)
-            outputs.append(backend.current().to_numpy(out))
+        outputs = [backend.current().to_numpy(self._outputs(x[start:start + batch_size], training=False))
+                   for start in range(0, len(x), batch_size)]
         return np.concatenate(outputs).astype(np.float32, copy=False)
 
+    def _outputs(self, x, training):
+        """The model's outputs for one batch, with the last activation applied even where the layer
+        hands logits to a fused loss."""
+        out = self._forward(x, training=training)
+        last = self.layers[-1]
+        if last.output_logits:
+            ops = backend.current().ops
+            out = ops.sigmoid_forward(out) if last.activation == "sigmoid" else ops.softmax_forward(out)
+        return out
+
     def __call__(self, x, training=False):
-        return self.predict(x)
+        """The outputs for ``x`` in one batch, as an array of the backend; ``training=True`` runs
+        Dropout and BatchNormalization in training mode (BatchNormalization then updates its moving
+        statistics), as calling a Keras model does."""
+        return self._outputs(self._prepare_x(x), training=bool(training))
 
     def profile(self, x, y, steps=10, warmup=2, print_fn=print):
         """Time ``steps`` training steps on the batch ``x``/``y`` layer by layer and print the table
@@ -437,9 +537,19 @@ class Sequential:
             lines.append("│ " + " │ ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in
                                           enumerate(zip(row, widths))) + " │")
         lines.append("└" + "┴".join("─" * (w + 2) for w in widths) + "┘")
-        lines += [f" Total params: {total:,} ({_format_bytes(4 * total)})",
+        # Like Keras, once the optimizer has its state (after the first training step) its variables
+        # count in the total: the slots (m and v for Adam, velocity for SGD with momentum) plus the
+        # iteration counter (int64) and the learning rate (float32).
+        optimizer_count, optimizer_bytes = 0, 0
+        if self.optimizer is not None and self._packed_for is not None:
+            slots = sum(int(np.prod(array.shape)) for array in self.optimizer.state.values())
+            optimizer_count, optimizer_bytes = slots + 2, 4 * slots + 8 + 4
+        lines += [f" Total params: {total + optimizer_count:,} "
+                  f"({_format_bytes(4 * total + optimizer_bytes)})",
                   f" Trainable params: {trainable:,} ({_format_bytes(4 * trainable)})",
                   f" Non-trainable params: {total - trainable:,} ({_format_bytes(4 * (total - trainable))})"]
+        if optimizer_count:
+            lines.append(f" Optimizer params: {optimizer_count:,} ({_format_bytes(optimizer_bytes)})")
         for line in lines:
             (print_fn or print)(line)
 

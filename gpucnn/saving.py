@@ -63,9 +63,10 @@ def _set_dropout_counters(model, counters):
             layer.set_seed_state(state)
 
 
-def serialize_model(model, epoch=None):
+def serialize_model(model, epoch=None, include_compile=True):
     """The bytes of ``model`` in the format above; with ``epoch`` (completed epochs), also the training
-    state a resumed ``fit`` needs."""
+    state a resumed ``fit`` needs; without ``include_compile``, no compile settings and optimizer state
+    (``save_weights``)."""
     from gpucnn import losses, optimizers
     from gpucnn.backend import current
 
@@ -77,7 +78,7 @@ def serialize_model(model, epoch=None):
               "training_state": None}
     if epoch is not None:
         header["training_state"] = {"epoch": int(epoch), "rng_state": utils.get_rng_state()}
-    if model.loss is not None:
+    if include_compile and model.loss is not None:
         header["compile"] = {"optimizer": optimizers.serialize(model.optimizer),
                              "loss": losses.serialize(model.loss), "metrics": model.metrics}
         if model.optimizer.state or model.optimizer.iterations:
@@ -125,6 +126,29 @@ def write_atomically(filepath, data):
         os.fsync(directory_handle)
     finally:
         os.close(directory_handle)
+
+
+def save_weights(model, filepath):
+    """``model.save_weights``: the model file without compile settings and optimizer state."""
+    write_atomically(filepath, serialize_model(model, include_compile=False))
+
+
+def load_weights(model, filepath):
+    """``model.load_weights``: set ``model``'s weights from a file written by ``save_weights`` or
+    ``save``; the weight shapes must match."""
+    header, tensors = _read(filepath)
+    _check_weight_shapes(model, header, filepath, "Fix: load weights saved from a model with the same "
+                                                  "layers.")
+    model.set_weights(tensors(header["weights"]))
+
+
+def _check_weight_shapes(model, header, filepath, fix):
+    model.build()
+    saved_shapes = [tuple(entry["shape"]) for entry in header["weights"]]
+    model_shapes = [w.shape for w in model.weights]
+    if saved_shapes != model_shapes:
+        raise ValueError(f"{filepath!r} was written by a model with weights {saved_shapes}, but this "
+                         f"model has {model_shapes}. {fix}")
 
 
 def save_model(model, filepath, epoch=None):
@@ -213,12 +237,8 @@ def restore_training_state(model, filepath):
         raise ValueError(f"{filepath!r} holds a model but no training state to resume from (it was not "
                          f"written by BackupAndRestore). Fix: point BackupAndRestore at its own "
                          f"backup_dir.")
-    saved_shapes = [tuple(entry["shape"]) for entry in header["weights"]]
-    model_shapes = [w.shape for w in model.weights]
-    if saved_shapes != model_shapes:
-        raise ValueError(f"The backup {filepath!r} was written by a model with weights {saved_shapes}, "
-                         f"but this model has {model_shapes}. Fix: resume with the same model, or "
-                         f"delete the backup directory to start over.")
+    _check_weight_shapes(model, header, filepath, "Fix: resume with the same model, or delete the "
+                                                  "backup directory to start over.")
     model.set_weights(tensors(header["weights"]))
     _restore_optimizer_state(model, header, tensors)
     _set_dropout_counters(model, header.get("dropout_counters"))
