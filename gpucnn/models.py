@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 
-from gpucnn import backend, callbacks as callbacks_module, losses, optimizers, profiler, saving, utils
+from gpucnn import backend, callbacks as callbacks_module, data, losses, optimizers, profiler, saving, utils
 from gpucnn import training as training_module
 from gpucnn.layers import Input, Layer, deserialize, serialize
 from gpucnn.layers.base import _unique_name, format_shape
@@ -254,6 +254,11 @@ class Sequential:
     # -- data ---------------------------------------------------------------------------------------
     def _prepare_x(self, x, argument="x"):
         """``x`` as a float32 contiguous array on the backend, checked against the model's input."""
+        return backend.current().asarray(self._check_x(x, argument))
+
+    def _check_x(self, x, argument="x"):
+        """``x`` checked against the model's input, as a float32 contiguous array where it lives: NumPy
+        data stays on the host (:mod:`gpucnn.data` decides whether it goes to the device whole)."""
         if x is None:
             raise ValueError(f"Argument `{argument}` is required: an array of images of shape "
                              f"(samples, height, width, channels).")
@@ -276,23 +281,29 @@ class Sequential:
             raise ValueError(f"Argument `{argument}` has shape {tuple(array.shape)}, but model "
                              f"'{self.name}' expects {expected}. Fix: reshape the data (e.g. add a "
                              f"channel axis with x[..., None]) or change the first layer's input_shape.")
-        array = backend.current().asarray(array)
-        if not bool(backend.current().xp.isfinite(array).all()):
+        where = np if isinstance(array, np.ndarray) else backend.current().xp  # device data stays there
+        array = where.ascontiguousarray(array, dtype=np.float32)
+        if not bool(where.isfinite(array).all()):
             raise ValueError(f"Argument `{argument}` contains NaN or Inf values. Fix: clean or impute "
                              f"the data before training.")
         return array
 
     def _prepare_xy(self, x, y, x_name="x", y_name="y"):
-        x = self._prepare_x(x, x_name)
+        """``x`` and the labels checked and on the backend."""
+        x, labels = self._check_xy(x, y, x_name, y_name)
+        xp = backend.current().xp
+        return xp.asarray(x), xp.asarray(labels)
+
+    def _check_xy(self, x, y, x_name="x", y_name="y"):
+        """``x`` as :meth:`_check_x` leaves it and the labels as a NumPy array, checked for the loss."""
+        x = self._check_x(x, x_name)
         if y is None:
             raise ValueError(f"Argument `{y_name}` is required: labels for every sample of `{x_name}`.")
         y_host = backend.current().to_numpy(_as_array(y))
         if y_host.ndim == 0 or len(y_host) != len(x):
             raise ValueError(f"Arguments `{x_name}` and `{y_name}` must have the same number of samples, "
                              f"got {len(x)} and {y_host.shape[0] if y_host.ndim else 'a scalar'}.")
-        labels = self.loss.prepare_labels(y_host, self.output_shape, y_name)
-        xp = backend.current().xp
-        return x, xp.asarray(labels)
+        return x, self.loss.prepare_labels(y_host, self.output_shape, y_name)
 
     @staticmethod
     def _batch_size(batch_size):
@@ -352,9 +363,9 @@ class Sequential:
     def test_on_batch(self, x, y, return_dict=False):
         """Loss (and accuracy) of one batch in inference mode, returned as ``train_on_batch`` does."""
         self._check_compiled("test_on_batch")
-        x, y = self._prepare_xy(x, y)
+        dataset = data.DeviceData(*self._prepare_xy(x, y))
         self._setup_loss()
-        return self._keras_result(self._evaluate_arrays(x, y, len(x)).result(), return_dict)
+        return self._keras_result(self._evaluate_data(dataset, len(dataset)).result(), return_dict)
 
     def predict_on_batch(self, x):
         """``predict`` of one batch, as a float32 NumPy array."""
@@ -390,7 +401,9 @@ class Sequential:
                 or not 0.0 <= validation_split < 1.0:
             raise ValueError(f"Argument `validation_split` must be a float in [0, 1), got "
                              f"{validation_split!r}.")
-        x, y = self._prepare_training(x, y)
+        x, y = self._check_xy(x, y)
+        self._setup_loss()
+        self._pack_parameters()
         val = None
         if validation_data is not None:
             if isinstance(validation_data, (tuple, list)) and len(validation_data) == 3:
@@ -400,18 +413,19 @@ class Sequential:
                 raise ValueError(f"Argument `validation_data` must be a tuple (x_val, y_val), got "
                                  f"{type(validation_data).__name__}"
                                  f"{' of length %d' % len(validation_data) if isinstance(validation_data, (tuple, list)) else ''}.")
-            val = self._prepare_xy(*validation_data, x_name="validation_data[0]",
-                                   y_name="validation_data[1]")
+            val = data.place(*self._check_xy(*validation_data, x_name="validation_data[0]",
+                                             y_name="validation_data[1]"))
         elif validation_split > 0:
             split = int(math.floor(len(x) * (1.0 - validation_split)))
             if split == 0 or split == len(x):
                 raise ValueError(f"Argument `validation_split={validation_split}` leaves "
                                  f"{split} training and {len(x) - split} validation samples out of "
                                  f"{len(x)}. Fix: use more data or another split.")
-            x, y, val = x[:split], y[:split], (x[split:], y[split:])
+            x, y, val = x[:split], y[:split], data.place(x[split:], y[split:])
+        train = data.place(x, y)
 
         history = callbacks_module.History()
-        steps = math.ceil(len(x) / batch_size)
+        steps = math.ceil(len(train) / batch_size)
         callbacks = _check_callbacks(callbacks)
         # NaN/Inf protection is on by default; it runs first so that the other callbacks see the last
         # good weights at the end of an epoch it stopped.
@@ -422,7 +436,6 @@ class Sequential:
             guard + [history] + callbacks + extra, self,
             params={"verbose": verbose, "epochs": epochs, "steps": steps})
         self.history = history
-        xp = backend.current().xp
         run_step = training_module.make_step_runner(self, self._jit_graph)
         self.stop_training = False
         self._initial_epoch = initial_epoch
@@ -430,15 +443,9 @@ class Sequential:
         logs = {}
         for epoch in range(self._initial_epoch, epochs):
             callback_list.on_epoch_begin(epoch)
-            running = callbacks_module.RunningLogs(xp, self.metrics)
-            order = xp.asarray(utils.rng().permutation(len(x))) if shuffle else None
-            for step in range(steps):
-                if order is None:
-                    xb, yb = x[step * batch_size:(step + 1) * batch_size], \
-                        y[step * batch_size:(step + 1) * batch_size]
-                else:
-                    index = order[step * batch_size:(step + 1) * batch_size]
-                    xb, yb = x[index], y[index]
+            running = callbacks_module.RunningLogs(backend.current().xp, self.metrics)
+            order = utils.rng().permutation(len(train)) if shuffle else None
+            for step, (xb, yb) in enumerate(train.batches(batch_size, order)):
                 callback_list.on_train_batch_begin(step)
                 loss, correct = run_step(xb, yb)
                 running.add(loss, correct, len(xb), int(yb.size))
@@ -448,7 +455,7 @@ class Sequential:
             logs = running.result()
             if val is not None and (epoch + 1) % validation_freq == 0:
                 callback_list.on_test_begin()
-                val_logs = self._evaluate_arrays(*val, validation_batch_size, callback_list).result()
+                val_logs = self._evaluate_data(val, validation_batch_size, callback_list).result()
                 callback_list.on_test_end(val_logs)
                 logs.update({"val_" + key: value for key, value in val_logs.items()})
             callback_list.on_epoch_end(epoch, logs)
@@ -458,12 +465,12 @@ class Sequential:
         return history
 
     # -- inference ----------------------------------------------------------------------------------
-    def _evaluate_arrays(self, x, y, batch_size, callback_list=None):
+    def _evaluate_data(self, dataset, batch_size, callback_list=None):
+        """Loss and accuracy over a :mod:`gpucnn.data` dataset, in inference mode, kept on the device."""
         running = callbacks_module.RunningLogs(backend.current().xp, self.metrics)
-        for batch, start in enumerate(range(0, len(x), batch_size)):
+        for batch, (xb, yb) in enumerate(dataset.batches(batch_size)):
             if callback_list is not None:
                 callback_list.on_test_batch_begin(batch)
-            xb, yb = x[start:start + batch_size], y[start:start + batch_size]
             loss, _, correct = self._loss_op(self._forward(xb, training=False), yb)
             running.add(loss, correct, len(xb), int(yb.size))
             if callback_list is not None:
@@ -476,11 +483,12 @@ class Sequential:
         self._check_compiled("evaluate")
         batch_size = self._batch_size(batch_size)
         verbose = _check_verbose(verbose)
-        x, y = self._prepare_xy(x, y)
+        dataset = data.place(*self._check_xy(x, y))
         self._setup_loss()
-        logs = self._evaluate_arrays(x, y, batch_size).result()
+        logs = self._evaluate_data(dataset, batch_size).result()
         if verbose:
-            print(f"{math.ceil(len(x) / batch_size)}/{math.ceil(len(x) / batch_size)}"
+            steps = math.ceil(len(dataset) / batch_size)
+            print(f"{steps}/{steps}"
                   + callbacks_module._format_logs(logs))
         return self._keras_result(logs, return_dict)
 
@@ -488,10 +496,10 @@ class Sequential:
         """Model outputs for ``x`` as a float32 NumPy array (probabilities for sigmoid/softmax heads)."""
         batch_size = self._batch_size(batch_size)
         _check_verbose(verbose)
-        x = self._prepare_x(x)
+        dataset = data.place(self._check_x(x))
         self.build()
-        outputs = [backend.current().to_numpy(self._outputs(x[start:start + batch_size], training=False))
-                   for start in range(0, len(x), batch_size)]
+        outputs = [backend.current().to_numpy(self._outputs(xb, training=False))
+                   for xb, _ in dataset.batches(batch_size)]
         return np.concatenate(outputs).astype(np.float32, copy=False)
 
     def _outputs(self, x, training):

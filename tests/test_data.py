@@ -118,3 +118,64 @@ def test_host_data_on_the_gpu_matches_device_data(gpu, monkeypatch):
     assert_same(collect(data.HostData(x, y).batches(64, order)), want)
     monkeypatch.setattr(data, "DEVICE_FRACTION", 0.0)
     assert type(data.place(x, y)) is data.HostData
+
+
+def test_fit_evaluate_predict_on_streamed_data_match_device_data(cpu, monkeypatch):
+    """The whole training loop on host-resident data in small chunks gives bit-identical results."""
+    import gpucnn
+    from gpucnn.layers import Conv2D, Dense, Flatten, MaxPooling2D
+
+    rng = np.random.default_rng(3)
+    x = rng.random((37, 8, 8, 1), dtype=np.float32)
+    y = (x.mean(axis=(1, 2, 3)) > 0.5).astype(np.float32)
+
+    def run():
+        gpucnn.utils.set_random_seed(4)
+        model = gpucnn.Sequential([Conv2D(3, (3, 3), activation="relu", input_shape=(8, 8, 1)),
+                                   MaxPooling2D((2, 2)), Flatten(), Dense(1, activation="sigmoid")])
+        model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
+        history = model.fit(x, y, batch_size=5, epochs=3, validation_split=0.25, verbose=0)
+        return (model.get_weights(), history.history, model.evaluate(x, y, batch_size=6, verbose=0),
+                model.predict(x, batch_size=7))
+
+    want = run()
+    placed = []
+
+    def place_on_host(x, y=None):
+        placed.append(len(x))
+        return data.HostData(x, y)
+
+    monkeypatch.setattr(data, "place", place_on_host)
+    monkeypatch.setattr(data, "CHUNK_BYTES", 2 * 5 * (8 * 8 * 4 + 4))  # two batches a chunk
+    got = run()
+    assert placed == [10, 27, 37, 37]  # validation, train, evaluate, predict
+    for g, w in zip(got[0], want[0]):
+        np.testing.assert_array_equal(g, w)
+    assert got[1] == want[1] and got[2] == want[2]
+    np.testing.assert_array_equal(got[3], want[3])
+
+
+@pytest.mark.gpu
+def test_fit_on_streamed_data_on_the_gpu_matches_device_data(gpu, monkeypatch):
+    import gpucnn
+    from gpucnn.layers import Conv2D, Dense, Flatten, MaxPooling2D
+
+    rng = np.random.default_rng(5)
+    x = rng.random((300, 16, 16, 1), dtype=np.float32)
+    y = (x.mean(axis=(1, 2, 3)) > 0.5).astype(np.float32)
+
+    def run():
+        gpucnn.utils.set_random_seed(6)
+        model = gpucnn.Sequential([Conv2D(8, (3, 3), activation="relu", input_shape=(16, 16, 1)),
+                                   MaxPooling2D((2, 2)), Flatten(), Dense(1, activation="sigmoid")])
+        model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
+        model.fit(x, y, batch_size=32, epochs=2, validation_split=0.2, verbose=0)
+        return model.get_weights(), model.predict(x)
+
+    want = run()
+    monkeypatch.setattr(data, "DEVICE_FRACTION", 0.0)  # nothing "fits": every array is streamed
+    monkeypatch.setattr(data, "CHUNK_BYTES", 3 * 32 * (16 * 16 * 4 + 4))
+    got = run()
+    for g, w in zip(got[0], want[0]):
+        np.testing.assert_array_equal(g, w)
+    np.testing.assert_array_equal(got[1], want[1])
