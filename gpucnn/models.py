@@ -37,7 +37,7 @@ class Sequential:
         self.name = name or _unique_name("sequential")
         self.layers = []
         self.history = None
-        self.input_shape = None
+        self._input_shape = None
         self.optimizer = None
         self.loss = None
         self.metrics = []
@@ -58,7 +58,7 @@ class Sequential:
         if isinstance(layer, Input):
             if self.layers:
                 raise ValueError("An Input must be the first thing added to a Sequential model.")
-            self.input_shape = layer.shape
+            self._input_shape = layer.shape
             return
         if not isinstance(layer, Layer):
             raise TypeError(f"Sequential.add() takes a gpucnn layer (e.g. gpucnn.layers.Dense), got "
@@ -66,13 +66,13 @@ class Sequential:
         if any(existing.name == layer.name for existing in self.layers):
             raise ValueError(f"Layer names must be unique in a model: '{layer.name}' is already used. "
                              f"Fix: pass another name=.")
-        if not self.layers and self.input_shape is None and layer.input_shape_argument is not None:
-            self.input_shape = layer.input_shape_argument
+        if not self.layers and self._input_shape is None and layer.input_shape_argument is not None:
+            self._input_shape = layer.input_shape_argument
         elif self.layers and layer.input_shape_argument is not None:
             raise ValueError(f"Argument `input_shape` can only be given to the first layer; layer "
                              f"'{layer.name}' is layer {len(self.layers) + 1}.")
-        if self.input_shape is not None:
-            previous = self.layers[-1].output_shape if self.layers else self.input_shape
+        if self._input_shape is not None:
+            previous = self.layers[-1].output_shape if self.layers else self._input_shape
             if layer.built and layer.input_shape != tuple(previous):
                 raise ValueError(f"Layer '{layer.name}' was built for inputs {format_shape(layer.input_shape)}"
                                  f" but follows an output {format_shape(previous)}.")
@@ -115,30 +115,40 @@ class Sequential:
 
     @property
     def built(self):
-        return self.input_shape is not None and bool(self.layers)
+        return self._input_shape is not None and bool(self.layers)
 
     def build(self, input_shape=None):
         """Build every layer for ``input_shape`` (without the batch axis; a leading None is ignored)."""
         if input_shape is not None:
             shape = tuple(input_shape)
             shape = shape[1:] if shape and shape[0] is None else shape
-            if self.input_shape is not None and shape != self.input_shape:
-                raise ValueError(f"Model '{self.name}' was built for inputs {format_shape(self.input_shape)}"
+            if self._input_shape is not None and shape != self._input_shape:
+                raise ValueError(f"Model '{self.name}' was built for inputs {format_shape(self._input_shape)}"
                                  f", got input_shape {input_shape!r}.")
-            self.input_shape = Input(shape).shape
-        if self.input_shape is None:
+            self._input_shape = Input(shape).shape
+        if self._input_shape is None:
             raise ValueError(f"Model '{self.name}' has no input shape yet. Fix: pass input_shape= to its "
                              f"first layer, add an Input(shape=...), or call build(input_shape).")
         if not self.layers:
             raise ValueError(f"Model '{self.name}' has no layers. Fix: add layers with model.add(...).")
-        shape = self.input_shape
+        shape = self._input_shape
         for layer in self.layers:
             if not layer.built:
                 layer.build(shape)
             shape = layer.output_shape
 
     @property
+    def input_shape(self):
+        """``(None, height, width, channels)`` as in Keras (None: the batch axis), or None before the
+        input shape is known."""
+        return None if self._input_shape is None else (None,) + tuple(self._input_shape)
+
+    @property
     def output_shape(self):
+        """The output shape with the batch axis first, as in Keras, e.g. ``(None, 1)``."""
+        return (None,) + tuple(self._sample_output_shape())
+
+    def _sample_output_shape(self):
         self.build()
         return self.layers[-1].output_shape
 
@@ -242,7 +252,7 @@ class Sequential:
 
     def _setup_loss(self):
         """Use the loss' stable fused form when the last layer ends in its activation."""
-        losses.check_accuracy_metrics(self.metrics, self.loss, self.output_shape)
+        losses.check_accuracy_metrics(self.metrics, self.loss, self._sample_output_shape())
         # A layer that was last before add()/pop() must apply its activation again.
         for layer in self.layers[:-1]:
             layer.output_logits = False
@@ -274,10 +284,10 @@ class Sequential:
             raise ValueError(f"Argument `{argument}` is empty (shape {tuple(array.shape)}): training and "
                              f"inference need at least one sample. Fix: pass an array of shape "
                              f"(samples, height, width, channels) with samples >= 1.")
-        if self.input_shape is None:
+        if self._input_shape is None:
             self.build(tuple(array.shape[1:]))
-        expected = (None,) + tuple(self.input_shape)
-        if tuple(array.shape[1:]) != tuple(self.input_shape):
+        expected = (None,) + tuple(self._input_shape)
+        if tuple(array.shape[1:]) != tuple(self._input_shape):
             raise ValueError(f"Argument `{argument}` has shape {tuple(array.shape)}, but model "
                              f"'{self.name}' expects {expected}. Fix: reshape the data (e.g. add a "
                              f"channel axis with x[..., None]) or change the first layer's input_shape.")
@@ -303,7 +313,7 @@ class Sequential:
         if y_host.ndim == 0 or len(y_host) != len(x):
             raise ValueError(f"Arguments `{x_name}` and `{y_name}` must have the same number of samples, "
                              f"got {len(x)} and {y_host.shape[0] if y_host.ndim else 'a scalar'}.")
-        return x, self.loss.prepare_labels(y_host, self.output_shape, y_name)
+        return x, self.loss.prepare_labels(y_host, self._sample_output_shape(), y_name)
 
     @staticmethod
     def _batch_size(batch_size):
@@ -563,7 +573,7 @@ class Sequential:
 
     def get_config(self):
         return {"name": self.name,
-                "input_shape": list(self.input_shape) if self.input_shape is not None else None,
+                "input_shape": list(self._input_shape) if self._input_shape is not None else None,
                 "layers": [serialize(layer) for layer in self.layers]}
 
     @classmethod

@@ -134,10 +134,11 @@ def plot_feature_maps(model, x, layer=None, filepath=None, max_panels=64):
                          f"{target.output_shape}, not feature maps (height, width, channels). Fix: pick "
                          f"a Conv2D, pooling or activation layer before Flatten.")
     image = np.asarray(x)
-    if image.ndim == len(model.input_shape):
+    image_shape = model.input_shape[1:]
+    if image.ndim == len(image_shape):
         image = image[None]
-    if image.ndim != len(model.input_shape) + 1 or len(image) != 1:
-        raise ValueError(f"Argument `x` must be one image of shape {tuple(model.input_shape)} (or a batch "
+    if image.ndim != len(image_shape) + 1 or len(image) != 1:
+        raise ValueError(f"Argument `x` must be one image of shape {image_shape} (or a batch "
                          f"of one), got shape {image.shape}. Fix: pass x[0] for the first image.")
     out = model._prepare_x(image)
     for current in model.layers:

@@ -158,7 +158,7 @@ def torch_case(model, batch, tf32, args):
     net = torch_twin(model)
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-3, eps=1e-7)
     loss_fn = torch.nn.BCEWithLogitsLoss()
-    x_host, y_host = host_batches(model.input_shape, batch)
+    x_host, y_host = host_batches(model.input_shape[1:], batch)
     x = torch.from_numpy(x_host).cuda().permute(0, 3, 1, 2).contiguous()
     y = torch.from_numpy(y_host).cuda()[:, None]
     batches = [(x[i * batch:(i + 1) * batch], y[i * batch:(i + 1) * batch])
