@@ -120,20 +120,25 @@ def test_host_data_on_the_gpu_matches_device_data(gpu, monkeypatch):
     assert type(data.place(x, y)) is data.HostData
 
 
-def test_fit_evaluate_predict_on_streamed_data_match_device_data(cpu, monkeypatch):
-    """The whole training loop on host-resident data in small chunks gives bit-identical results."""
+def small_cnn_and_data(samples, side, filters, seed):
+    """A compiled conv-pool-dense model and images whose label is "brighter than average"."""
     import gpucnn
     from gpucnn.layers import Conv2D, Dense, Flatten, MaxPooling2D
 
-    rng = np.random.default_rng(3)
-    x = rng.random((37, 8, 8, 1), dtype=np.float32)
+    x = np.random.default_rng(seed).random((samples, side, side, 1), dtype=np.float32)
     y = (x.mean(axis=(1, 2, 3)) > 0.5).astype(np.float32)
+    gpucnn.utils.set_random_seed(seed)
+    model = gpucnn.Sequential([Conv2D(filters, (3, 3), activation="relu", input_shape=(side, side, 1)),
+                               MaxPooling2D((2, 2)), Flatten(), Dense(1, activation="sigmoid")])
+    model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
+    return model, x, y
+
+
+def test_fit_evaluate_predict_on_streamed_data_match_device_data(cpu, monkeypatch):
+    """The whole training loop on host-resident data in small chunks gives bit-identical results."""
 
     def run():
-        gpucnn.utils.set_random_seed(4)
-        model = gpucnn.Sequential([Conv2D(3, (3, 3), activation="relu", input_shape=(8, 8, 1)),
-                                   MaxPooling2D((2, 2)), Flatten(), Dense(1, activation="sigmoid")])
-        model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
+        model, x, y = small_cnn_and_data(37, 8, 3, seed=4)
         history = model.fit(x, y, batch_size=5, epochs=3, validation_split=0.25, verbose=0)
         return (model.get_weights(), history.history, model.evaluate(x, y, batch_size=6, verbose=0),
                 model.predict(x, batch_size=7))
@@ -157,18 +162,8 @@ def test_fit_evaluate_predict_on_streamed_data_match_device_data(cpu, monkeypatc
 
 @pytest.mark.gpu
 def test_fit_on_streamed_data_on_the_gpu_matches_device_data(gpu, monkeypatch):
-    import gpucnn
-    from gpucnn.layers import Conv2D, Dense, Flatten, MaxPooling2D
-
-    rng = np.random.default_rng(5)
-    x = rng.random((300, 16, 16, 1), dtype=np.float32)
-    y = (x.mean(axis=(1, 2, 3)) > 0.5).astype(np.float32)
-
     def run():
-        gpucnn.utils.set_random_seed(6)
-        model = gpucnn.Sequential([Conv2D(8, (3, 3), activation="relu", input_shape=(16, 16, 1)),
-                                   MaxPooling2D((2, 2)), Flatten(), Dense(1, activation="sigmoid")])
-        model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
+        model, x, y = small_cnn_and_data(300, 16, 8, seed=6)
         model.fit(x, y, batch_size=32, epochs=2, validation_split=0.2, verbose=0)
         return model.get_weights(), model.predict(x)
 
