@@ -447,19 +447,11 @@ class TerminateOnNaN(Callback):
         self._check()
 
     def _snapshot(self, when):
-        model = self.model
-        self._good = ([w.value.copy() for w in model.weights],
-                      {name: array.copy() for name, array in model.optimizer.state.items()},
-                      model.optimizer.iterations)
+        self._good = self.model._copy_training_state()
         self._good_when = when
 
     def _restore(self):
-        values, state, iterations = self._good
-        for weight, value in zip(self.model.weights, values):
-            weight.value[...] = value  # in place: layers hold views into the flat parameter buffer
-        for name, array in state.items():
-            self.model.optimizer.state[name][...] = array
-        self.model.optimizer.iterations = iterations
+        self.model._put_training_state(self._good)
 
     def _check(self):
         pending = self._losses[self._checked:]

@@ -347,6 +347,21 @@ class Sequential:
         with profiler.nvtx_range("optimizer"):
             self.optimizer.apply(self._params, self._grads)
 
+    def _copy_training_state(self):
+        """Copies of what optimizer steps change: weights (moving statistics included), optimizer
+        state and step count; :meth:`_put_training_state` puts them back."""
+        return ([w.value.copy() for w in self.weights],
+                {name: array.copy() for name, array in self.optimizer.state.items()},
+                self.optimizer.iterations)
+
+    def _put_training_state(self, state):
+        values, optimizer_state, iterations = state
+        for weight, value in zip(self.weights, values):
+            weight.value[...] = value  # in place: layers hold views into the flat parameter buffer
+        for name, array in optimizer_state.items():
+            self.optimizer.state[name][...] = array
+        self.optimizer.iterations = iterations
+
     def _train_step(self, x, y):
         """One optimizer step on a batch made by :meth:`_prepare_training`; returns device
         (loss, correct) without synchronising: the step the runners of gpucnn.training launch."""

@@ -271,23 +271,16 @@ def _one_step(model, units, x, y, mark):
 
 
 def _snapshot(model):
-    """Everything a training step changes: weights (BatchNormalization's moving statistics included),
-    optimizer state and step count, Dropout seed counters and the global RNG (which draws a Dropout
-    layer's first seed)."""
-    return ([w.value.copy() for w in model.weights],
-            {name: array.copy() for name, array in model.optimizer.state.items()},
-            model.optimizer.iterations,
+    """Everything a training step changes: the model's training state, Dropout seed counters and the
+    global RNG (which draws a Dropout layer's first seed)."""
+    return (model._copy_training_state(),
             [layer.get_seed_state() for layer in model.layers if isinstance(layer, Dropout)],
             utils.get_rng_state())
 
 
 def _restore(model, snapshot):
-    values, state, iterations, seed_states, rng_state = snapshot
-    for weight, value in zip(model.weights, values):
-        weight.value[...] = value  # in place: layers hold views into the flat parameter buffer
-    for name, array in state.items():
-        model.optimizer.state[name][...] = array
-    model.optimizer.iterations = iterations
+    training_state, seed_states, rng_state = snapshot
+    model._put_training_state(training_state)
     for layer, seed_state in zip((layer for layer in model.layers if isinstance(layer, Dropout)), seed_states):
         layer.set_seed_state(seed_state)
     utils.set_rng_state(rng_state)
