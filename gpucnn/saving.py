@@ -21,8 +21,8 @@ so a save that is interrupted leaves the previous file intact.
 import hashlib
 import json
 import os
+import secrets
 import struct
-import tempfile
 
 import numpy as np
 
@@ -110,7 +110,11 @@ def write_atomically(filepath, data):
     directory = os.path.dirname(os.path.abspath(filepath))
     if not os.path.isdir(directory):
         raise FileNotFoundError(f"Cannot save to {filepath!r}: directory {directory!r} does not exist.")
-    handle, temporary = tempfile.mkstemp(prefix=".tmp-", suffix=".gpucnn", dir=directory)
+    # Not tempfile.mkstemp: it creates the file with mode 0o600, which the rename would give the saved
+    # model.  os.open with 0o666 lets the umask decide, as for any file open() creates; O_EXCL never
+    # clobbers another writer's temporary.
+    temporary = os.path.join(directory, f".tmp-{secrets.token_hex(8)}.gpucnn")
+    handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(handle, "wb") as stream:
             stream.write(data)

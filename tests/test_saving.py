@@ -183,3 +183,13 @@ def test_bad_paths_name_the_argument(cpu, filepath, error, match):
         gpucnn.load_model(filepath)
     with pytest.raises(error, match=match):
         trained_model().save(filepath)
+
+
+def test_saved_file_gets_the_usual_permissions(cpu, tmp_path):
+    """The umask decides the mode, as for any file open() creates (a temporary file is created 0o600)."""
+    old_umask = os.umask(0o022)
+    try:
+        trained_model().save(tmp_path / "m.gpucnn")
+    finally:
+        os.umask(old_umask)
+    assert (tmp_path / "m.gpucnn").stat().st_mode & 0o777 == 0o644
