@@ -162,28 +162,29 @@ def save_model(model, filepath, epoch=None):
 
 
 def _parse(data, filepath):
-    def corrupt(why):
-        return CorruptModelFileError(f"{filepath!r} is not a valid gpucnn model file: {why}. Fix: save "
-                                     f"the model again, or restore the file from a backup.")
+    def corrupt(why, fix="save the model again, or restore the file from a backup"):
+        return CorruptModelFileError(f"{filepath!r} is not a valid gpucnn model file: {why}. Fix: {fix}.")
 
     if len(data) < len(MAGIC) + 8 + _DIGEST or not data.startswith(MAGIC):
         raise corrupt("missing gpucnn header (wrong file type or truncated)")
-    body, digest = data[:-_DIGEST], data[-_DIGEST:]
-    if hashlib.sha256(body).digest() != digest:
+    # Slices of a memoryview share ``data``: the weights are read in place, not copied twice more.
+    body = memoryview(data)[:-_DIGEST]
+    if hashlib.sha256(body).digest() != data[-_DIGEST:]:
         raise corrupt("checksum mismatch (the file is truncated or was modified)")
     (length,) = struct.unpack("<Q", body[len(MAGIC):len(MAGIC) + 8])
     start = len(MAGIC) + 8
     try:
-        header = json.loads(body[start:start + length].decode("utf-8"))
+        header = json.loads(bytes(body[start:start + length]).decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise corrupt(f"unreadable header ({error})") from None
-    if header.get("format_version") != FORMAT_VERSION:
-        raise corrupt(f"format version {header.get('format_version')!r}, this gpucnn reads "
-                      f"{FORMAT_VERSION}")
+    version = header.get("format_version")
+    if version != FORMAT_VERSION:
+        raise corrupt(f"format version {version!r}, this gpucnn reads {FORMAT_VERSION}",
+                      fix="load it with the gpucnn version that wrote it (upgrade gpucnn for a newer file)")
     payload = body[start + length:]
 
     def tensors(table):
-        return [np.frombuffer(payload, np.float32, int(np.prod(t["shape"], dtype=np.int64)),
+        return [np.frombuffer(payload, "<f4", int(np.prod(t["shape"], dtype=np.int64)),
                               t["offset"]).reshape(t["shape"]) for t in table]
     return header, tensors
 

@@ -193,3 +193,11 @@ def test_saved_file_gets_the_usual_permissions(cpu, tmp_path):
     finally:
         os.umask(old_umask)
     assert (tmp_path / "m.gpucnn").stat().st_mode & 0o777 == 0o644
+
+
+def test_newer_format_version_says_to_upgrade(cpu, tmp_path):
+    path = tmp_path / "m.gpucnn"
+    trained_model().save(path)
+    path.write_bytes(rewrite_header(path.read_bytes(), lambda h: h.update(format_version=2)))
+    with pytest.raises(CorruptModelFileError, match=r"format version 2.*Fix: .*upgrade gpucnn"):
+        gpucnn.load_model(path)
