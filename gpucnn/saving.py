@@ -38,13 +38,15 @@ class CorruptModelFileError(ValueError):
 
 
 def _tensor_table(named_arrays, payload):
-    """Append each array's bytes to ``payload`` and return the header entries describing them."""
+    """Append each array (little-endian float32, C order) to the ``payload`` list and return the header
+    entries describing them; offsets count from the start of the payload."""
     table = []
+    offset = sum(array.nbytes for array in payload)
     for name, array in named_arrays:
-        data = np.ascontiguousarray(array, dtype=np.float32).tobytes()
-        table.append({"name": name, "shape": list(np.shape(array)), "offset": len(payload),
-                      "nbytes": len(data)})
-        payload += data
+        array = np.ascontiguousarray(array, dtype="<f4")
+        table.append({"name": name, "shape": list(array.shape), "offset": offset, "nbytes": array.nbytes})
+        payload.append(array)
+        offset += array.nbytes
     return table
 
 
@@ -71,7 +73,7 @@ def serialize_model(model, epoch=None, include_compile=True):
     from gpucnn.backend import current
 
     model.build()
-    payload = bytearray()
+    payload = []
     header = {"format_version": FORMAT_VERSION, "model": model.get_config(),
               "weights": _tensor_table([(w.name, w.numpy()) for w in model.weights], payload),
               "compile": None, "optimizer_state": None, "dropout_counters": _dropout_counters(model),
@@ -86,8 +88,12 @@ def serialize_model(model, epoch=None, include_compile=True):
             header["optimizer_state"] = {"iterations": model.optimizer.iterations,
                                          "tensors": _tensor_table(state, payload)}
     header_bytes = json.dumps(header).encode("utf-8")
-    body = MAGIC + struct.pack("<Q", len(header_bytes)) + header_bytes + bytes(payload)
-    return body + hashlib.sha256(body).digest()
+    # One buffer that every tensor is copied into once (concatenating bytes would copy it each time).
+    data = bytearray(MAGIC + struct.pack("<Q", len(header_bytes)) + header_bytes)
+    for array in payload:
+        data += memoryview(array.reshape(-1)).cast("B")
+    data += hashlib.sha256(data).digest()
+    return data
 
 
 def check_filepath(filepath, argument="filepath"):
