@@ -6,7 +6,7 @@ network output (probabilities or logits), in the dtype of that output.
 """
 import numpy as np
 
-from .activations import sigmoid_forward, softmax_forward
+from .activations import sigmoid_forward
 
 #: Keras' backend epsilon: probabilities are clipped to [EPSILON, 1 - EPSILON] before the log.
 EPSILON = 1e-7
@@ -95,9 +95,13 @@ def softmax_categorical_crossentropy(logits, labels):
         raise ValueError(f"Categorical losses expect logits of shape (N, classes), got {logits.shape}.")
     n = logits.shape[0]
     shifted = logits - logits.max(axis=-1, keepdims=True)
-    log_softmax = shifted - np.log(np.sum(np.exp(shifted), axis=-1, keepdims=True))
+    # exp(shifted) / its row sum is softmax_forward(logits), computed once for the loss and the gradient.
+    softmax = np.exp(shifted)
+    row_sum = softmax.sum(axis=-1, keepdims=True)
+    log_softmax = shifted - np.log(row_sum)
+    softmax /= row_sum
     loss = -np.sum(labels * log_softmax) / n
-    dlogits = (softmax_forward(logits) * labels.sum(axis=-1, keepdims=True) - labels) / logits.dtype.type(n)
+    dlogits = (softmax * labels.sum(axis=-1, keepdims=True) - labels) / logits.dtype.type(n)
     return _float32(loss), dlogits, _count_same_argmax(logits, labels)
 
 
