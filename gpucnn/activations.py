@@ -3,7 +3,9 @@
 Conv2D and Dense pass the "fusable" ones (linear, relu, leaky_relu, sigmoid) to their op, which applies
 them in the kernel epilogue; softmax is a separate op over the last axis.
 """
-FUSABLE = ("linear", "relu", "leaky_relu", "sigmoid")
+# The ops' fused epilogues define which activations fuse (the list is not repeated here).
+from gpucnn.reference.activations import FUSED_ACTIVATIONS as FUSABLE
+
 NAMES = FUSABLE + ("softmax",)
 
 # Keras 3's `activation='leaky_relu'` slope.
