@@ -26,24 +26,21 @@ def textures(train_per_class=256, validation_per_class=64, size=100, seed=0):
     """
     from skimage import data
 
-    if not 1 <= size <= 112:
-        raise ValueError(f"Argument `size` must be in [1, 112] (the validation band is 112 rows), "
-                         f"got {size!r}.")
     for name, value in (("train_per_class", train_per_class),
-                        ("validation_per_class", validation_per_class)):
+                        ("validation_per_class", validation_per_class), ("size", size)):
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise ValueError(f"Argument `{name}` must be a positive int, got {value!r}.")
+    if size > 112:
+        raise ValueError(f"Argument `size` must be at most 112 (the validation band is 112 rows), "
+                         f"got {size!r}. Fix: use a smaller crop size.")
     rng = np.random.default_rng(seed)
+    photos = [getattr(data, name)().astype(np.float32) / 255.0 for name in TEXTURE_NAMES]
     sets = []
     for rows, count in (((0, 384), train_per_class), ((400, 512), validation_per_class)):
-        images, labels = [], []
-        for label, name in enumerate(TEXTURE_NAMES):
-            photo = getattr(data, name)().astype(np.float32) / 255.0
-            images.append(_crops(photo, rows, count, size, rng))
-            labels.append(np.full(count, label, np.float32))
-        x, y = np.concatenate(images)[..., None], np.concatenate(labels)
-        order = rng.permutation(len(x))
-        sets.append((np.ascontiguousarray(x[order]), y[order]))
+        images = np.concatenate([_crops(photo, rows, count, size, rng) for photo in photos])[..., None]
+        labels = np.repeat(np.arange(len(photos), dtype=np.float32), count)
+        order = rng.permutation(len(images))
+        sets.append((np.ascontiguousarray(images[order]), labels[order]))
     return tuple(sets)
 
 
@@ -55,11 +52,12 @@ def faces(test_fraction=0.25, seed=0):
     """
     from skimage import data
 
-    if not 0 < test_fraction < 1:
-        raise ValueError(f"Argument `test_fraction` must be in (0, 1), got {test_fraction!r}.")
     images = data.lfw_subset().astype(np.float32)
+    split = int(round(len(images) * (1 - test_fraction))) if 0 < test_fraction < 1 else 0
+    if not 0 < split < len(images):
+        raise ValueError(f"Argument `test_fraction` must leave at least one of the {len(images)} images in "
+                         f"each set, got {test_fraction!r}. Fix: use a fraction such as 0.25.")
     labels = np.concatenate([np.ones(100, np.float32), np.zeros(100, np.float32)])
     order = np.random.default_rng(seed).permutation(len(images))
     images, labels = images[order][..., None], labels[order]
-    split = int(round(len(images) * (1 - test_fraction)))
     return (images[:split], labels[:split]), (images[split:], labels[split:])

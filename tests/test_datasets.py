@@ -1,0 +1,29 @@
+"""gpucnn.datasets: argument checks that name the argument and the bad value."""
+import pytest
+
+from gpucnn import datasets
+
+pytest.importorskip("skimage")
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(size=50.0), r"`size` must be a positive int, got 50\.0"),
+    (dict(size=True), r"`size` must be a positive int, got True"),
+    (dict(size=113), r"`size` must be at most 112.*got 113.*Fix"),
+    (dict(train_per_class=0), r"`train_per_class` must be a positive int, got 0"),
+])
+def test_textures_rejects_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        datasets.textures(**kwargs)
+
+
+@pytest.mark.parametrize("test_fraction", [0.001, 0.999, 0, 1])
+def test_faces_refuses_a_fraction_that_leaves_a_set_empty(test_fraction):
+    with pytest.raises(ValueError, match=rf"`test_fraction`.*each set, got {test_fraction}.*Fix"):
+        datasets.faces(test_fraction=test_fraction)
+
+
+def test_faces_split_sizes():
+    (x_train, y_train), (x_test, y_test) = datasets.faces(test_fraction=0.25)
+    assert x_train.shape == (150, 25, 25, 1) and x_test.shape == (50, 25, 25, 1)
+    assert y_train.sum() + y_test.sum() == 100
