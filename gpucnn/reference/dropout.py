@@ -39,16 +39,17 @@ def dropout_mask(shape, rate, seed):
     size = int(np.prod(shape, dtype=np.int64))
     # Indices wrap mod 2**32 like the kernel's uint32 arithmetic.
     index = np.arange(size, dtype=np.uint64 if size > _MAX_SEED else np.uint32)
-    bits = hash32(seed, index) >> np.uint32(8)
-    uniform = bits.astype(np.float32) * np.float32(2.0**-24)
+    bits = hash32(seed, index)
+    bits >>= np.uint32(8)
+    uniform = bits.astype(np.float32)
+    uniform *= np.float32(2.0**-24)
     return (uniform >= np.float32(rate)).reshape(shape)
 
 
 def _apply(x, rate, seed):
-    check_arguments(rate, seed)
-    scale = x.dtype.type(1) / x.dtype.type(1 - rate)
-    y = x * scale
-    y *= dropout_mask(x.shape, rate, seed)  # multiplying by the bool mask is faster than np.where
+    mask = dropout_mask(x.shape, rate, seed)  # checks rate and seed
+    y = x * (x.dtype.type(1) / x.dtype.type(1 - rate))
+    y *= mask  # multiplying by the bool mask is faster than np.where
     return y
 
 
