@@ -24,7 +24,9 @@ def _normalize(x, mean, inv_std, gamma, beta):
     """gamma · (x - mean) · inv_std + beta, written as x · scale + shift like Keras' batch_normalization."""
     scale = inv_std * gamma
     shift = beta - mean * scale
-    return x * scale + shift
+    y = x * scale
+    y += shift  # in place: one full-size temporary fewer
+    return y
 
 
 def batchnorm_forward_training(x, gamma, beta, epsilon):
@@ -33,7 +35,8 @@ def batchnorm_forward_training(x, gamma, beta, epsilon):
     rows = _rows(x)
     count = rows.shape[0]
     mean = column_sums(rows) / count
-    var = column_sums(np.square(rows - mean)) / count
+    centered = rows - mean
+    var = column_sums(np.square(centered, out=centered)) / count
     inv_std = 1 / np.sqrt(var + x.dtype.type(epsilon))
     return _normalize(x, mean, inv_std, gamma, beta), mean, var, inv_std
 
@@ -54,7 +57,8 @@ def batchnorm_backward(dy, x, gamma, mean, inv_std):
     if dy.shape != x.shape:
         raise ValueError(f"Argument `dy` must have the shape of x {x.shape}, got {dy.shape}.")
     dy_rows = _rows(dy)
-    x_hat = (_rows(x) - mean) * inv_std
+    x_hat = _rows(x) - mean
+    x_hat *= inv_std
     dbeta = column_sums(dy_rows)
     dgamma = column_sums(dy_rows * x_hat)
     count = dy_rows.shape[0]
