@@ -5,14 +5,12 @@ every fused activation, every tile shape and the split-K path.  gpu: the article
 """
 import numpy as np
 import pytest
+from cuda_c_helpers import (ACTIVATIONS, ALL_TILES, TILE_IDS, assert_close, assert_crosses_tiles, force,
+                            launches, random)  # noqa: F401 (fixture)
 
 from gpucnn import reference
 from gpucnn.cuda import conv as conv_launchers
 from gpucnn.cuda import dense as gemm_launch
-
-ACTIVATIONS = ("linear", "relu", "leaky_relu", "sigmoid")
-ALL_TILES = (gemm_launch.LARGE_TILE, gemm_launch.SMALL_TILE, gemm_launch.FEW_COLUMNS_TILE,
-             gemm_launch.FEW_ROWS_TILE)
 
 # (x shape, kernel (kh, kw, filters), strides, padding)
 CASES = [
@@ -24,34 +22,24 @@ CASES = [
 CASE_IDS = ["c1-batch1", "stride2-same-odd", "even-kernel", "big-strides"]
 
 
-def _random(rng, shape, xp=np):
-    return xp.asarray(rng.standard_normal(shape).astype(np.float32))
-
-
 def _problem(rng, case, xp=np):
     x_shape, (kh, kw, filters), strides, padding = case
-    x = _random(rng, x_shape, xp)
-    w = _random(rng, (kh, kw, x_shape[3], filters), xp)
-    b = _random(rng, (filters,), xp)
+    x = random(rng, x_shape, xp)
+    w = random(rng, (kh, kw, x_shape[3], filters), xp)
+    b = random(rng, (filters,), xp)
     return x, w, b, strides, padding
-
-
-def _assert_close(actual, expected, rtol=1e-4, atol=1e-4):
-    actual = actual.get() if hasattr(actual, "get") else actual
-    assert actual.shape == expected.shape
-    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol)
 
 
 def _check_all_ops(case, rng, activation="relu", with_bias=True):
     x, w, b, strides, padding = _problem(rng, case)
     b = b if with_bias else None
     y = reference.conv2d_forward(x, w, b, strides, padding, activation, 0.3)
-    _assert_close(conv_launchers.conv2d_forward(x, w, b, strides, padding, activation, 0.3), y)
-    dy = _random(rng, y.shape)
-    _assert_close(conv_launchers.conv2d_backward_data(dy, w, x.shape, strides, padding),
-                  reference.conv2d_backward_data(dy, w, x.shape, strides, padding))
-    _assert_close(conv_launchers.conv2d_backward_filter(x, dy, w.shape[:2], strides, padding),
-                  reference.conv2d_backward_filter(x, dy, w.shape[:2], strides, padding))
+    assert_close(conv_launchers.conv2d_forward(x, w, b, strides, padding, activation, 0.3), y)
+    dy = random(rng, y.shape)
+    assert_close(conv_launchers.conv2d_backward_data(dy, w, x.shape, strides, padding),
+                 reference.conv2d_backward_data(dy, w, x.shape, strides, padding))
+    assert_close(conv_launchers.conv2d_backward_filter(x, dy, w.shape[:2], strides, padding),
+                 reference.conv2d_backward_filter(x, dy, w.shape[:2], strides, padding))
 
 
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
@@ -68,40 +56,44 @@ def test_forward_without_bias(emulated):
     _check_all_ops(CASES[0], np.random.default_rng(3), "linear", with_bias=False)
 
 
-def _force(monkeypatch, tile=None, splits=None):
-    """Make the launcher use ``tile`` and/or ``splits`` K splits whatever the problem size."""
-    if tile is not None:
-        monkeypatch.setattr(gemm_launch, "choose_tile", lambda m, n, k: tile)
-    if splits is not None:
-        def split(blocks, k_tiles):
-            per_split = -(-k_tiles // splits)
-            return -(-k_tiles // per_split), per_split
-        monkeypatch.setattr(gemm_launch, "choose_split_k", split)
+# The three ops of each case cross tiles along M and N for every tile shape, with partial last tiles: M is
+# 162 input or output pixels or 4·C+ taps, N is 129+ channels or 130+ filters.  Scalar stores: N odd or 2
+# mod 4; float4 stores: every N a multiple of 4 (and split in 2 along K, so each tile's split-K path runs).
+TILE_CASES = {
+    "scalar": (((2, 9, 9, 129), (3, 2, 130), (1, 1), "same"), 1),
+    "float4-split": (((2, 9, 9, 132), (2, 2, 132), (1, 1), "same"), 2),
+}
 
 
-@pytest.mark.parametrize("tile", ALL_TILES, ids=[t.suffix for t in ALL_TILES])
-def test_every_tile_shape_crosses_tile_edges(emulated, monkeypatch, tile):
-    # 162 output pixels and 130 filters: more than one tile along M and N for every tile shape, partial
-    # tiles at both ends; backward-filter reduces over 162 pixels = 21 slices of 8.
-    _force(monkeypatch, tile=tile)
-    _check_all_ops(((2, 9, 9, 3), (3, 3, 130), (1, 1), "same"), np.random.default_rng(4), "leaky_relu")
+@pytest.mark.parametrize("stores", TILE_CASES)
+@pytest.mark.parametrize("tile", ALL_TILES, ids=TILE_IDS)
+def test_every_tile_shape_crosses_tile_edges(emulated, monkeypatch, launches, tile, stores):
+    case, splits = TILE_CASES[stores]
+    force(monkeypatch, tile=tile, splits=splits)
+    _check_all_ops(case, np.random.default_rng(4), "leaky_relu")
+    tiled = [launch for launch in launches if launch.name != "split_k_reduce"]
+    assert [launch.name for launch in tiled] == [f"{op}_{tile.suffix}" for op in (
+        "conv2d_forward", "conv2d_backward_data", "conv2d_backward_filter")]
+    for launch in tiled:
+        assert_crosses_tiles(launch, tile, vector_stores=stores != "scalar")
+        assert launch.grid[2] == splits, launch
 
 
 @pytest.mark.parametrize("activation", ["linear", "sigmoid"])
 def test_split_k_partial_sums_and_epilogue(emulated, monkeypatch, activation):
-    _force(monkeypatch, tile=gemm_launch.SMALL_TILE, splits=3)
+    force(monkeypatch, tile=gemm_launch.SMALL_TILE, splits=3)
     _check_all_ops(((2, 8, 9, 6), (3, 3, 10), (1, 1), "valid"), np.random.default_rng(5), activation)
 
 
 def test_backward_filter_is_deterministic(emulated, monkeypatch):
-    _force(monkeypatch, splits=4)
+    force(monkeypatch, splits=4)
     rng = np.random.default_rng(6)
-    x = _random(rng, (2, 10, 10, 3))
-    dy = _random(rng, (2, 8, 8, 9))
+    x = random(rng, (2, 10, 10, 3))
+    dy = random(rng, (2, 8, 8, 9))
     first = conv_launchers.conv2d_backward_filter(x, dy, (3, 3), (1, 1), "valid")
     second = conv_launchers.conv2d_backward_filter(x, dy, (3, 3), (1, 1), "valid")
     assert np.array_equal(first, second)
-    _assert_close(first, reference.conv2d_backward_filter(x, dy, (3, 3), (1, 1), "valid"))
+    assert_close(first, reference.conv2d_backward_filter(x, dy, (3, 3), (1, 1), "valid"))
 
 
 def test_launcher_rejects_bad_arguments(emulated):
@@ -150,13 +142,13 @@ def test_conv_ops_match_reference_on_gpu(gpu, case):
     tol = dict(rtol=2e-3, atol=2e-3)
     y = reference.conv2d_forward(x, w, b, strides, padding, "relu")
     x_d, w_d, b_d = cupy.asarray(x), cupy.asarray(w), cupy.asarray(b)
-    _assert_close(conv_launchers.conv2d_forward(x_d, w_d, b_d, strides, padding, "relu"), y, **tol)
-    dy = _random(rng, y.shape)
+    assert_close(conv_launchers.conv2d_forward(x_d, w_d, b_d, strides, padding, "relu"), y, **tol)
+    dy = random(rng, y.shape)
     dy_d = cupy.asarray(dy)
-    _assert_close(conv_launchers.conv2d_backward_data(dy_d, w_d, x.shape, strides, padding),
-                  reference.conv2d_backward_data(dy, w, x.shape, strides, padding), **tol)
+    assert_close(conv_launchers.conv2d_backward_data(dy_d, w_d, x.shape, strides, padding),
+                 reference.conv2d_backward_data(dy, w, x.shape, strides, padding), **tol)
     dw = conv_launchers.conv2d_backward_filter(x_d, dy_d, w.shape[:2], strides, padding)
-    _assert_close(dw, reference.conv2d_backward_filter(x, dy, w.shape[:2], strides, padding), rtol=2e-3,
+    assert_close(dw, reference.conv2d_backward_filter(x, dy, w.shape[:2], strides, padding), rtol=2e-3,
                   atol=2e-3 * np.sqrt(x.shape[0] * y.shape[1] * y.shape[2]))
     again = conv_launchers.conv2d_backward_filter(x_d, dy_d, w.shape[:2], strides, padding)
     assert bool(cupy.array_equal(dw, again))

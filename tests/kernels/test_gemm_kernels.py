@@ -5,34 +5,22 @@ import sys
 
 import numpy as np
 import pytest
+from cuda_c_helpers import (ACTIVATIONS, ALL_TILES, TILE_IDS, assert_close, assert_crosses_tiles, force,
+                            launches, random)  # noqa: F401 (fixture)
 
 from gpucnn import reference
 from gpucnn.cuda import dense as dense_launchers
 
-ACTIVATIONS = ("linear", "relu", "leaky_relu", "sigmoid")
-ALL_TILES = (dense_launchers.LARGE_TILE, dense_launchers.SMALL_TILE, dense_launchers.FEW_COLUMNS_TILE,
-             dense_launchers.FEW_ROWS_TILE)
-
-
-def _random(rng, shape, xp=np):
-    return xp.asarray(rng.standard_normal(shape).astype(np.float32))
-
-
-def _assert_close(actual, expected, rtol=1e-4, atol=1e-4):
-    actual = actual.get() if hasattr(actual, "get") else actual
-    assert actual.shape == expected.shape
-    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol)
-
 
 def _check_all_ops(rng, batch, features, units, activation="relu", with_bias=True):
-    x = _random(rng, (batch, features))
-    w = _random(rng, (features, units))
-    b = _random(rng, (units,)) if with_bias else None
-    _assert_close(dense_launchers.dense_forward(x, w, b, activation, 0.3),
-                  reference.dense_forward(x, w, b, activation, 0.3))
-    dy = _random(rng, (batch, units))
-    _assert_close(dense_launchers.dense_backward_data(dy, w), reference.dense_backward_data(dy, w))
-    _assert_close(dense_launchers.dense_backward_weights(x, dy), reference.dense_backward_weights(x, dy))
+    x = random(rng, (batch, features))
+    w = random(rng, (features, units))
+    b = random(rng, (units,)) if with_bias else None
+    assert_close(dense_launchers.dense_forward(x, w, b, activation, 0.3),
+                 reference.dense_forward(x, w, b, activation, 0.3))
+    dy = random(rng, (batch, units))
+    assert_close(dense_launchers.dense_backward_data(dy, w), reference.dense_backward_data(dy, w))
+    assert_close(dense_launchers.dense_backward_weights(x, dy), reference.dense_backward_weights(x, dy))
 
 
 @pytest.mark.parametrize("batch, features, units", [(1, 1, 1), (3, 5, 7), (5, 70, 9), (2, 9, 33)])
@@ -49,18 +37,35 @@ def test_forward_without_bias(emulated):
     _check_all_ops(np.random.default_rng(2), 4, 12, 6, "linear", with_bias=False)
 
 
-@pytest.mark.parametrize("tile", ALL_TILES, ids=[t.suffix for t in ALL_TILES])
-def test_every_tile_shape_crosses_tile_edges(emulated, monkeypatch, tile):
-    # 130 rows, 131 columns, 13 features: partial tiles along every dimension of every GEMM.
-    monkeypatch.setattr(dense_launchers, "choose_tile", lambda m, n, k: tile)
-    _check_all_ops(np.random.default_rng(3), 130, 13, 131, "sigmoid")
+# (batch, features, units, K splits): each GEMM (nn: batch×units, nt: batch×features, tn: features×units)
+# crosses tiles along M and N for every tile shape, with partial last tiles.  Scalar stores: every N odd;
+# float4 stores: every N a multiple of 4, split in 2 along K so each tile's split-K path runs too.
+TILE_CASES = {"scalar": (130, 133, 131, 1), "float4-split": (130, 132, 136, 2)}
 
 
-def test_split_k_is_deterministic_and_applies_the_epilogue(emulated, monkeypatch):
-    monkeypatch.setattr(dense_launchers, "choose_split_k", lambda blocks, k_tiles: (3, -(-k_tiles // 3)))
+@pytest.mark.parametrize("stores", TILE_CASES)
+@pytest.mark.parametrize("tile", ALL_TILES, ids=TILE_IDS)
+def test_every_tile_shape_crosses_tile_edges(emulated, monkeypatch, launches, tile, stores):
+    batch, features, units, splits = TILE_CASES[stores]
+    force(monkeypatch, tile=tile, splits=splits)
+    _check_all_ops(np.random.default_rng(3), batch, features, units, "sigmoid")
+    tiled = [launch for launch in launches if launch.name != "split_k_reduce"]
+    assert [launch.name for launch in tiled] == [f"gemm_{op}_{tile.suffix}" for op in ("nn", "nt", "tn")]
+    for launch in tiled:
+        assert_crosses_tiles(launch, tile, vector_stores=stores != "scalar")
+        assert launch.grid[2] == splits, launch
+
+
+def test_split_k_is_deterministic_and_applies_the_epilogue(emulated, monkeypatch, launches):
+    # SM_COUNT 1 caps split_k_reduce at 16 blocks of 256 threads: 70×68 outputs make its grid-stride loop
+    # wrap around.
+    monkeypatch.setattr(dense_launchers, "SM_COUNT", 1)
+    force(monkeypatch, splits=3)
     rng = np.random.default_rng(4)
-    _check_all_ops(rng, 40, 50, 6, "leaky_relu")
-    x, dy = _random(rng, (60, 5)), _random(rng, (60, 3))
+    _check_all_ops(rng, 70, 50, 68, "leaky_relu")
+    reduces = [launch for launch in launches if launch.name == "split_k_reduce"]
+    assert len(reduces) == 3 and reduces[0].grid[0] * 256 < 70 * 68, reduces
+    x, dy = random(rng, (60, 5)), random(rng, (60, 3))
     first = dense_launchers.dense_backward_weights(x, dy)
     assert np.array_equal(first, dense_launchers.dense_backward_weights(x, dy))
 
@@ -102,11 +107,11 @@ def test_output_view_off_a_16_byte_boundary_gets_scalar_stores():
 @pytest.mark.gpu
 def test_output_view_off_a_16_byte_boundary_on_gpu(gpu):
     rng = np.random.default_rng(0)
-    x, w = _random(rng, (5, 8), gpu.xp), _random(rng, (8, 12), gpu.xp)
+    x, w = random(rng, (5, 8), gpu.xp), random(rng, (8, 12), gpu.xp)
     out = gpu.xp.zeros(5 * 12 + 1, np.float32)[1:].reshape(5, 12)
     assert out.data.ptr % 16 == 4
     dense_launchers.launch_gemm("gemm.cu", "gemm_nn", x, w, (5, 12, 8), 5, 12, 8, out)
-    _assert_close(out, x.get() @ w.get(), rtol=1e-5, atol=1e-5)
+    assert_close(out, x.get() @ w.get(), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("position", range(3))
@@ -143,13 +148,13 @@ def test_launcher_rejects_bad_arguments(emulated):
 def test_dense_ops_match_reference_on_gpu(gpu, batch, features, units):
     import cupy
     rng = np.random.default_rng(5)
-    x, w, b = _random(rng, (batch, features)), _random(rng, (features, units)), _random(rng, (units,))
-    dy = _random(rng, (batch, units))
+    x, w, b = random(rng, (batch, features)), random(rng, (features, units)), random(rng, (units,))
+    dy = random(rng, (batch, units))
     tol = dict(rtol=2e-3, atol=2e-3 * np.sqrt(max(batch, features)))
     x_d, w_d, b_d, dy_d = (cupy.asarray(a) for a in (x, w, b, dy))
-    _assert_close(dense_launchers.dense_forward(x_d, w_d, b_d, "sigmoid"),
-                  reference.dense_forward(x, w, b, "sigmoid"), **tol)
-    _assert_close(dense_launchers.dense_backward_data(dy_d, w_d), reference.dense_backward_data(dy, w), **tol)
+    assert_close(dense_launchers.dense_forward(x_d, w_d, b_d, "sigmoid"),
+                 reference.dense_forward(x, w, b, "sigmoid"), **tol)
+    assert_close(dense_launchers.dense_backward_data(dy_d, w_d), reference.dense_backward_data(dy, w), **tol)
     dw = dense_launchers.dense_backward_weights(x_d, dy_d)
-    _assert_close(dw, reference.dense_backward_weights(x, dy), **tol)
+    assert_close(dw, reference.dense_backward_weights(x, dy), **tol)
     assert bool(cupy.array_equal(dw, dense_launchers.dense_backward_weights(x_d, dy_d)))
