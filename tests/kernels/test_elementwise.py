@@ -6,8 +6,9 @@ from numba_helpers import assert_close, device, on_device, pick, random, with_de
 from gpucnn import cuda as launchers
 from gpucnn import reference
 
-# Emulated shapes: 105 elements wrap a 2 × 32-thread grid; (3,) is a single partial block; batch 1.
-EMULATED_SHAPES = [(1, 3, 5, 7), (3,)]
+# Emulated shapes: 105 elements wrap a 2 × 32-thread grid; (3,) is a single partial block; batch 1;
+# 67 rows wrap the grid of the one-thread-per-row softmax kernels too.
+EMULATED_SHAPES = [(1, 3, 5, 7), (3,), (67, 2)]
 GPU_SHAPES = [(32, 64, 64, 64), (1000, 10)]
 
 UNARY = [("relu_forward", ()), ("leaky_relu_forward", (0.2,)), ("sigmoid_forward", ()),
@@ -44,8 +45,8 @@ def test_backward_matches_reference(device, op, forward, args):
 
 @with_devices
 def test_bias_add_and_bias_backward(device):
-    # 7 channels: not a multiple of the channel tile; the emulated column sums take two passes.
-    for shape in pick(device, [(2, 3, 4, 7), (5, 1)], [(64, 32, 32, 96), (4096, 10)]):
+    # 11 channels: two emulated channel tiles of 8, the second partial; the column sums take two passes.
+    for shape in pick(device, [(2, 3, 4, 11), (5, 1)], [(64, 32, 32, 96), (4096, 10)]):
         x, b = random(shape, seed=3), random(shape[-1:], seed=4)
         assert_close(device, launchers.bias_add(*on_device(device, x, b)), reference.bias_add(x, b),
                      exact=True)

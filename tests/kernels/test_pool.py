@@ -7,12 +7,15 @@ from gpucnn import cuda as launchers
 from gpucnn import reference
 
 # (x shape, pool_size, strides, padding): plain, overlapping + 'same' + stride 2, overlapping stride 1
-# with a non-square window, 'same' with stride 1, batch 1 throughout some, odd channel counts.
+# with a non-square window, 'same' with stride 1, batch 1 throughout some, odd channel counts; strides
+# larger than the window (inputs in no window get 0); 100 outputs wrap the emulated 2 × 32-thread grid.
 EMULATED_CASES = [
     ((1, 4, 4, 3), (2, 2), (2, 2), "valid"),
     ((2, 5, 5, 3), (3, 3), (2, 2), "same"),
     ((1, 5, 4, 2), (3, 2), (1, 2), "valid"),
     ((1, 3, 4, 1), (2, 2), (1, 1), "same"),
+    ((1, 8, 7, 2), (2, 2), (3, 3), "valid"),
+    ((2, 5, 5, 2), (2, 2), (1, 1), "same"),
 ]
 GPU_CASES = [
     ((32, 64, 64, 64), (2, 2), (2, 2), "valid"),
@@ -25,11 +28,19 @@ def _ties(shape, seed):
     return np.random.default_rng(seed).integers(-2, 3, shape).astype(np.float32)
 
 
+def _values(kind, shape, seed):
+    if kind == "ties":
+        return _ties(shape, seed)
+    if kind == "negative":  # a 'same' window's padding would win if it counted as 0
+        return random(shape, seed, low=-3, high=-0.5)
+    return random(shape, seed)
+
+
 @with_devices
-@pytest.mark.parametrize("values", ["random", "ties"])
+@pytest.mark.parametrize("values", ["random", "ties", "negative"])
 def test_max_pool_matches_reference(device, values):
     for case, (shape, pool_size, strides, padding) in enumerate(pick(device, EMULATED_CASES, GPU_CASES)):
-        x = random(shape, seed=case) if values == "random" else _ties(shape, seed=case)
+        x = _values(values, shape, seed=case)
         y, argmax = launchers.max_pool_forward(on_device(device, x), pool_size, strides, padding)
         expected_y, expected_argmax = reference.max_pool_forward(x, pool_size, strides, padding)
         assert_close(device, y, expected_y, exact=True)
