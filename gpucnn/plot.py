@@ -76,7 +76,8 @@ def _find_layer(model, layer, argument="layer"):
                 return candidate
     if isinstance(layer, int) and not isinstance(layer, bool) and -len(model.layers) <= layer < len(model.layers):
         return model.layers[layer]
-    raise ValueError(f"Argument `{argument}` must be an index in [0, {len(model.layers)}), a layer name "
+    count = len(model.layers)
+    raise ValueError(f"Argument `{argument}` must be an index in [-{count}, {count}), a layer name "
                      f"of model '{model.name}' ({[l.name for l in model.layers]}) or one of its layers, "
                      f"got {layer!r}.")
 

@@ -93,3 +93,9 @@ def test_missing_matplotlib_says_to_install_the_plot_extra(cpu, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes `import matplotlib` fail
     with pytest.raises(ImportError, match=r"pip install 'gpucnn\[plot\]'"):
         plot.plot_filters(model)
+
+
+def test_bad_layer_index_error_gives_the_accepted_range(cpu):
+    model, _, _ = model_and_data()
+    with pytest.raises(ValueError, match=r"`layer` must be an index in \[-4, 4\).*got 4"):
+        plot.plot_filters(model, layer=4)
