@@ -43,6 +43,16 @@ def emulated():
 
 
 @pytest.fixture
+def small_numba_launches(monkeypatch):
+    """Numba kernels launch 32-thread blocks on a grid of at most two blocks (grid-stride loops cover the
+    rest, as on a GPU): each simulated thread costs ~100 µs, so whole-model tests on the emulated backend
+    run several times faster, and tiny arrays still wrap the grid."""
+    from gpucnn.cuda import _numba_launch
+    monkeypatch.setattr(_numba_launch, "THREADS", 32)
+    monkeypatch.setattr(_numba_launch, "MAX_BLOCKS", 2)
+
+
+@pytest.fixture
 def gpu():
     if not _gpu_available():
         pytest.skip("needs a CUDA GPU")

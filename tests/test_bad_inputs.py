@@ -148,6 +148,8 @@ def _emulated_ops_missing(ops):
 @pytest.fixture(params=BACKENDS)
 def any_backend(request):
     """The backend fixture of conftest.py with this name (each skips where it cannot run)."""
+    if request.param == "emulated":
+        request.getfixturevalue("small_numba_launches")
     return request.getfixturevalue(request.param)
 
 

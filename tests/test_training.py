@@ -18,6 +18,7 @@ HOST_BACKENDS = ["cpu", "emulated"]
 @pytest.fixture(params=HOST_BACKENDS)
 def host_backend(request):
     if request.param == "emulated":
+        request.getfixturevalue("small_numba_launches")
         request.getfixturevalue("emulated")
         yield "emulated"
     else:

@@ -30,7 +30,7 @@ def train(name, x, y, steps=2):
         return model.get_weights(), history.history, model.predict(x)
 
 
-def test_whole_model_trains_the_same_on_emulated_and_cpu():
+def test_whole_model_trains_the_same_on_emulated_and_cpu(emulated, small_numba_launches):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(3, 7, 6, 2)).astype(np.float32)
     y = np.array([0, 1, 1], np.float32)
