@@ -35,7 +35,7 @@ def adam_update(param, grad, m, v, step, learning_rate, beta_1, beta_2, epsilon)
     """One Adam step at ``step`` (1 for the first update); updates param, m and v in place.
 
     alpha = lr·sqrt(1-β₂ᵗ)/(1-β₁ᵗ);  m += (g - m)(1 - β₁);  v += (g² - v)(1 - β₂);
-    param -= alpha·m / (sqrt(v) + ε).
+    param -= (m·alpha) / (sqrt(v) + ε).
     """
     _check_same_shape(param, grad=grad, m=m, v=v)
     alpha = adam_step_size(step, learning_rate, beta_1, beta_2)
@@ -50,8 +50,8 @@ def adam_update(param, grad, m, v, step, learning_rate, beta_1, beta_2, epsilon)
     v += scratch
     np.sqrt(v, out=scratch)
     scratch += dtype(epsilon)
-    np.divide(m, scratch, out=scratch)
-    scratch *= dtype(alpha)
+    # (m·alpha) / (sqrt(v) + ε) in this order, as Keras 3 and the kernel round it.
+    np.divide(m * dtype(alpha), scratch, out=scratch)
     param -= scratch
 
 
