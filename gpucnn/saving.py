@@ -115,7 +115,8 @@ def write_atomically(filepath, data):
     filepath = check_filepath(filepath)
     directory = os.path.dirname(os.path.abspath(filepath))
     if not os.path.isdir(directory):
-        raise FileNotFoundError(f"Cannot save to {filepath!r}: directory {directory!r} does not exist.")
+        raise FileNotFoundError(f"Cannot save to {filepath!r}: directory {directory!r} does not exist. "
+                                f"Fix: create it first (os.makedirs({directory!r}, exist_ok=True)).")
     # Not tempfile.mkstemp: it creates the file with mode 0o600, which the rename would give the saved
     # model.  os.open with 0o666 lets the umask decide, as for any file open() creates; O_EXCL never
     # clobbers another writer's temporary.

@@ -12,7 +12,8 @@ def set_random_seed(seed):
     seed, training on the cpu backend is bit-reproducible."""
     global _generator
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"Argument `seed` must be a non-negative int, got {seed!r}.")
+        raise ValueError(f"Argument `seed` must be a non-negative int, got {seed!r}. Fix: pass e.g. "
+                         f"set_random_seed(1337).")
     seed = int(seed)
     random.seed(seed)
     np.random.seed(seed % 2**32)

@@ -45,6 +45,9 @@ def window_layout(x_shape, window, strides, padding, window_name="kernel_size"):
         raise ValueError(f"Expected an NHWC input of rank 4, got shape {tuple(x_shape)}.")
     _, h, w, _ = x_shape
     out_h, out_w, top, left = window_geometry(h, w, window, strides, padding)
+    if h == 0 or w == 0:
+        raise ValueError(f"The input has size {h}x{w}: there is nothing to slide the {window_name} "
+                         f"over. Fix: pass images of at least 1x1 pixels.")
     if out_h == 0 or out_w == 0:
         raise ValueError(f"The {window_name} {window} does not fit in the {h}x{w} input with "
                          f"padding='valid'. Fix: use padding='same' or a smaller {window_name}.")

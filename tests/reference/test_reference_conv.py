@@ -118,3 +118,11 @@ def test_misuse_raises_clear_errors():
         conv2d_forward(x[:, :2], w, None, (1, 1), "valid")
     with pytest.raises(ValueError, match="dy"):
         conv2d_backward_filter(x, np.zeros((1, 4, 4, 3), np.float32), (3, 3), (1, 1), "same")
+
+
+def test_empty_input_is_named_as_such_whatever_the_padding():
+    x = np.zeros((1, 0, 5, 1), np.float32)
+    w = np.zeros((3, 3, 1, 2), np.float32)
+    for padding in ("valid", "same"):
+        with pytest.raises(ValueError, match="input has size 0x5"):
+            conv2d_forward(x, w, None, (1, 1), padding)
