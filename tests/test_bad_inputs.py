@@ -140,11 +140,6 @@ MISUSES = [
 ]
 
 
-def _emulated_ops_missing(ops):
-    import gpucnn.cuda
-    return [op for op in ops if not hasattr(gpucnn.cuda, op)]
-
-
 @pytest.fixture(params=BACKENDS)
 def any_backend(request):
     """The backend fixture of conftest.py with this name (each skips where it cannot run)."""
@@ -184,19 +179,6 @@ def test_cuda_backend_without_gpu_says_how_to_fix():
 
 
 # -- accepted inputs: same numbers as the clean float32 C-contiguous input -------------------------------
-# Ops each accepted case runs; the emulated params skip while a kernel has not landed in gpucnn.cuda.
-PREDICT_OPS = ("conv2d_forward", "relu_forward", "dense_forward", "sigmoid_forward")
-FIT_OPS = PREDICT_OPS + ("sigmoid_binary_crossentropy", "dense_backward_weights", "dense_backward_data",
-                         "bias_backward", "relu_backward", "conv2d_backward_filter", "adam_update")
-
-
-def skip_missing(ops):
-    if backend.get_backend() == "emulated":
-        missing = _emulated_ops_missing(ops)
-        if missing:
-            pytest.skip(f"gpucnn.cuda lacks {missing} (kernel not landed yet)")
-
-
 def big_images():
     return np.random.default_rng(1).random((6, 10, 10, 2), np.float32)
 
@@ -209,7 +191,6 @@ def big_images():
     pytest.param(lambda x: x.tolist(), id="nested-list"),
 ])
 def test_accepted_layouts_and_dtypes_give_the_float32_result(any_backend, variant):
-    skip_missing(PREDICT_OPS)
     gpucnn.utils.set_random_seed(0)
     net = model()
     x = images(3)
@@ -218,7 +199,6 @@ def test_accepted_layouts_and_dtypes_give_the_float32_result(any_backend, varian
 
 
 def test_batch_size_larger_than_the_data_is_one_batch(any_backend):
-    skip_missing(FIT_OPS)
     x, y = images(4), labels(4)
     weights = []
     for batch_size in (len(x), 1000):
