@@ -3,8 +3,6 @@ import pytest
 
 from gpucnn import datasets
 
-pytest.importorskip("skimage")
-
 
 @pytest.mark.parametrize("kwargs, match", [
     (dict(size=50.0), r"`size` must be a positive int, got 50\.0"),

@@ -10,8 +10,6 @@ import gpucnn
 from gpucnn import plot
 from gpucnn.layers import Conv2D, Dense, Flatten, MaxPooling2D
 
-pytest.importorskip("matplotlib")
-
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
