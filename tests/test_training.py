@@ -267,6 +267,20 @@ def test_cuda_graph_step_matches_eager_steps(gpu):
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("runner_class", [training.EagerStep, training.GraphStep])
+def test_training_steps_never_wait_for_the_gpu(gpu, runner_class):
+    """A step only enqueues work: CuPy raises if anything in it synchronizes with the device."""
+    import cupyx
+    runner = runner_class(gpu_model())
+    data = batches([32] * 5, input_shape=GPU_INPUT)
+    for x, y in data[:2]:  # compilation, and the capture for GraphStep
+        runner(x, y)
+    with cupyx.allow_synchronize(False):
+        for x, y in data[2:]:
+            runner(x, y)
+
+
+@pytest.mark.gpu
 def test_fit_on_gpu_uses_graphs_by_default(gpu, monkeypatch):
     runners = []
     make = training.make_step_runner
