@@ -403,7 +403,8 @@ class Sequential:
         return ordered[0] if len(ordered) == 1 else ordered
 
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
-            validation_split=0.0, validation_data=None, shuffle=True, initial_epoch=0,
+            validation_split=0.0, validation_data=None, shuffle=True, class_weight=None,
+            sample_weight=None, initial_epoch=0, steps_per_epoch=None, validation_steps=None,
             validation_batch_size=None, validation_freq=1):
         """Train for ``epochs`` epochs; returns a :class:`gpucnn.callbacks.History` (also kept as
         ``model.history``).
@@ -413,6 +414,8 @@ class Sequential:
         ``validation_freq``-th epoch, in batches of ``validation_batch_size`` (default ``batch_size``).
         """
         self._check_compiled("fit")
+        _refuse_unimplemented(class_weight=class_weight, sample_weight=sample_weight,
+                              steps_per_epoch=steps_per_epoch, validation_steps=validation_steps)
         batch_size = self._batch_size(batch_size)
         validation_batch_size = batch_size if validation_batch_size is None else \
             _positive_int(validation_batch_size, "validation_batch_size")
@@ -502,23 +505,30 @@ class Sequential:
                 callback_list.on_test_batch_end(batch, running)
         return running
 
-    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", return_dict=False):
+    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None, steps=None,
+                 callbacks=None, return_dict=False):
         """Loss and metrics on ``x``/``y``: ``[loss, accuracy]`` (or a scalar loss without metrics, or a
-        dict with ``return_dict=True``)."""
+        dict with ``return_dict=True``).  ``callbacks`` get the ``on_test_*`` hooks, as in Keras."""
         self._check_compiled("evaluate")
+        _refuse_unimplemented(sample_weight=sample_weight, steps=steps)
         batch_size = self._batch_size(batch_size)
         verbose = _check_verbose(verbose)
         dataset = data.place(*self._check_xy(x, y))
         self._setup_loss()
-        logs = self._evaluate_data(dataset, batch_size).result()
+        callback_list = callbacks_module.CallbackList(_check_callbacks(callbacks), self, params={
+            "verbose": verbose, "steps": math.ceil(len(dataset) / batch_size)})
+        callback_list.on_test_begin()
+        logs = self._evaluate_data(dataset, batch_size, callback_list).result()
+        callback_list.on_test_end(logs)
         if verbose:
             steps = math.ceil(len(dataset) / batch_size)
             print(f"{steps}/{steps}"
                   + callbacks_module._format_logs(logs))
         return self._keras_result(logs, return_dict)
 
-    def predict(self, x, batch_size=None, verbose=0):
+    def predict(self, x, batch_size=None, verbose=0, steps=None, callbacks=None):
         """Model outputs for ``x`` as a float32 NumPy array (probabilities for sigmoid/softmax heads)."""
+        _refuse_unimplemented(steps=steps, callbacks=callbacks)
         batch_size = self._batch_size(batch_size)
         _check_verbose(verbose)
         dataset = data.place(self._check_x(x))
@@ -609,6 +619,14 @@ class Sequential:
 def load_model(filepath, compile=True):
     """Read a model written by ``Sequential.save``."""
     return saving.load_model(filepath, compile=compile)
+
+
+def _refuse_unimplemented(**arguments):
+    """Keras arguments gpucnn accepts by name, to say clearly that only their default is implemented."""
+    for name, value in arguments.items():
+        if value is not None:
+            raise ValueError(f"Argument `{name}` is not implemented in gpucnn, got {value!r}. Fix: leave it "
+                             f"at its default, None.")
 
 
 def _check_callbacks(callbacks):

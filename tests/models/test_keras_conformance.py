@@ -265,3 +265,43 @@ def test_keras_argument_forms(cpu):
     assert model.name == "keras_like" and model.trainable_weights == []
     model.compile(optimizer="Adam", loss="BinaryCrossentropy")
     assert model.loss.name == "binary_crossentropy"
+
+
+def test_keras_arguments_without_an_implementation_are_refused_by_name(cpu):
+    model = gpucnn.Sequential([Flatten(input_shape=(2, 2, 1)), Dense(1, activation="sigmoid")])
+    model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
+    x, y = np.ones((4, 2, 2, 1), np.float32), np.array([0, 1, 0, 1], np.float32)
+    calls = [
+        ("sample_weight", lambda: model.fit(x, y, sample_weight=np.ones(4), verbose=0)),
+        ("class_weight", lambda: model.fit(x, y, class_weight={0: 1.0, 1: 2.0}, verbose=0)),
+        ("steps_per_epoch", lambda: model.fit(x, y, steps_per_epoch=2, verbose=0)),
+        ("validation_steps", lambda: model.fit(x, y, validation_steps=1, verbose=0)),
+        ("sample_weight", lambda: model.evaluate(x, y, sample_weight=np.ones(4), verbose=0)),
+        ("steps", lambda: model.evaluate(x, y, steps=1, verbose=0)),
+        ("steps", lambda: model.predict(x, steps=1)),
+        ("callbacks", lambda: model.predict(x, callbacks=[gpucnn.callbacks.Callback()])),
+    ]
+    for name, call in calls:
+        with pytest.raises(ValueError, match=f"`{name}` is not implemented.*Fix: leave it at its default"):
+            call()
+
+
+def test_evaluate_calls_the_test_hooks_of_its_callbacks(cpu):
+    model = gpucnn.Sequential([Flatten(input_shape=(2, 2, 1)), Dense(1, activation="sigmoid")])
+    model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
+    x, y = np.ones((5, 2, 2, 1), np.float32), np.array([0, 1, 0, 1, 1], np.float32)
+    seen = []
+
+    class Recorder(gpucnn.callbacks.Callback):
+        def on_test_begin(self, logs=None):
+            seen.append(("begin", self.params["steps"]))
+
+        def on_test_batch_end(self, batch, logs=None):
+            seen.append(("batch", batch, round(logs["loss"], 6) > 0))
+
+        def on_test_end(self, logs=None):
+            seen.append(("end", sorted(logs)))
+
+    loss, accuracy = model.evaluate(x, y, batch_size=2, verbose=0, callbacks=[Recorder()])
+    assert seen == [("begin", 3), ("batch", 0, True), ("batch", 1, True), ("batch", 2, True),
+                    ("end", ["accuracy", "loss"])]
