@@ -83,9 +83,15 @@ def fold_windows(per_offset, x_shape, geometry, dtype):
     for i in range(kh):
         for j in range(kw):
             dx[:, i:i + span_h:sh, j:j + span_w:sw] += per_offset(i, j)
-    if dx.shape == tuple(x_shape):
-        return dx
-    return np.ascontiguousarray(dx[:, g.pad_top:g.pad_top + x_shape[1], g.pad_left:g.pad_left + x_shape[2]])
+    return crop_padding(dx, x_shape, g)
+
+
+def crop_padding(padded, x_shape, geometry):
+    """The part of a gradient w.r.t. the padded input that belongs to the input itself."""
+    if padded.shape == tuple(x_shape):
+        return padded
+    g = geometry
+    return np.ascontiguousarray(padded[:, g.pad_top:g.pad_top + x_shape[1], g.pad_left:g.pad_left + x_shape[2]])
 
 
 def _check_kernel(w, channels):

@@ -7,7 +7,7 @@ smallest index), so the gradient of a tie goes to one input only.  NaN inputs gi
 """
 import numpy as np
 
-from .conv import fold_windows, sliding_windows, window_layout
+from .conv import crop_padding, fold_windows, sliding_windows, window_layout
 
 
 def max_pool_forward(x, pool_size, strides, padding):
@@ -16,18 +16,25 @@ def max_pool_forward(x, pool_size, strides, padding):
     windows = sliding_windows(x, geometry, -np.inf)
     ph, pw = geometry.window
     y = windows[:, :, :, 0, 0].copy()
-    argmax = np.zeros(y.shape, dtype=np.int32)
+    # The winner's index is tracked in the narrowest integer type that holds it (uint8 for windows up to
+    # 16x16), with preallocated buffers: these few passes are most of a pooling layer's time.
+    index_type = np.uint8 if ph * pw <= 256 else np.int32
+    argmax = np.zeros(y.shape, dtype=index_type)
+    better = np.empty(y.shape, dtype=bool)
+    step = np.empty(y.shape, dtype=index_type)
     # A strict '>' keeps the earlier offset on ties: offsets are visited in row-major order.
     for r in range(ph):
         for c in range(pw):
             if r == 0 and c == 0:
                 continue
             candidate = windows[:, :, :, r, c]
-            better = candidate > y
+            np.greater(candidate, y, out=better)
             np.maximum(y, candidate, out=y)
-            # argmax = where(better, index, argmax), in arithmetic (masked copies are much slower).
-            argmax += better * (r * pw + c - argmax)
-    return y, argmax
+            # argmax = where(better, index, argmax) in modular arithmetic: masked copies are much slower.
+            np.subtract(index_type(r * pw + c), argmax, out=step)
+            step *= better
+            argmax += step
+    return y, argmax.astype(np.int32)
 
 
 def max_pool_backward(dy, argmax, x_shape, pool_size, strides, padding):
@@ -38,5 +45,14 @@ def max_pool_backward(dy, argmax, x_shape, pool_size, strides, padding):
     if dy.shape != expected or argmax.shape != expected:
         raise ValueError(f"Arguments `dy` and `argmax` must have the pooled shape {expected}, "
                          f"got {dy.shape} and {argmax.shape}.")
-    pw = geometry.window[1]
-    return fold_windows(lambda r, c: dy * (argmax == r * pw + c), x_shape, geometry, dy.dtype)
+    (ph, pw), (sh, sw) = geometry.window, geometry.strides
+    if (sh, sw) != (ph, pw):
+        return fold_windows(lambda r, c: dy * (argmax == r * pw + c), x_shape, geometry, dy.dtype)
+    # Windows that tile the input (Keras' default strides) never share an input: one broadcast product
+    # writes every window's gradient in place, instead of one accumulating pass per window offset.
+    dx = np.zeros(geometry.padded_shape(x_shape), dtype=dy.dtype)
+    n, out_h, out_w, channels = dy.shape
+    blocks = dx[:, :out_h * ph, :out_w * pw].reshape(n, out_h, ph, out_w, pw, channels)
+    offsets = np.arange(ph * pw, dtype=argmax.dtype).reshape(1, 1, ph, 1, pw, 1)
+    np.multiply(dy[:, :, None, :, None, :], argmax[:, :, None, :, None, :] == offsets, out=blocks)
+    return crop_padding(dx, x_shape, geometry)

@@ -19,6 +19,8 @@ CASES = [
     ((1, 4, 6, 2), (1, 3), (1, 3), "valid"),
     ((1, 6, 6, 2), (2, 2), (2, 2), "same"),
     ((1, 5, 4, 2), (2, 2), (1, 1), "same"),   # odd total padding: the extra row/column is bottom/right
+    ((1, 18, 17, 2), (17, 17), (1, 1), "valid"),  # window indices past 255 (int32 bookkeeping), overlapping
+    ((1, 17, 35, 1), (17, 17), (17, 17), "same"),  # the same, tiling windows with padding
 ]
 IDS = [f"{'x'.join(map(str, x))}-p{p[0]}{p[1]}-s{s[0]}{s[1]}-{pad}" for x, p, s, pad in CASES]
 
