@@ -293,7 +293,7 @@ class Sequential:
                              f"channel axis with x[..., None]) or change the first layer's input_shape.")
         where = np if isinstance(array, np.ndarray) else backend.current().xp  # device data stays there
         array = where.ascontiguousarray(array, dtype=np.float32)
-        if not bool(where.isfinite(array).all()):
+        if not _all_finite(array, where):
             raise ValueError(f"Argument `{argument}` contains NaN or Inf values. Fix: clean or impute "
                              f"the data before training.")
         return array
@@ -619,6 +619,18 @@ class Sequential:
 def load_model(filepath, compile=True):
     """Read a model written by ``Sequential.save``."""
     return saving.load_model(filepath, compile=compile)
+
+
+_FINITE_CHECK_BYTES = 64 << 20
+
+
+def _all_finite(array, where):
+    """Whether ``array`` holds no NaN/Inf.  Host data is checked in slices of about 64 MiB, so data far
+    larger than the device (and a memory-mapped file) needs no full-size temporary mask."""
+    if where is not np:
+        return bool(where.isfinite(array).all())
+    rows = max(1, _FINITE_CHECK_BYTES // max(array[:1].nbytes, 1))
+    return all(np.isfinite(array[start:start + rows]).all() for start in range(0, len(array), rows))
 
 
 def _refuse_unimplemented(**arguments):
