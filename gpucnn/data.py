@@ -50,11 +50,6 @@ class DeviceData:
     def __len__(self):
         return len(self.x)
 
-    def split(self, stop):
-        """(first ``stop`` samples, the rest), as ``validation_split`` needs."""
-        return (type(self)(self.x[:stop], _part(self.y, slice(None, stop))),
-                type(self)(self.x[stop:], _part(self.y, slice(stop, None))))
-
     def batches(self, batch_size, order=None):
         """``(x, y)`` batches in sample order, or in the order of the host permutation ``order``."""
         index = None if order is None else backend.current().xp.asarray(order)

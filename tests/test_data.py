@@ -47,15 +47,6 @@ def test_host_data_streams_the_same_batches(cpu, monkeypatch, shuffle, with_labe
     assert_same(collect(data.DeviceData(x, y).batches(batch_size, order)), want)
 
 
-def test_split_keeps_the_last_part_for_validation(cpu):
-    x, y = arrays(10)
-    for kind in (data.DeviceData, data.HostData):
-        first, last = kind(x, y).split(7)
-        assert type(first) is kind and len(first) == 7 and len(last) == 3
-        np.testing.assert_array_equal(backend.current().to_numpy(last.x), x[7:])
-        np.testing.assert_array_equal(backend.current().to_numpy(last.y), y[7:])
-
-
 class RecordingCopier(data._HostCopier):
     """Host copies that log the ordering protocol: copy tokens, use tokens and what waited for what."""
 
