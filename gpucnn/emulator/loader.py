@@ -251,10 +251,6 @@ class Module:
         self._library = library
         self._kernels = kernels
 
-    @property
-    def kernel_names(self):
-        return tuple(self._kernels)
-
     def get_function(self, name):
         if name not in self._kernels:
             raise ValueError(f"Argument `name`: no extern \"C\" __global__ kernel {name!r} in {self.path}; "
