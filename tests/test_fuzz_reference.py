@@ -105,16 +105,22 @@ def largest_side(name):
     return 5 if name == "emulated" else 9
 
 
-@st.composite
-def conv_configs(draw, name):
+def draw_window_and_image(draw, name, largest_window):
+    """A window (kh, kw), a padding and an image height and width it can slide over."""
     high = largest_side(name)
-    kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    kh, kw = draw(st.integers(1, largest_window)), draw(st.integers(1, largest_window))
     padding = draw(st.sampled_from(["valid", "same"]))
-    # valid padding needs the input at least as large as the kernel (smaller is a documented error)
+    # valid padding needs the input at least as large as the window (smaller is a documented error)
     h = draw(st.integers(kh if padding == "valid" else 1, max(high, kh)))
     w = draw(st.integers(kw if padding == "valid" else 1, max(high, kw)))
+    return (kh, kw), padding, h, w
+
+
+@st.composite
+def conv_configs(draw, name):
+    kernel, padding, h, w = draw_window_and_image(draw, name, largest_window=4)
     return dict(batch=draw(st.integers(1, 3)), h=h, w=w, channels=draw(st.integers(1, 4 if name == "emulated" else 6)),
-                filters=draw(st.integers(1, 5 if name == "emulated" else 9)), kernel=(kh, kw),
+                filters=draw(st.integers(1, 5 if name == "emulated" else 9)), kernel=kernel,
                 strides=(draw(st.integers(1, 3)), draw(st.integers(1, 3))), padding=padding,
                 activation=draw(st.sampled_from(["linear", "relu", "leaky_relu", "sigmoid"])),
                 seed=draw(st.integers(0, 2**16)))
@@ -122,13 +128,9 @@ def conv_configs(draw, name):
 
 @st.composite
 def pool_configs(draw, name):
-    high = largest_side(name)
-    ph, pw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
-    padding = draw(st.sampled_from(["valid", "same"]))
-    h = draw(st.integers(ph if padding == "valid" else 1, max(high, ph)))
-    w = draw(st.integers(pw if padding == "valid" else 1, max(high, pw)))
+    pool, padding, h, w = draw_window_and_image(draw, name, largest_window=3)
     strides = draw(st.one_of(st.none(), st.tuples(st.integers(1, 3), st.integers(1, 3))))
-    return dict(batch=draw(st.integers(1, 3)), h=h, w=w, channels=draw(st.integers(1, 5)), pool=(ph, pw),
+    return dict(batch=draw(st.integers(1, 3)), h=h, w=w, channels=draw(st.integers(1, 5)), pool=pool,
                 strides=strides, padding=padding, seed=draw(st.integers(0, 2**16)))
 
 
