@@ -226,11 +226,11 @@ class Sequential:
         """Configure training: ``optimizer`` ('adam', 'sgd' or an instance), ``loss`` (Keras name or
         instance), ``metrics`` (e.g. ['accuracy']).
 
-        ``jit_graph`` chooses how ``fit`` runs a step: ``None`` (default) captures forward, loss and
-        backward of a full batch once as a CUDA graph and replays it on the ``cuda`` backend, and
-        launches eagerly elsewhere; ``False`` always launches eagerly; ``True`` asks for the graph
-        runner anywhere (off the GPU it runs the same host logic eagerly).  Models that cannot be
-        replayed (Dropout) train eagerly.  See :mod:`gpucnn.training`."""
+        ``jit_graph`` chooses how ``fit`` runs a step: ``None`` (default) captures a whole training
+        step of a full batch (forward, loss, backward, optimizer) once as a CUDA graph and replays it
+        on the ``cuda`` backend, and launches eagerly elsewhere; ``False`` always launches eagerly;
+        ``True`` asks for the graph runner anywhere (off the GPU it runs the same host logic
+        eagerly).  See :mod:`gpucnn.training`."""
         training_module.check_jit_graph(jit_graph)
         if optimizer == "rmsprop":
             raise ValueError("Argument `optimizer` 'rmsprop' (Keras' default) is not implemented. "

@@ -1,6 +1,7 @@
 """Optimizers with Keras 3 formulas.  Each updates the model's whole flat parameter buffer in one op
 call (one kernel launch on the GPU backends)."""
 from gpucnn import backend
+from gpucnn.counters import StepCounter
 
 
 def _check_float(value, name, low, high=None, low_inclusive=False):
@@ -14,25 +15,39 @@ def _check_float(value, name, low, high=None, low_inclusive=False):
 
 
 class Optimizer:
-    """Base class: ``build(params)`` creates the state, ``apply(params, grads)`` does one step."""
+    """Base class: ``build(params)`` creates the state, ``apply(params, grads)`` does one step.
+
+    The number of updates applied is counted on the device (:class:`gpucnn.counters.StepCounter`), so
+    a training step replayed from a CUDA graph advances it; ``iterations`` reads it (Keras' attribute).
+    """
 
     def __init__(self, learning_rate):
         self.learning_rate = _check_float(learning_rate, "learning_rate", 0.0)
-        self.iterations = 0
+        self.counter = StepCounter()
         self.state = {}
+
+    @property
+    def iterations(self):
+        """Number of updates applied so far (reading it waits for the device)."""
+        return self.counter.value
+
+    @iterations.setter
+    def iterations(self, value):
+        self.counter.value = value
 
     def build(self, params):
         xp = backend.current().xp
         self.state = {name: xp.zeros_like(params) for name in self.state_names()}
+        self.counter.array()
 
     def state_names(self):
         return ()
 
     def apply(self, params, grads):
-        self.iterations += 1
-        self._update(params, grads)
+        self._update(params, grads, self.counter.advance())
 
-    def _update(self, params, grads):
+    def _update(self, params, grads, step):
+        """One update; ``step`` is the counter, already advanced to this update's number."""
         raise NotImplementedError
 
     def get_config(self):
@@ -53,10 +68,9 @@ class Adam(Optimizer):
     def state_names(self):
         return ("m", "v")
 
-    def _update(self, params, grads):
-        backend.current().ops.adam_update(params, grads, self.state["m"], self.state["v"],
-                                          self.iterations, self.learning_rate, self.beta_1,
-                                          self.beta_2, self.epsilon)
+    def _update(self, params, grads, step):
+        backend.current().ops.adam_update(params, grads, self.state["m"], self.state["v"], step,
+                                          self.learning_rate, self.beta_1, self.beta_2, self.epsilon)
 
     def get_config(self):
         return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,
@@ -74,7 +88,7 @@ class SGD(Optimizer):
     def state_names(self):
         return ("velocity",) if self.momentum > 0 else ()
 
-    def _update(self, params, grads):
+    def _update(self, params, grads, step):
         backend.current().ops.sgd_update(params, grads, self.state.get("velocity"), self.learning_rate,
                                          self.momentum, self.nesterov)
 

@@ -14,21 +14,23 @@ Step runners
     ``make_step_runner(model, jit_graph)`` returns a callable ``runner(x, y) -> (loss, correct)`` doing
     one optimizer step on a batch already on the backend.  :class:`EagerStep` launches every op each
     step.  :class:`GraphStep` runs the first batch eagerly (which also compiles every kernel and fills
-    the memory pool), then captures forward + loss + backward for that batch shape once, reading from
-    static input/label buffers; each later step of that shape copies the batch into the static buffers
-    (an on-device copy) and replays the graph.  The optimizer runs after the replay, eagerly: Adam's
-    bias correction is a host scalar of the step number, which a graph would freeze.  Batches of any
-    other shape (the last, partial batch of an epoch) run eagerly.  On the ``cuda`` backend the capture
-    is a CuPy stream capture; elsewhere :class:`EagerCapture` stands in for it (its "replay" runs the
-    captured function again), so the runner's host logic is the same code on every backend and is tested
-    in CI without a GPU.
+    the memory pool), then captures the whole step (forward, loss, backward and optimizer) for that
+    batch shape once, reading from static input/label buffers; each later step of that shape copies
+    the batch into the static buffers (an on-device copy) and replays the graph.  What changes from
+    step to step lives on the device: the optimizer's update count (Adam's bias correction) and each
+    Dropout layer's step count (its mask seed) are :class:`gpucnn.counters.StepCounter` arrays that
+    the graph itself advances.  Host scalars that a graph freezes (the optimizer's learning rate and
+    other settings) are compared before each replay, and a change leads to a new capture.  Batches of
+    any other shape (the last, partial batch of an epoch) run eagerly.  On the ``cuda`` backend the
+    capture is a CuPy stream capture; elsewhere :class:`EagerCapture` stands in for it (its "replay"
+    runs the captured function again), so the runner's host logic is the same code on every backend
+    and is tested in CI without a GPU.
 """
 import contextlib
 import warnings
 
 from gpucnn import backend
 from gpucnn.layers.convolutional import Conv2D, MaxPooling2D
-from gpucnn.layers.core import Dropout
 
 
 # -- execution units --------------------------------------------------------------------------------
@@ -129,16 +131,6 @@ def release_activations(model):
 
 
 # -- step runners -----------------------------------------------------------------------------------
-def graph_blocker(model):
-    """Why ``model``'s step cannot be replayed from a graph, or None.  A graph freezes every kernel's
-    scalar arguments, so host values that change each step inside forward/backward rule it out."""
-    for layer in model.layers:
-        if isinstance(layer, Dropout) and layer.rate > 0:
-            return (f"layer '{layer.name}' (Dropout) draws a new mask seed on the host every step, "
-                    f"which a captured graph would freeze")
-    return None
-
-
 def check_jit_graph(jit_graph):
     if jit_graph not in (None, True, False):
         raise ValueError(f"Argument `jit_graph` must be None (CUDA graphs on the cuda backend, off "
@@ -149,18 +141,10 @@ def check_jit_graph(jit_graph):
 def make_step_runner(model, jit_graph=None):
     """The runner ``fit`` uses for ``model``.  ``jit_graph=None`` means graphs on the ``cuda`` backend
     and eager launches elsewhere; ``True`` asks for the graph runner on any backend (with the eager
-    stand-in for capture off the GPU) and warns when the model cannot use it."""
+    stand-in for capture off the GPU)."""
     check_jit_graph(jit_graph)
     wanted = backend.current().name == "cuda" if jit_graph is None else jit_graph
-    if not wanted:
-        return EagerStep(model)
-    reason = graph_blocker(model)
-    if reason is not None:
-        if jit_graph:
-            warnings.warn(f"jit_graph=True: training model '{model.name}' eagerly because {reason}.",
-                          RuntimeWarning, stacklevel=3)
-        return EagerStep(model)
-    return GraphStep(model)
+    return GraphStep(model) if wanted else EagerStep(model)
 
 
 class EagerStep:
@@ -256,17 +240,19 @@ def default_capture():
 
 
 class _CapturedStep:
-    """A captured step for one batch shape and the static buffers it reads its batch from."""
+    """A captured step: the batch shape and optimizer settings it was captured for, and the static
+    buffers it reads its batch from."""
 
-    def __init__(self, shape_key, graph, x, y):
+    def __init__(self, shape_key, settings, graph, x, y):
         self.shape_key = shape_key
+        self.settings = settings
         self.graph = graph
         self.x = x
         self.y = y
 
 
 class GraphStep:
-    """Replay one captured forward + loss + backward per step (see the module docstring).
+    """Replay one captured training step per batch (see the module docstring).
 
     ``captures``/``replays``/``eager_steps`` count what happened, for tests and benchmarks.  When the
     capture raises, the runner warns once and stays eager.
@@ -279,8 +265,14 @@ class GraphStep:
         self._capture_failed = False
         self.captures = self.replays = self.eager_steps = 0
 
+    def _settings(self):
+        return self.model.optimizer.get_config()
+
     def __call__(self, x, y):
         key = (tuple(x.shape), tuple(y.shape), str(y.dtype))
+        if self._captured is not None and self._captured.settings != self._settings():
+            # The graph holds the old learning rate (and the like) as kernel arguments: capture anew.
+            self._captured = None
         if self._captured is not None and self._captured.shape_key == key:
             return self._replay(x, y)
         if self._captured is None and not self._capture_failed:
@@ -294,7 +286,7 @@ class GraphStep:
         xp = backend.current().xp
         static_x, static_y = xp.empty(x.shape, x.dtype), xp.empty(y.shape, y.dtype)
         try:
-            graph = self._capture.capture(lambda: self.model._loss_and_gradients(static_x, static_y))
+            graph = self._capture.capture(lambda: self.model._train_step(static_x, static_y))
         except Exception as error:  # any failure of capture means: train eagerly, but say so
             self._capture_failed = True
             warnings.warn(f"CUDA graph capture of model '{self.model.name}' failed "
@@ -302,7 +294,7 @@ class GraphStep:
                           f"Fix: compile(..., jit_graph=False) to skip the attempt.",
                           RuntimeWarning, stacklevel=3)
             return outputs
-        self._captured = _CapturedStep(key, graph, static_x, static_y)
+        self._captured = _CapturedStep(key, self._settings(), graph, static_x, static_y)
         self.captures += 1
         return outputs
 
@@ -311,7 +303,6 @@ class GraphStep:
         captured.x[...] = x
         captured.y[...] = y
         loss, correct = captured.graph.replay()
-        self.model._apply_optimizer()
         self.replays += 1
         # The graph writes its loss into the same buffer every replay; callers may keep a step's loss
         # for later (TerminateOnNaN checks a batch of them at once), so hand out a copy.

@@ -7,11 +7,13 @@ covered.  Indices are 64-bit, so tensors past 2³¹ elements are fine.
 import math
 
 import numpy as np
-from numba import cuda, float32
+from numba import cuda, float32, float64
 
 from ._numba import device, kernel
 
 VECTOR = "float32[::1]"
+#: A step counter (``gpucnn.reference.steps``): one int64 that the training step advances on the device.
+COUNTER = "int64[::1]"
 
 
 # ---- scalar operations, inlined into the map kernels below ------------------------------------------
@@ -149,6 +151,7 @@ MASK32 = np.uint64(0xFFFFFFFF)
 GOLDEN = np.uint64(0x9E3779B1)
 MIX_1 = np.uint64(0x7FEB352D)
 MIX_2 = np.uint64(0x846CA68B)
+STEP_STRIDE = np.uint64(0x9E3779B9)
 
 
 @device
@@ -163,23 +166,33 @@ def hash32(seed, index):
     return h
 
 
-@kernel(f"void({VECTOR}, {VECTOR}, uint32, uint32, float32)")
-def dropout(x, out, seed, threshold, scale):
-    """out = x·scale where (hash32(seed, i) >> 8) >= threshold, else 0.
+@kernel(f"void({VECTOR}, {VECTOR}, uint32, {COUNTER}, uint32, float32)")
+def dropout(x, out, seed, step, threshold, scale):
+    """out = x·scale where (hash32(s, i) >> 8) >= threshold, else 0, with the mask seed
+    s = (seed + step·0x9E3779B9) mod 2³² of the count in the ``step`` counter.
 
     ``threshold`` = ceil(float32(rate)·2²⁴), so the integer test equals the contract's float test
     (hash >> 8)·2⁻²⁴ >= rate exactly.  Forward and backward are the same launch with the same seed.
     """
+    step_seed = (np.uint64(seed) + (np.uint64(step[0]) & MASK32) * STEP_STRIDE) & MASK32
     for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
-        keep = (hash32(seed, i) >> np.uint64(8)) >= np.uint64(threshold)
+        keep = (hash32(step_seed, i) >> np.uint64(8)) >= np.uint64(threshold)
         out[i] = x[i] * scale if keep else float32(0)
 
 
 # ---- optimizers (in place on the flat parameter buffer of the whole model) ---------------------------
 
-@kernel(f"void({VECTOR}, {VECTOR}, {VECTOR}, {VECTOR}, float32, float32, float32, float32)")
-def adam_update(param, grad, m, v, alpha, one_minus_beta_1, one_minus_beta_2, epsilon):
-    """Keras 3 Adam; ``alpha`` = lr·sqrt(1-β₂ᵗ)/(1-β₁ᵗ) comes from the host, so no step counter here."""
+@kernel(f"void({VECTOR}, {VECTOR}, {VECTOR}, {VECTOR}, {COUNTER}, float64, float64, float64, float32)")
+def adam_update(param, grad, m, v, step, learning_rate, beta_1, beta_2, epsilon):
+    """Keras 3 Adam at the update number t held by the ``step`` counter.
+
+    alpha = lr·sqrt(1-β₂ᵗ)/(1-β₁ᵗ) is computed here, in float64 and in the reference's order, from the
+    counter the optimizer advanced on the device: a replayed CUDA graph then uses each step's t.
+    """
+    t = float64(step[0])
+    alpha = float32(learning_rate * math.sqrt(1.0 - beta_2**t) / (1.0 - beta_1**t))
+    one_minus_beta_1 = float32(1.0 - beta_1)
+    one_minus_beta_2 = float32(1.0 - beta_2)
     for i in range(cuda.grid(1), param.size, cuda.gridsize(1)):
         g = grad[i]
         m_i = m[i] + (g - m[i]) * one_minus_beta_1

@@ -64,6 +64,7 @@ def cases(elements):
     grad, m, v = host((n,)), host((n,)), np.abs(host((n,)))
     mean, inv_std = x.reshape(-1, channels).mean(0), 1 / np.sqrt(x.reshape(-1, channels).var(0) + 1e-3)
     argmax = rng.integers(0, 4, pooled).astype(np.int32)
+    step = np.array([10], np.int64)  # a step counter, as the layers and the optimizer keep on the device
 
     # Each entry: op name, positional arguments (host arrays are moved to the device once), bytes moved.
     return [
@@ -74,14 +75,14 @@ def cases(elements):
         ("sigmoid_backward", (dy, y_sigmoid), 3 * n * f),
         ("bias_add", (x, b), 2 * n * f),
         ("bias_backward", (dy,), n * f),
-        ("dropout_forward", (x, 0.5, 1234), 2 * n * f),
+        ("dropout_forward", (x, 0.5, 1234, step), 2 * n * f),
         ("max_pool_forward", (x, (2, 2), (2, 2), "valid"), n * f + 2 * (n // 4) * f),
         ("max_pool_backward", (dy_pool, argmax, nhwc, (2, 2), (2, 2), "valid"), n * f + 2 * (n // 4) * f),
         ("batchnorm_forward_training", (x, gamma, beta, 1e-3), 4 * n * f),
         ("batchnorm_backward", (dy, x, gamma, mean.astype(np.float32), inv_std.astype(np.float32)), 5 * n * f),
         ("softmax_forward", (logits,), 2 * rows * classes * f),
         ("sparse_softmax_categorical_crossentropy", (logits, labels), 2 * rows * classes * f),
-        ("adam_update", (flat, grad, m, v, 10, 1e-3, 0.9, 0.999, 1e-7), 7 * n * f),
+        ("adam_update", (flat, grad, m, v, step, 1e-3, 0.9, 0.999, 1e-7), 7 * n * f),
         ("sgd_update", (flat, grad, m, 0.01, 0.9, True), 5 * n * f),
     ]
 

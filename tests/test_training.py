@@ -26,10 +26,11 @@ def host_backend(request):
             yield "cpu"
 
 
-def small_model(input_shape=(6, 6, 1), filters=2, seed=3):
+def small_model(input_shape=(6, 6, 1), filters=2, seed=3, dropout=0.0):
     gpucnn.utils.set_random_seed(seed)
     model = gpucnn.Sequential([Conv2D(filters, (3, 3), activation="relu", input_shape=input_shape),
-                               MaxPooling2D((2, 2)), Flatten(), Dense(1, activation="sigmoid")])
+                               MaxPooling2D((2, 2)), Flatten(), Dropout(dropout, seed=seed),
+                               Dense(1, activation="sigmoid")])
     model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
     model._setup_loss()
     model._pack_parameters()
@@ -118,7 +119,7 @@ def run_steps(runner, data):
 
 def test_graph_runner_matches_eager_runner(host_backend):
     data = batches([3, 3, 2, 3])  # few steps: each costs seconds in the CUDA simulator
-    eager_model, graph_model = small_model(), small_model()
+    eager_model, graph_model = small_model(dropout=0.5), small_model(dropout=0.5)
     runner = training.GraphStep(graph_model, capture=training.EagerCapture())
     eager_losses = run_steps(training.EagerStep(eager_model), data)
     graph_losses = run_steps(runner, data)
@@ -128,6 +129,24 @@ def test_graph_runner_matches_eager_runner(host_backend):
     # Step 1 warms up and captures; full batches replay; the partial batches run eagerly.
     assert (runner.captures, runner.replays, runner.eager_steps) == (1, 2, 2)
     assert graph_model.optimizer.iterations == len(data)
+    assert graph_model.layers[3].get_seed_state()["step"] == len(data)
+
+
+def test_a_new_learning_rate_is_captured_anew():
+    """A graph holds the learning rate as a kernel argument: changing it must not be ignored."""
+    with backend.using_backend("cpu"):
+        data = batches([4] * 5)
+        eager_model, graph_model = small_model(), small_model()
+        runner = training.GraphStep(graph_model, capture=training.EagerCapture())
+        eager, graph = training.EagerStep(eager_model), runner
+        for index, (x, y) in enumerate(data):
+            if index == 3:
+                eager_model.optimizer.learning_rate = graph_model.optimizer.learning_rate = 0.1
+            assert run_steps(graph, [(x, y)]) == run_steps(eager, [(x, y)])
+    # steps 1 and 4 warm up and capture (the second time with the new rate); the rest replay
+    assert (runner.captures, runner.replays, runner.eager_steps) == (2, 3, 2)
+    for got, want in zip(graph_model.get_weights(), eager_model.get_weights()):
+        np.testing.assert_array_equal(got, want)
 
 
 class BufferReusingCapture(training.EagerCapture):
@@ -188,15 +207,12 @@ def test_runner_choice_follows_jit_graph_and_the_backend():
             training.make_step_runner(model, "yes")
 
 
-def test_dropout_model_is_not_captured():
+def test_dropout_models_use_the_graph_runner():
     with backend.using_backend("cpu"):
-        model = gpucnn.Sequential([Flatten(input_shape=(4, 4, 1)), Dropout(0.5), Dense(1)])
-        model.compile(optimizer="sgd", loss="binary_crossentropy")
-        with pytest.warns(RuntimeWarning, match="Dropout"):
-            assert type(training.make_step_runner(model, True)) is training.EagerStep
+        model = small_model(dropout=0.5)
         with warnings.catch_warnings():
             warnings.simplefilter("error")
-            assert type(training.make_step_runner(model, None)) is training.EagerStep
+            assert type(training.make_step_runner(model, True)) is training.GraphStep
 
 
 def test_fit_with_jit_graph_trains_exactly_like_eager(monkeypatch):
@@ -231,12 +247,12 @@ def test_compile_rejects_a_bad_jit_graph():
 GPU_INPUT = (64, 64, 1)
 
 
-def gpu_model():
+def gpu_model(dropout=0.0):
     gpucnn.utils.set_random_seed(11)
     model = gpucnn.Sequential([
         Conv2D(32, (3, 3), activation="relu", input_shape=GPU_INPUT), MaxPooling2D((3, 3)),
         Conv2D(16, (3, 3), activation="relu"), MaxPooling2D((3, 3)),
-        Flatten(), Dense(1, activation="sigmoid")])
+        Flatten(), Dropout(dropout, seed=5), Dense(1, activation="sigmoid")])
     model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
     model._setup_loss()
     model._pack_parameters()
@@ -244,10 +260,12 @@ def gpu_model():
 
 
 @pytest.mark.gpu
-def test_cuda_graph_step_matches_eager_steps(gpu):
+@pytest.mark.parametrize("dropout", [0.0, 0.5])
+def test_cuda_graph_step_matches_eager_steps(gpu, dropout):
+    """With Dropout, a graph that froze its step counter would repeat one mask and drift from eager."""
     import cupy
     data = batches([32] * 6 + [20] + [32] * 3, input_shape=GPU_INPUT)
-    eager_model, graph_model = gpu_model(), gpu_model()
+    eager_model, graph_model = gpu_model(dropout), gpu_model(dropout)
     eager_losses = run_steps(training.EagerStep(eager_model), data)
     runner = training.GraphStep(graph_model)
     assert type(runner._capture) is training.CudaGraphCapture
@@ -264,6 +282,8 @@ def test_cuda_graph_step_matches_eager_steps(gpu):
     np.testing.assert_allclose(graph_losses, eager_losses, rtol=1e-5)
     for got, want in zip(graph_model.get_weights(), eager_model.get_weights()):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    assert graph_model.optimizer.iterations == len(data)
+    assert graph_model.layers[4].get_seed_state()["step"] == len(data)
 
 
 @pytest.mark.gpu
@@ -271,7 +291,7 @@ def test_cuda_graph_step_matches_eager_steps(gpu):
 def test_training_steps_never_wait_for_the_gpu(gpu, runner_class):
     """A step only enqueues work: CuPy raises if anything in it synchronizes with the device."""
     import cupyx
-    runner = runner_class(gpu_model())
+    runner = runner_class(gpu_model(dropout=0.25))
     data = batches([32] * 5, input_shape=GPU_INPUT)
     for x, y in data[:2]:  # compilation, and the capture for GraphStep
         runner(x, y)

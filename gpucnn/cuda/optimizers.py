@@ -6,9 +6,9 @@ model keeps every trainable parameter in one buffer) and are updated in place.
 import numpy as np
 
 from gpucnn.cuda import runtime
-from gpucnn.cuda._numba_launch import check_shape, launch_grid_stride
+from gpucnn.cuda._numba_launch import check_counter, check_shape, launch_grid_stride
 from gpucnn.kernels import elementwise
-from gpucnn.reference.optimizers import adam_step_size, sgd_buffers
+from gpucnn.reference.optimizers import sgd_buffers
 
 
 def _check_buffers(param, **state):
@@ -19,12 +19,14 @@ def _check_buffers(param, **state):
 
 
 def adam_update(param, grad, m, v, step, learning_rate, beta_1, beta_2, epsilon):
-    """One Adam step at ``step`` (1 for the first update); updates param, m and v in place."""
+    """One Adam update, the t-th, with t held by the step counter ``step`` (a 1-element int64 device
+    array, >= 1: it is read by the kernel, so a count of 0 is not caught here and gives NaN); updates
+    param, m and v in place."""
     _check_buffers(param, grad=grad, m=m, v=v)
-    # The bias corrections are host scalars from the step number: nothing is read back from the device.
-    alpha = adam_step_size(step, learning_rate, beta_1, beta_2)
-    launch_grid_stride(elementwise.adam_update, param.size, param, grad, m, v, np.float32(alpha),
-                       np.float32(1 - beta_1), np.float32(1 - beta_2), np.float32(epsilon))
+    check_counter(step)
+    launch_grid_stride(elementwise.adam_update, param.size, param, grad, m, v, step,
+                       np.float64(learning_rate), np.float64(beta_1), np.float64(beta_2),
+                       np.float32(epsilon))
 
 
 def sgd_update(param, grad, velocity, learning_rate, momentum, nesterov):

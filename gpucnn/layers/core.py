@@ -4,6 +4,7 @@ import math
 import numpy as np
 
 from gpucnn import activations, utils
+from gpucnn.counters import StepCounter
 from gpucnn.layers.base import (KernelLayer, Layer, _check_input_shape, check_data_format, format_shape,
                                 positive_int)
 
@@ -173,8 +174,10 @@ class LeakyReLU(Activation):
 class Dropout(Layer):
     """Zeroes a fraction ``rate`` of the inputs during training and scales the rest by 1 / (1 - rate).
 
-    The mask comes from a counter-based hash of (seed, element index), regenerated in backward instead
-    of stored; a new seed is derived for every training step.
+    The mask comes from a counter-based hash of (seed, step, element index), regenerated in backward
+    instead of stored.  The step is counted on the device (:class:`gpucnn.counters.StepCounter`),
+    advanced by every training call, so a training step replayed from a CUDA graph draws a new mask
+    each time.
     """
 
     default_name = "dropout"
@@ -190,35 +193,34 @@ class Dropout(Layer):
         self.rate = float(rate)
         self.seed = seed
         self._base_seed = None
-        self._step = 0
+        self._steps = StepCounter()
 
-    def _next_seed(self):
+    def _mask_seed(self):
         if self._base_seed is None:
             self._base_seed = self.seed if self.seed is not None else int(utils.rng().integers(2**32))
-        self._step += 1
-        # Golden-ratio stride: consecutive steps get well-separated 32-bit seeds.
-        return (self._base_seed + self._step * 0x9E3779B9) % 2**32
+        return self._base_seed % 2**32
 
     def get_seed_state(self):
-        """The counters the per-step mask seeds derive from (saved with checkpoints, for exact resume)."""
-        return {"base_seed": self._base_seed, "step": self._step}
+        """The seed and step count the masks derive from (saved with checkpoints, for exact resume);
+        reading the count waits for the device."""
+        return {"base_seed": self._base_seed, "step": self._steps.value}
 
     def set_seed_state(self, state):
-        self._base_seed, self._step = state["base_seed"], state["step"]
+        self._base_seed = state["base_seed"]
+        self._steps.value = state["step"]
 
     def call(self, x, training=False):
         if not training or self.rate == 0.0:
-            self._cache = 0 if training else None  # backward of an identity needs no seed
+            self._cache = 0 if training else None  # backward of an identity needs no mask
             return x
-        seed = self._next_seed()
-        self._cache = seed
-        return self.ops.dropout_forward(x, self.rate, seed)
+        self._cache = self._steps.advance()
+        return self.ops.dropout_forward(x, self.rate, self._mask_seed(), self._cache)
 
     def backward(self, dy, need_input_grad=True):
-        seed = self.cached()
+        step = self.cached()
         if not need_input_grad:
             return None
-        return dy if self.rate == 0.0 else self.ops.dropout_backward(dy, self.rate, seed)
+        return dy if self.rate == 0.0 else self.ops.dropout_backward(dy, self.rate, self._mask_seed(), step)
 
     def get_config(self):
         return {**super().get_config(), "rate": self.rate, "seed": self.seed}

@@ -1,15 +1,22 @@
 """Inverted dropout with a counter-based mask (NumPy reference, bit-exact with the GPU kernel).
 
-The element with flat C-order index ``i`` is kept iff ``(hash32(seed, i) >> 8) · 2⁻²⁴ >= rate``: no
-random state and nothing stored between forward and backward, which regenerates the same mask from the
-seed.  The comparison is done in float32 (``rate`` rounded to float32), as the kernels receive it.
-Kept elements are multiplied by ``float32(1) / float32(1 - rate)``, the others are 0.
+A step's mask seed is ``s = (seed + step · 0x9E3779B9) mod 2³²``, with ``step`` read from the layer's
+step counter (a 1-element int64 array, see ``gpucnn.reference.steps``) and the golden-ratio stride
+keeping the seeds of consecutive steps far apart.  The element with flat C-order index ``i`` is kept
+iff ``(hash32(s, i) >> 8) · 2⁻²⁴ >= rate``: no random state and nothing stored between forward and
+backward, which regenerates the same mask from the seed and the counter.  The comparison is done in
+float32 (``rate`` rounded to float32), as the kernels receive it.  Kept elements
+are multiplied by ``float32(1) / float32(1 - rate)``, the others are 0.
 """
 import numbers
 
 import numpy as np
 
+from .steps import step_value
+
 _MAX_SEED = 2**32
+#: Added to the seed once per step (2³² divided by the golden ratio).
+STEP_STRIDE = 0x9E3779B9
 
 
 def hash32(seed, index):
@@ -33,6 +40,11 @@ def check_arguments(rate, seed):
         raise ValueError(f"Argument `seed` must be an int in [0, 2**32), got {seed!r}.")
 
 
+def mask_seed(seed, step):
+    """The seed of the mask of step ``step`` (an int)."""
+    return (seed + step * STEP_STRIDE) % _MAX_SEED
+
+
 def dropout_mask(shape, rate, seed):
     """Boolean keep-mask of ``shape`` for ``rate`` and ``seed``."""
     check_arguments(rate, seed)
@@ -46,18 +58,20 @@ def dropout_mask(shape, rate, seed):
     return (uniform >= np.float32(rate)).reshape(shape)
 
 
-def _apply(x, rate, seed):
-    mask = dropout_mask(x.shape, rate, seed)  # checks rate and seed
+def _apply(x, rate, seed, step):
+    check_arguments(rate, seed)
+    mask = dropout_mask(x.shape, rate, mask_seed(seed, step_value(step, 0)))
     y = x * (x.dtype.type(1) / x.dtype.type(1 - rate))
     y *= mask  # multiplying by the bool mask is faster than np.where
     return y
 
 
-def dropout_forward(x, rate, seed):
-    """y = x · mask / (1 - rate)."""
-    return _apply(x, rate, seed)
+def dropout_forward(x, rate, seed, step):
+    """y = x · mask / (1 - rate), the mask of (``seed``, the count in ``step``)."""
+    return _apply(x, rate, seed, step)
 
 
-def dropout_backward(dy, rate, seed):
-    """dx = dy · mask / (1 - rate), with the mask of the forward pass regenerated from ``seed``."""
-    return _apply(dy, rate, seed)
+def dropout_backward(dy, rate, seed, step):
+    """dx = dy · mask / (1 - rate), with the mask of the forward pass regenerated from ``seed`` and
+    ``step`` (the counter must hold the count the forward pass read)."""
+    return _apply(dy, rate, seed, step)

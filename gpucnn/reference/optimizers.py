@@ -7,6 +7,8 @@ import math
 
 import numpy as np
 
+from .steps import step_value
+
 
 def _check_same_shape(param, **state):
     for name, array in state.items():
@@ -15,9 +17,8 @@ def _check_same_shape(param, **state):
 
 
 def adam_step_size(step, learning_rate, beta_1, beta_2):
-    """alpha = lr·sqrt(1-β₂ᵗ)/(1-β₁ᵗ), on the host in float64 (shared with the kernels' launcher)."""
-    if step < 1:
-        raise ValueError(f"Argument `step` counts updates from 1, got {step!r}.")
+    """alpha = lr·sqrt(1-β₂ᵗ)/(1-β₁ᵗ) in float64, for the int ``step`` t (the kernel computes the same
+    expression in the same order from its step counter)."""
     return learning_rate * math.sqrt(1 - beta_2**step) / (1 - beta_1**step)
 
 
@@ -32,13 +33,14 @@ def sgd_buffers(grad, velocity, momentum):
 
 
 def adam_update(param, grad, m, v, step, learning_rate, beta_1, beta_2, epsilon):
-    """One Adam step at ``step`` (1 for the first update); updates param, m and v in place.
+    """One Adam update, the t-th, with t held by the step counter ``step`` (1 for the first update: the
+    optimizer advances its counter before calling); updates param, m and v in place.
 
     alpha = lr·sqrt(1-β₂ᵗ)/(1-β₁ᵗ);  m += (g - m)(1 - β₁);  v += (g² - v)(1 - β₂);
     param -= (m·alpha) / (sqrt(v) + ε).
     """
     _check_same_shape(param, grad=grad, m=m, v=v)
-    alpha = adam_step_size(step, learning_rate, beta_1, beta_2)
+    alpha = adam_step_size(step_value(step, 1), learning_rate, beta_1, beta_2)
     dtype = param.dtype.type
     # One scratch buffer and in-place ufuncs: a model's flat buffer is large and this runs every step.
     scratch = np.subtract(grad, m, dtype=param.dtype)

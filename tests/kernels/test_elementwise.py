@@ -56,15 +56,18 @@ def test_bias_add_and_bias_backward(device):
 
 
 @with_devices
-@pytest.mark.parametrize("rate, seed", [(0.0, 7), (0.1, 0), (0.5, 2**32 - 1)])
-def test_dropout_is_bit_identical_to_reference(device, rate, seed):
+# Steps past 2**32 check that the kernel reduces the count mod 2**32 as the contract does.
+@pytest.mark.parametrize("rate, seed, count", [(0.0, 7, 1), (0.1, 0, 0), (0.5, 2**32 - 1, 3),
+                                               (0.3, 12345, 2**33 + 5)])
+def test_dropout_is_bit_identical_to_reference(device, rate, seed, count):
     shape = pick(device, (2, 3, 3, 7), (64, 64, 64, 32))
     x = random(shape, seed=5)
-    y = launchers.dropout_forward(on_device(device, x), rate, seed)
-    assert_close(device, y, reference.dropout_forward(x, rate, seed), exact=True)
+    step = np.array([count], dtype=np.int64)
+    y = launchers.dropout_forward(on_device(device, x), rate, seed, on_device(device, step))
+    assert_close(device, y, reference.dropout_forward(x, rate, seed, step), exact=True)
     dy = random(shape, seed=6)
-    dx = launchers.dropout_backward(on_device(device, dy), rate, seed)
-    assert_close(device, dx, reference.dropout_backward(dy, rate, seed), exact=True)
+    dx = launchers.dropout_backward(on_device(device, dy), rate, seed, on_device(device, step))
+    assert_close(device, dx, reference.dropout_backward(dy, rate, seed, step), exact=True)
 
 
 def test_arguments_are_checked(emulated):
@@ -79,7 +82,14 @@ def test_arguments_are_checked(emulated):
         launchers.bias_add(x, random((2,)))
     with pytest.raises(ValueError, match="`alpha`"):
         launchers.leaky_relu_forward(x, -0.1)
+    step = np.zeros(1, np.int64)
     with pytest.raises(ValueError, match="`rate`"):
-        launchers.dropout_forward(x, 1.0, 0)
+        launchers.dropout_forward(x, 1.0, 0, step)
     with pytest.raises(ValueError, match="`seed`"):
-        launchers.dropout_forward(x, 0.5, 2**32)
+        launchers.dropout_forward(x, 0.5, 2**32, step)
+    with pytest.raises(TypeError, match="`step`.*ndarray"):
+        launchers.dropout_forward(x, 0.5, 0, 3)
+    with pytest.raises(TypeError, match="`step`.*int64"):
+        launchers.dropout_backward(x, 0.5, 0, np.zeros(1, np.int32))
+    with pytest.raises(ValueError, match="`step`.*1-element"):
+        launchers.dropout_forward(x, 0.5, 0, np.zeros(2, np.int64))

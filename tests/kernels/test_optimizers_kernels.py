@@ -19,9 +19,12 @@ def test_adam_matches_reference(device):
     param, m, v = _buffers(device, 0, 1, 2)
     v = np.abs(v)
     on = list(on_device(device, param, m, v))
-    for step in range(1, STEPS + 1):
-        grad = random(param.shape, seed=10 + step)
-        launchers.adam_update(on[0], on_device(device, grad), on[1], on[2], step, 1e-2, 0.9, 0.999, 1e-7)
+    step, on_step = np.zeros(1, np.int64), on_device(device, np.zeros(1, np.int64))
+    for update in range(1, STEPS + 1):
+        step += 1
+        on_step += 1  # advanced on the device, as the optimizer does: the kernel reads the count
+        grad = random(param.shape, seed=10 + update)
+        launchers.adam_update(on[0], on_device(device, grad), on[1], on[2], on_step, 1e-2, 0.9, 0.999, 1e-7)
         reference.adam_update(param, grad, m, v, step, 1e-2, 0.9, 0.999, 1e-7)
     for actual, expected in zip(on, (param, m, v)):
         assert_close(device, actual, expected, rtol=1e-5, atol=1e-6)
@@ -49,8 +52,12 @@ def test_optimizer_arguments_are_checked(emulated):
         launchers.sgd_update(param, random((7,)), None, 0.1, 0.0, False)
     with pytest.raises(ValueError, match="`velocity`"):
         launchers.sgd_update(param, random((8,)), None, 0.1, 0.9, False)
+    step = np.ones(1, np.int64)
     with pytest.raises(ValueError, match="`param`"):
-        launchers.adam_update(random((2, 4)), random((2, 4)), random((2, 4)), random((2, 4)), 1,
+        launchers.adam_update(random((2, 4)), random((2, 4)), random((2, 4)), random((2, 4)), step,
                               1e-3, 0.9, 0.999, 1e-7)
+    with pytest.raises(TypeError, match="`step`"):
+        launchers.adam_update(param, param, param, param, 1, 1e-3, 0.9, 0.999, 1e-7)
     with pytest.raises(ValueError, match="`step`"):
-        launchers.adam_update(param, param, param, param, 0, 1e-3, 0.9, 0.999, 1e-7)
+        launchers.adam_update(param, param, param, param, np.ones((1, 1), np.int64), 1e-3, 0.9, 0.999,
+                              1e-7)

@@ -38,7 +38,7 @@ def test_adam_matches_textbook_loop(dtype, rtol, epsilon):
     expected = _textbook_adam(param, grads, 0.01, 0.9, 0.999, epsilon)
     m, v = np.zeros_like(param), np.zeros_like(param)
     for step, grad in enumerate(grads, start=1):
-        adam_update(param, grad.astype(dtype), m, v, step, 0.01, 0.9, 0.999, epsilon)
+        adam_update(param, grad.astype(dtype), m, v, np.array([step], np.int64), 0.01, 0.9, 0.999, epsilon)
     assert param.dtype == m.dtype == v.dtype == dtype
     np.testing.assert_allclose(param, expected, rtol=rtol, atol=rtol * 1e-2)
 
@@ -80,7 +80,11 @@ def test_misuse_raises_clear_errors():
         sgd_update(param, param.copy(), None, 0.1, 0.9, False)
     with pytest.raises(ValueError, match="`grad`"):
         sgd_update(param, np.zeros(3, np.float32), None, 0.1, 0.0, False)
-    with pytest.raises(ValueError, match="step"):
-        adam_update(param, param.copy(), param.copy(), param.copy(), 0, 1e-3, 0.9, 0.999, 1e-7)
+    with pytest.raises(ValueError, match="`step` must hold a count >= 1"):
+        adam_update(param, param.copy(), param.copy(), param.copy(), np.zeros(1, np.int64), 1e-3, 0.9,
+                    0.999, 1e-7)
+    with pytest.raises(TypeError, match="`step`.*int64 array.*got 1"):
+        adam_update(param, param.copy(), param.copy(), param.copy(), 1, 1e-3, 0.9, 0.999, 1e-7)
     with pytest.raises(ValueError, match="`v`"):
-        adam_update(param, param.copy(), param.copy(), np.zeros(5, np.float32), 1, 1e-3, 0.9, 0.999, 1e-7)
+        adam_update(param, param.copy(), param.copy(), np.zeros(5, np.float32), np.ones(1, np.int64),
+                    1e-3, 0.9, 0.999, 1e-7)
