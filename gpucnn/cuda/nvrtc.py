@@ -101,6 +101,19 @@ def parse_ptxas_log(log):
     return tuple(kernels)
 
 
+def resources_from_log(name, log):
+    """KernelResources of the one kernel ``name`` in a linker log (nvJitLink ``-verbose``): its ptxas
+    lines give registers and spills; its own summary line gives the static shared memory."""
+    registers = re.search(r"[Uu]sed (\d+) registers", log)
+    if registers is None:
+        raise CompileError(f"no register count for {name} in the log:\n{log}")
+    spills = _SPILLS.search(log)
+    shared = _SHARED.search(log)
+    return KernelResources(name, int(registers[1]), int(spills["stores"]) if spills else 0,
+                           int(spills["loads"]) if spills else 0, int(shared["shared"]) if shared else 0,
+                           int(spills["stack"]) if spills else 0)
+
+
 def cuda_sources():
     """Names of every ``.cu`` file in ``kernels/``, sorted."""
     return sorted(p.name for p in runtime.kernels_dir().iterdir() if p.name.endswith(".cu"))

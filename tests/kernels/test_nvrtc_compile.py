@@ -7,7 +7,7 @@ from pathlib import Path
 import cuda.bindings.nvrtc  # noqa: F401  (no importorskip: the test extra installs it; CI must not skip)
 import pytest
 
-from gpucnn.cuda import nvrtc
+from gpucnn.cuda import numba_compile, nvrtc
 
 
 SOURCES = nvrtc.cuda_sources()
@@ -64,8 +64,13 @@ def test_resource_report_lists_every_kernel():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     result = _compiled("gemm.cu")
-    report = module.format_report([result])
+    numba_kernel = nvrtc.KernelResources("relu_forward", 26, 0, 8, 0, 0)
+    report = module.format_report([result], [numba_compile.NumbaCompileResult(
+        "relu_forward", "void()", 100, numba_kernel)], "sm_90")
     assert all(k.name in report for k in result.kernels)
+    assert "Numba kernels (sm_90)" in report and "relu_forward" in report and "<-- spills" in report
+    # With the simulator on, the report says why the Numba kernels are missing.
+    assert "not compiled (simulator on)" in module.format_report([result], "simulator on", "sm_90")
 
 
 def _kernel_folder(monkeypatch, tmp_path, files):
