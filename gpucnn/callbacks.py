@@ -1,5 +1,6 @@
 """Training callbacks (Keras hooks): History, the progress bar, EarlyStopping, ModelCheckpoint,
-BackupAndRestore, TerminateOnNaN, and the base class for your own."""
+BackupAndRestore, TerminateOnNaN, LearningRateScheduler, ReduceLROnPlateau, and the base class for
+your own."""
 import collections.abc
 import math
 import os
@@ -369,6 +370,102 @@ class ModelCheckpoint(Callback):
             self.model.save(path)
         if self.verbose:
             print(f"Epoch {epoch + 1}: saved model to {path}")
+
+    @property
+    def best(self):
+        return self._monitor.best
+
+
+# -- learning-rate schedules -------------------------------------------------------------------------
+def _set_learning_rate(model, owner, value):
+    """Set the optimizer's learning rate (a CUDA-graph step runner captures the step anew on its next
+    batch: it compares the optimizer's settings before each replay)."""
+    try:
+        model.optimizer.learning_rate = value
+    except ValueError as error:
+        raise ValueError(f"{owner}: the new learning rate is refused. {error}") from None
+    return model.optimizer.learning_rate
+
+
+class LearningRateScheduler(Callback):
+    """Sets the optimizer's learning rate at the start of each epoch to ``schedule(epoch, lr)`` (or
+    ``schedule(epoch)``), epochs counting from 0, as Keras does; the rate is logged as
+    ``learning_rate``."""
+
+    def __init__(self, schedule, verbose=0):
+        if not callable(schedule):
+            raise TypeError(f"LearningRateScheduler: argument `schedule` must be a function "
+                            f"schedule(epoch, lr) -> new lr, got {schedule!r}.")
+        self.schedule = schedule
+        self.verbose = verbose
+
+    def on_epoch_begin(self, epoch, logs=None):
+        lr = self.model.optimizer.learning_rate
+        try:
+            lr = self.schedule(epoch, lr)
+        except TypeError:  # a schedule of the epoch alone (Keras' old signature)
+            lr = self.schedule(epoch)
+        lr = _set_learning_rate(self.model, "LearningRateScheduler", lr)
+        if self.verbose:
+            print(f"\nEpoch {epoch + 1}: LearningRateScheduler setting learning rate to {lr}.")
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["learning_rate"] = self.model.optimizer.learning_rate
+
+
+class ReduceLROnPlateau(Callback):
+    """Multiplies the learning rate by ``factor`` (never below ``min_lr``) when ``monitor`` has not
+    improved by more than ``min_delta`` for ``patience`` epochs, then waits ``cooldown`` epochs before
+    counting again: Keras 3's rules and defaults.  The rate is logged as ``learning_rate``."""
+
+    def __init__(self, monitor="val_loss", factor=0.1, patience=10, verbose=0, mode="auto",
+                 min_delta=1e-4, cooldown=0, min_lr=0.0):
+        self._monitor = _Monitor("ReduceLROnPlateau", monitor, mode, min_delta)
+        if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not 0 < factor < 1:
+            raise ValueError(f"ReduceLROnPlateau: argument `factor` must be a float in (0, 1) (the "
+                             f"learning rate is multiplied by it), got {factor!r}.")
+        for name, value in (("patience", patience), ("cooldown", cooldown)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"ReduceLROnPlateau: argument `{name}` must be an int >= 0 (epochs), "
+                                 f"got {value!r}.")
+        if isinstance(min_lr, bool) or not isinstance(min_lr, (int, float)) or min_lr < 0:
+            raise ValueError(f"ReduceLROnPlateau: argument `min_lr` must be a float >= 0, got {min_lr!r}.")
+        self.monitor = monitor
+        self.factor = float(factor)
+        self.patience = patience
+        self.verbose = verbose
+        self.cooldown = cooldown
+        self.min_lr = float(min_lr)
+
+    def on_train_begin(self, logs=None):
+        self._monitor.reset()
+        self.wait = 0
+        self.cooldown_counter = 0
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs if logs is not None else {}
+        logs["learning_rate"] = self.model.optimizer.learning_rate
+        current = self._monitor.value(logs)
+        if self.cooldown_counter > 0:
+            self.cooldown_counter -= 1
+            self.wait = 0
+        if self._monitor.improves(current):
+            self._monitor.best = current
+            self.wait = 0
+            return
+        if self.cooldown_counter > 0:
+            return
+        self.wait += 1
+        old_lr = self.model.optimizer.learning_rate
+        # Compared in float32, as Keras reads its float32 variable: a rate already at min_lr stays.
+        if self.wait >= self.patience and np.float32(old_lr) > np.float32(self.min_lr):
+            new_lr = _set_learning_rate(self.model, "ReduceLROnPlateau",
+                                        max(old_lr * self.factor, self.min_lr))
+            if self.verbose:
+                print(f"\nEpoch {epoch + 1}: ReduceLROnPlateau reducing learning rate to {new_lr}.")
+            self.cooldown_counter = self.cooldown
+            self.wait = 0
 
     @property
     def best(self):

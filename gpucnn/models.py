@@ -460,8 +460,10 @@ class Sequential:
         guard = [] if any(isinstance(c, callbacks_module.TerminateOnNaN) for c in callbacks) \
             else [callbacks_module.TerminateOnNaN()]
         extra = [callbacks_module.ProgressBar(steps, epochs, verbose)] if verbose else []
+        # History and the progress bar come after the user's callbacks, as in Keras, so they show what
+        # those add to the epoch logs (ReduceLROnPlateau's learning_rate).
         callback_list = callbacks_module.CallbackList(
-            guard + [history] + callbacks + extra, self,
+            guard + callbacks + [history] + extra, self,
             params={"verbose": verbose, "epochs": epochs, "steps": steps})
         self.history = history
         run_step = training_module.make_step_runner(self, self._jit_graph)

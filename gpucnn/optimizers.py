@@ -1,11 +1,13 @@
 """Optimizers with Keras 3 formulas.  Each updates the model's whole flat parameter buffer in one op
 call (one kernel launch on the GPU backends)."""
+import numbers
+
 from gpucnn import backend
 from gpucnn.counters import StepCounter
 
 
 def _check_float(value, name, low, high=None, low_inclusive=False):
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
     if ok:
         ok = (value >= low if low_inclusive else value > low) and (high is None or value < high)
     if not ok:
@@ -22,9 +24,19 @@ class Optimizer:
     """
 
     def __init__(self, learning_rate):
-        self.learning_rate = _check_float(learning_rate, "learning_rate", 0.0)
+        self.learning_rate = learning_rate
         self.counter = StepCounter()
         self.state = {}
+
+    @property
+    def learning_rate(self):
+        return self._learning_rate
+
+    @learning_rate.setter
+    def learning_rate(self, value):
+        # May change between steps (callbacks, user code): checked here, and a CUDA-graph step runner
+        # captures anew when it sees a new value.
+        self._learning_rate = _check_float(value, "learning_rate", 0.0)
 
     @property
     def iterations(self):

@@ -1,5 +1,5 @@
-"""EarlyStopping, ModelCheckpoint, TerminateOnNaN (on by default in fit) and BackupAndRestore's handling
-of a stopped epoch, on the cpu backend.  Monitored values are injected by a scripted callback so every
+"""EarlyStopping, ModelCheckpoint, TerminateOnNaN (on by default in fit), BackupAndRestore's handling
+of a stopped epoch and the learning-rate callbacks, on the cpu backend.  Monitored values are injected by a scripted callback so every
 expected epoch below follows from the Keras rules by hand."""
 import math
 import warnings
@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 import gpucnn
-from gpucnn import saving
-from gpucnn.callbacks import (BackupAndRestore, Callback, EarlyStopping, ModelCheckpoint,
-                              TerminateOnNaN)
+from gpucnn import optimizers, saving, training
+from gpucnn.callbacks import (BackupAndRestore, Callback, EarlyStopping, LearningRateScheduler,
+                              ModelCheckpoint, ReduceLROnPlateau, TerminateOnNaN)
 from gpucnn.layers import Conv2D, Dense, Flatten
 
 
@@ -196,7 +196,62 @@ def test_finite_training_gives_no_warning(cpu):
     (lambda: ModelCheckpoint(None), r"`filepath`.*None"),
     (lambda: BackupAndRestore(""), r"`backup_dir`.*''"),
     (lambda: TerminateOnNaN(check_interval=0), r"`check_interval`.*0"),
+    (lambda: ReduceLROnPlateau(factor=1.0), r"ReduceLROnPlateau.*`factor`.*1.0"),
+    (lambda: ReduceLROnPlateau(cooldown=-2), r"`cooldown`.*-2"),
+    (lambda: ReduceLROnPlateau(min_lr=-1e-3), r"`min_lr`.*-0.001"),
+    (lambda: LearningRateScheduler(0.01), r"`schedule`.*0.01"),
 ])
 def test_callback_argument_errors(make, match):
     with pytest.raises((ValueError, TypeError), match=match):
         make()
+
+
+# -- learning-rate callbacks ----------------------------------------------------------------------------
+def test_reduce_lr_on_plateau_follows_keras_rules_and_graphs_recapture(cpu, monkeypatch):
+    runners = []
+    make = training.make_step_runner
+    monkeypatch.setattr(training, "make_step_runner", lambda *a: runners.append(make(*a)) or runners[-1])
+    results = []
+    for jit_graph in (False, True):
+        model = small_model()
+        model.compile(optimizer=optimizers.SGD(learning_rate=0.8), loss="binary_crossentropy",
+                      jit_graph=jit_graph)
+        reduce = ReduceLROnPlateau(monitor="score", mode="min", min_delta=0, factor=0.5, patience=2,
+                                   cooldown=1, min_lr=0.15)
+        history = fit(model, [Script([5, 4, 4, 4, 4, 4, 3, 3, 3]), reduce], epochs=9)
+        results.append((history.history["learning_rate"], model.get_weights()))
+        # Each epoch logs the rate it trained with; reductions at the ends of epochs 4, 6 and 9 (the
+        # last one stops at min_lr).  Epoch 5 counts again after one cooldown epoch.
+        assert history.history["learning_rate"] == [0.8, 0.8, 0.8, 0.8, 0.4, 0.4, 0.2, 0.2, 0.2]
+        assert model.optimizer.learning_rate == 0.15
+    assert_weights_equal(results[1][1], results[0][1])
+    # The graph runner captured the step once per learning rate it trained with.
+    assert type(runners[1]) is training.GraphStep and runners[1].captures == 3
+
+
+def test_reduce_lr_on_plateau_prints_and_names_a_missing_monitor(cpu, capsys):
+    model = small_model()
+    fit(model, [Script([1, 1, 1]), ReduceLROnPlateau(monitor="score", patience=1, verbose=1)], epochs=3)
+    assert "Epoch 2: ReduceLROnPlateau reducing learning rate to 0.0001." in capsys.readouterr().out
+    with pytest.raises(ValueError, match="ReduceLROnPlateau.*`monitor='val_loss'`.*validation"):
+        fit(small_model(), [ReduceLROnPlateau()], epochs=1)
+
+
+def test_learning_rate_scheduler_sets_each_epochs_rate(cpu, capsys):
+    model = small_model()
+    schedule = LearningRateScheduler(lambda epoch, lr: lr if epoch == 0 else lr / 2, verbose=1)
+    history = fit(model, [schedule], epochs=3)
+    assert history.history["learning_rate"] == [0.001, 0.0005, 0.00025]
+    assert "Epoch 3: LearningRateScheduler setting learning rate to 0.00025." in capsys.readouterr().out
+    # A schedule of the epoch alone works too (Keras' older signature), NumPy floats included.
+    history = fit(model, [LearningRateScheduler(lambda epoch: np.float32(0.01 * (epoch + 1)))], epochs=2)
+    assert history.history["learning_rate"] == pytest.approx([0.01, 0.02])
+
+
+@pytest.mark.parametrize("rate", [-0.1, "fast", None])
+def test_a_bad_scheduled_rate_is_refused_with_the_callback_named(cpu, rate):
+    model = small_model()
+    with pytest.raises(ValueError, match=f"LearningRateScheduler.*`learning_rate`.*{rate!r}"):
+        fit(model, [LearningRateScheduler(lambda epoch, lr: rate)], epochs=1)
+    with pytest.raises(ValueError, match="`learning_rate` must be a float > 0"):
+        model.optimizer.learning_rate = rate
