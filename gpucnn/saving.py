@@ -242,7 +242,8 @@ def load_model(filepath, compile=True):
 
 def restore_training_state(model, filepath):
     """Load a checkpoint written with ``save_model(..., epoch=...)`` into the compiled ``model`` (weights,
-    optimizer state, Dropout counters, gpucnn's random generator) and return its completed epochs."""
+    optimizer state and learning rate, Dropout counters, gpucnn's random generator) and return its
+    completed epochs."""
     header, tensors = _read(filepath)
     training_state = header.get("training_state")
     if not training_state:
@@ -253,6 +254,10 @@ def restore_training_state(model, filepath):
                                                   "backup directory to start over.")
     model.set_weights(tensors(header["weights"]))
     _restore_optimizer_state(model, header, tensors)
+    saved_optimizer = (header.get("compile") or {}).get("optimizer", {}).get("config", {})
+    if "learning_rate" in saved_optimizer:
+        # A callback (ReduceLROnPlateau, LearningRateScheduler) may have changed it during the run.
+        model.optimizer.learning_rate = saved_optimizer["learning_rate"]
     _set_dropout_counters(model, header.get("dropout_counters"))
     utils.set_rng_state(training_state["rng_state"])
     return int(training_state["epoch"])

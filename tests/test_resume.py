@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import gpucnn
-from gpucnn.callbacks import BackupAndRestore, Callback
+from gpucnn.callbacks import BackupAndRestore, Callback, LearningRateScheduler
 from gpucnn.layers import BatchNormalization, Conv2D, Dense, Dropout, Flatten, MaxPooling2D
 
 EPOCHS = 4
@@ -50,15 +50,21 @@ def fit(model, callbacks):
                      callbacks=callbacks)
 
 
+def halve_each_epoch():
+    """A schedule that depends on the current rate: a resume must restore the rate of the backup."""
+    return [LearningRateScheduler(lambda epoch, lr: lr if epoch == 0 else lr / 2)]
+
+
 @pytest.mark.parametrize("same_model", [False, True], ids=["new-process", "same-model-object"])
-def test_killed_fit_resumes_bit_identical(cpu, tmp_path, same_model):
+@pytest.mark.parametrize("schedule", [list, halve_each_epoch], ids=["fixed-rate", "scheduled-rate"])
+def test_killed_fit_resumes_bit_identical(cpu, tmp_path, same_model, schedule):
     uninterrupted = build()
-    fit(uninterrupted, [])
+    fit(uninterrupted, schedule())
     expected = uninterrupted.get_weights()
 
     model = build()
     with pytest.raises(Killed):
-        fit(model, [BackupAndRestore(tmp_path), KillDuring(KILLED_EPOCH, step=1)])
+        fit(model, [BackupAndRestore(tmp_path), KillDuring(KILLED_EPOCH, step=1)] + schedule())
     backup = tmp_path / BackupAndRestore.FILENAME
     assert backup.exists()
     # The kill happened mid-epoch: the interrupted weights are neither the backup's nor the final ones.
@@ -67,12 +73,13 @@ def test_killed_fit_resumes_bit_identical(cpu, tmp_path, same_model):
     # A new process would seed and build the model the same way before calling fit again; that draws
     # the initial weights and moves the generator, which the backup must undo.
     resumed = model if same_model else build()
-    history = fit(resumed, [BackupAndRestore(tmp_path)])
+    history = fit(resumed, [BackupAndRestore(tmp_path)] + schedule())
 
     assert history.epoch == list(range(KILLED_EPOCH, EPOCHS))
     for got, want in zip(resumed.get_weights(), expected):
         assert np.array_equal(got, want)
     assert resumed.optimizer.iterations == uninterrupted.optimizer.iterations
+    assert resumed.optimizer.learning_rate == uninterrupted.optimizer.learning_rate
     assert not backup.exists(), "a finished fit deletes its backup"
 
 
