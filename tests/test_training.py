@@ -3,6 +3,10 @@
 On the host backends the graph runner uses its eager stand-in for capture, so everything but the CuPy
 stream capture itself is checked here; the tests marked `gpu` check the real capture on a device.
 """
+import os
+import subprocess
+import sys
+import textwrap
 import warnings
 
 import numpy as np
@@ -243,6 +247,28 @@ def test_compile_rejects_a_bad_jit_graph():
             model.compile(optimizer="adam", loss="binary_crossentropy", jit_graph="on")
 
 
+_SMALL_GRID_CHECK = textwrap.dedent("""
+    import warnings
+    from numba.cuda import dispatcher
+    from gpucnn.cuda import runtime
+    from gpucnn.kernels import elementwise
+    warnings.simplefilter("error")
+    runtime.quiet_numba_occupancy_warning()
+    # What kernel[grid, block, stream] builds on a new stream: the warm-up and capture of a graph.
+    dispatcher._LaunchConfiguration(elementwise.dropout, (1, 1, 1), (256, 1, 1), 0, 0)
+""")
+
+
+def test_small_numba_grids_do_not_warn():
+    """numba-cuda warns for grids under 128 blocks (ours often are); where warnings are errors that
+    would fail the graph warm-up and capture.  Run with the real numba.cuda (no simulator, no GPU
+    needed to configure a launch)."""
+    environment = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    result = subprocess.run([sys.executable, "-c", _SMALL_GRID_CHECK], env=environment,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-4000:]
+
+
 # -- on a GPU ---------------------------------------------------------------------------------------
 GPU_INPUT = (64, 64, 1)
 
@@ -298,6 +324,16 @@ def test_training_steps_never_wait_for_the_gpu(gpu, runner_class):
     with cupyx.allow_synchronize(False):
         for x, y in data[2:]:
             runner(x, y)
+
+
+@pytest.mark.gpu
+def test_numba_launches_of_small_grids_do_not_warn(gpu):
+    import cupy
+    x, step = cupy.ones(64, cupy.float32), cupy.ones(1, cupy.int64)
+    with warnings.catch_warnings(), cupy.cuda.Stream(non_blocking=True) as stream:
+        warnings.simplefilter("error")
+        gpu.ops.dropout_forward(x, 0.5, 7, step)  # one block, on a stream no launch has used yet
+        stream.synchronize()
 
 
 @pytest.mark.gpu

@@ -65,7 +65,20 @@ def xp():
 @functools.lru_cache(maxsize=None)
 def _external_stream(ptr):
     from numba import cuda
+    quiet_numba_occupancy_warning()
     return cuda.external_stream(ptr)
+
+
+def quiet_numba_occupancy_warning():
+    """Turn off Numba's warning for launches of fewer than 128 blocks.
+
+    Our grids are small on purpose (small tensors; grid-stride loops cover the rest), so the warning is
+    noise, and where warnings are errors it fails the step that first configures a launch on a new
+    stream: the CUDA-graph warm-up and capture.  Set on the config module Numba's dispatcher reads at
+    each new launch configuration (its ``_LaunchConfiguration``), whatever numba-cuda version moved it to.
+    """
+    from numba.cuda import dispatcher
+    dispatcher.config.CUDA_LOW_OCCUPANCY_WARNINGS = 0
 
 
 def numba_stream():
