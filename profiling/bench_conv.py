@@ -13,6 +13,8 @@ import argparse
 import numpy as np
 from benchlib import RESULTS_DIR, device_time_ms, write_report
 
+from gpucnn.reference import shapes
+
 # (name, x shape without batch, kernel (kh, kw, filters), strides, padding)
 SHAPES = [
     ("article-conv1 100x100x1->512", (100, 100, 1), (3, 3, 512), (1, 1), "valid"),
@@ -30,58 +32,89 @@ def relative_error(ours, reference):
     return float(torch.linalg.vector_norm(ours - reference) / torch.linalg.vector_norm(reference))
 
 
+def torch_padding(padding, x_hw, kernel_hw, strides):
+    """PyTorch's (pad_h, pad_w) for our ``padding`` (TensorFlow arithmetic).  Not the string 'same':
+    ``torch.nn.grad.conv2d_input`` / ``conv2d_weight`` take only integers."""
+    if padding == "valid":
+        return 0, 0
+    pads = [shapes.same_padding(size, k, s) for size, k, s in zip(x_hw, kernel_hw, strides)]
+    if any(before != after for before, after in pads):
+        raise ValueError(f"Argument `padding`: 'same' pads {pads} ((before, after) per axis) for input "
+                         f"{tuple(x_hw)}, kernel {tuple(kernel_hw)}, strides {tuple(strides)}; PyTorch's "
+                         f"integer padding is symmetric. Fix: benchmark a shape with an odd kernel and "
+                         f"stride 1.")
+    return tuple(before for before, _ in pads)
+
+
+def torch_ops(x_t, w_t, b_t, dy_t, strides, padding):
+    """{op: (PyTorch's op on these tensors, the float64 PyTorch reference in our layout)}.  The tensors are
+    NCHW (x, dy) and OIHW (w) in logical order; the reference comes back as NHWC (forward with ReLU,
+    backward-data) and HWIO (backward-filter), as our kernels return them."""
+    import torch
+    import torch.nn.functional as F
+
+    pad = torch_padding(padding, x_t.shape[2:], w_t.shape[2:], strides)
+
+    def forward(x_, w_, b_):
+        return F.conv2d(x_, w_, b_, stride=strides, padding=pad)
+
+    def backward_data(dy_, w_):
+        return torch.nn.grad.conv2d_input(x_t.shape, w_, dy_, stride=strides, padding=pad)
+
+    def backward_filter(x_, dy_):
+        return torch.nn.grad.conv2d_weight(x_, w_t.shape, dy_, stride=strides, padding=pad)
+
+    return {
+        "forward": (lambda: forward(x_t, w_t, b_t),
+                    lambda: torch.relu(forward(x_t.double(), w_t.double(), b_t.double())).permute(0, 2, 3, 1)),
+        "backward_data": (lambda: backward_data(dy_t, w_t),
+                          lambda: backward_data(dy_t.double(), w_t.double()).permute(0, 2, 3, 1)),
+        "backward_filter": (lambda: backward_filter(x_t, dy_t),
+                            lambda: backward_filter(x_t.double(), dy_t.double()).permute(2, 3, 1, 0)),
+    }
+
+
+def make_inputs(xp, x_hwc, kernel, strides, padding, batch):
+    """Random float32 x, w, b and dy of one shape in our layouts (NHWC, HWIO), made by ``xp`` (CuPy for the
+    benchmark, NumPy for the CPU test of the PyTorch side)."""
+    kh, kw, filters = kernel
+    rng = xp.random.default_rng(0)
+    x = rng.standard_normal((batch, *x_hwc), dtype=xp.float32)
+    w = rng.standard_normal((kh, kw, x_hwc[2], filters), dtype=xp.float32)
+    # A float32 scale: dividing by NumPy's float64 scalar would make w float64 (NEP 50 promotion).
+    w /= np.float32(np.sqrt(kh * kw * x_hwc[2]))
+    b = rng.standard_normal(filters, dtype=xp.float32)
+    out_h, out_w, _, _ = shapes.window_geometry(x_hwc[0], x_hwc[1], (kh, kw), strides, padding)
+    dy = rng.standard_normal((batch, out_h, out_w, filters), dtype=xp.float32)
+    return x, w, b, dy
+
+
 def bench_shape(name, x_hwc, kernel, strides, padding, batch, warmup, repeat):
     import cupy
     import torch
-    import torch.nn.functional as F
     from gpucnn.cuda import conv
 
     kh, kw, filters = kernel
-    rng = cupy.random.default_rng(0)
-    x = rng.standard_normal((batch, *x_hwc), dtype=cupy.float32)
-    w = rng.standard_normal((kh, kw, x_hwc[2], filters), dtype=cupy.float32) / np.sqrt(kh * kw * x_hwc[2])
-    b = rng.standard_normal(filters, dtype=cupy.float32)
-    y = conv.conv2d_forward(x, w, b, strides, padding, "relu")
-    dy = rng.standard_normal(y.shape, dtype=cupy.float32)
+    x, w, b, dy = make_inputs(cupy, x_hwc, kernel, strides, padding, batch)
 
     # PyTorch views of the same memory: NCHW logical order with channels-last strides, so cuDNN runs its
     # NHWC kernels on exactly our layout.
-    x_t = torch.from_dlpack(x).permute(0, 3, 1, 2)
-    w_t = torch.from_dlpack(w).permute(3, 2, 0, 1).contiguous(memory_format=torch.channels_last)
-    b_t = torch.from_dlpack(b)
-    dy_t = torch.from_dlpack(dy).permute(0, 3, 1, 2)
-    torch_padding = 0 if padding == "valid" else "same"
-
-    def torch_forward(x_, w_, b_):
-        return F.conv2d(x_, w_, b_, stride=strides, padding=torch_padding)
-
-    def torch_backward_data(dy_, w_):
-        return torch.nn.grad.conv2d_input(x_t.shape, w_, dy_, stride=strides, padding=torch_padding)
-
-    def torch_backward_filter(x_, dy_):
-        return torch.nn.grad.conv2d_weight(x_, w_t.shape, dy_, stride=strides, padding=torch_padding)
-
-    ops = {
-        "forward": (lambda: conv.conv2d_forward(x, w, b, strides, padding, "relu"),
-                    lambda: torch_forward(x_t, w_t, b_t),
-                    lambda: torch.relu(torch_forward(x_t.double(), w_t.double(), b_t.double())).permute(0, 2, 3, 1)),
-        "backward_data": (lambda: conv.conv2d_backward_data(dy, w, x.shape, strides, padding),
-                          lambda: torch_backward_data(dy_t, w_t),
-                          lambda: torch_backward_data(dy_t.double(), w_t.double()).permute(0, 2, 3, 1)),
-        "backward_filter": (lambda: conv.conv2d_backward_filter(x, dy, (kh, kw), strides, padding),
-                            lambda: torch_backward_filter(x_t, dy_t),
-                            lambda: torch_backward_filter(x_t.double(), dy_t.double()).permute(2, 3, 1, 0)),
-    }
-    flops = 2.0 * batch * y.shape[1] * y.shape[2] * filters * kh * kw * x_hwc[2]
+    theirs = torch_ops(torch.from_dlpack(x).permute(0, 3, 1, 2),
+                       torch.from_dlpack(w).permute(3, 2, 0, 1).contiguous(memory_format=torch.channels_last),
+                       torch.from_dlpack(b), torch.from_dlpack(dy).permute(0, 3, 1, 2), strides, padding)
+    ours = {"forward": lambda: conv.conv2d_forward(x, w, b, strides, padding, "relu"),
+            "backward_data": lambda: conv.conv2d_backward_data(dy, w, x.shape, strides, padding),
+            "backward_filter": lambda: conv.conv2d_backward_filter(x, dy, (kh, kw), strides, padding)}
+    flops = 2.0 * batch * dy.shape[1] * dy.shape[2] * filters * kh * kw * x_hwc[2]
     rows = []
-    for op, (ours, theirs, reference64) in ops.items():
-        error = relative_error(ours(), reference64())
+    for op, (their_op, reference64) in theirs.items():
+        error = relative_error(ours[op](), reference64())
         torch.cuda.empty_cache()
         if not error < MAX_RELATIVE_ERROR:
             raise SystemExit(f"{name} {op}: relative error {error:.2e} > {MAX_RELATIVE_ERROR:.0e}; not timing "
                              f"a wrong kernel.")
-        ours_ms = device_time_ms(ours, "cupy", warmup, repeat)["median_ms"]
-        cudnn_ms = device_time_ms(theirs, "torch", warmup, repeat)["median_ms"]
+        ours_ms = device_time_ms(ours[op], "cupy", warmup, repeat)["median_ms"]
+        cudnn_ms = device_time_ms(their_op, "torch", warmup, repeat)["median_ms"]
         rows.append(dict(shape=name, op=op, batch=batch, flops=flops, relative_error=error,
                          ours_ms=ours_ms, cudnn_fp32_ms=cudnn_ms,
                          ours_tflops=flops / ours_ms / 1e9, cudnn_fp32_tflops=flops / cudnn_ms / 1e9,

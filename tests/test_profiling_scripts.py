@@ -6,6 +6,7 @@ import pathlib
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 PROFILING = pathlib.Path(__file__).resolve().parent.parent / "profiling"
@@ -59,3 +60,37 @@ def test_device_time_ms_measures_device_work(gpu, benchlib):
     large = benchlib.device_time_ms(lambda: x * 2, "cupy", warmup=2, repeat=5, calls_per_sample=3)
     assert 0 < small["min_ms"] <= small["median_ms"] <= small["max_ms"]
     assert large["median_ms"] > small["median_ms"]
+
+
+@pytest.fixture
+def bench_conv(monkeypatch):
+    monkeypatch.syspath_prepend(str(PROFILING))
+    import bench_conv
+    return bench_conv
+
+
+@pytest.mark.parametrize("shape", range(5), ids=lambda i: f"shape{i}")
+def test_bench_conv_torch_side_matches_the_reference_ops_on_cpu(bench_conv, shape):
+    """The PyTorch calls bench_conv times and validates against, run on the CPU at batch 1: each
+    runs with our padding and layouts and its float64 result equals our NumPy reference op's."""
+    torch = pytest.importorskip("torch")
+    from gpucnn import reference
+
+    name, x_hwc, kernel, strides, padding = bench_conv.SHAPES[shape]
+    x, w, b, dy = bench_conv.make_inputs(np, x_hwc, kernel, strides, padding, batch=1)
+    assert {a.dtype for a in (x, w, b, dy)} == {np.dtype(np.float32)}
+    ops = bench_conv.torch_ops(torch.from_numpy(x).permute(0, 3, 1, 2),
+                               torch.from_numpy(w).permute(3, 2, 0, 1).contiguous(
+                                   memory_format=torch.channels_last),
+                               torch.from_numpy(b), torch.from_numpy(dy).permute(0, 3, 1, 2), strides, padding)
+    ours = {"forward": reference.conv2d_forward(x, w, b, strides, padding, "relu"),
+            "backward_data": reference.conv2d_backward_data(dy, w, x.shape, strides, padding),
+            "backward_filter": reference.conv2d_backward_filter(x, dy, kernel[:2], strides, padding)}
+    for op, (their_op, reference64) in ops.items():
+        assert their_op().numel() == ours[op].size, (name, op)
+        assert bench_conv.relative_error(ours[op], reference64()) < bench_conv.MAX_RELATIVE_ERROR, (name, op)
+
+
+def test_bench_conv_refuses_an_asymmetric_same_padding(bench_conv):
+    with pytest.raises(ValueError, match="`padding`: 'same' pads"):
+        bench_conv.torch_padding("same", (8, 8), (2, 2), (1, 1))
