@@ -5,6 +5,7 @@ import os
 import pathlib
 import subprocess
 import sys
+import tarfile
 
 import numpy as np
 import pytest
@@ -94,3 +95,27 @@ def test_bench_conv_torch_side_matches_the_reference_ops_on_cpu(bench_conv, shap
 def test_bench_conv_refuses_an_asymmetric_same_padding(bench_conv):
     with pytest.raises(ValueError, match="`padding`: 'same' pads"):
         bench_conv.torch_padding("same", (8, 8), (2, 2), (1, 1))
+
+
+def test_gpu_suite_without_a_gpu_stops_early_and_still_writes_suite_json(tmp_path):
+    """A dry run of gpu_suite.sh on this machine: pip is not run (a stand-in python answers it), the
+    environment is recorded, the GPU check fails and the suite stops, leaving only suite.json and the
+    packed logs in the results folder."""
+    python = tmp_path / "python"
+    python.write_text(f'#!/bin/sh\nif [ "$1 $2" = "-m pip" ]; then echo "pip not run: $*"; exit 0; fi\n'
+                      f'exec "{sys.executable}" "$@"\n')
+    python.chmod(0o755)
+    results = tmp_path / "results"
+    result = subprocess.run(["bash", str(PROFILING / "gpu_suite.sh"), str(results)], capture_output=True,
+                            text=True, timeout=120, env={**os.environ, "PYTHON": str(python)})
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "no GPU visible to CuPy" in result.stderr
+    assert sorted(p.name for p in results.iterdir()) == ["gpu_suite_logs.tar.gz", "suite.json"]
+    suite = json.loads((results / "suite.json").read_text())
+    assert [(s["stage"], s["status"]) for s in suite["stages"]] == [
+        ("install", "passed"), ("environment", "passed"), ("gpu_check", "failed")]
+    assert suite["environment"]["gpu"] is None
+    with tarfile.open(results / "gpu_suite_logs.tar.gz") as archive:
+        names = set(archive.getnames())
+    assert {f"gpu_suite_logs/{name}" for name in ("install.log", "environment.log", "gpu_check.log",
+                                                  "stages.tsv", "environment.json", "nvidia-smi.txt")} <= names
