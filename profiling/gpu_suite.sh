@@ -131,12 +131,14 @@ fi
 
 NCU=$(find_tool ncu)
 if [[ -n "$NCU" ]]; then
-    # The CUDA C kernels of one eager training step: a few launches of each, basic section set
-    # (speed of light, launch statistics, occupancy).  Clock control off: the timings nsys and the
-    # benchmarks see are at the GPU's own clocks too.
-    run_stage ncu 90 "$NCU" --clock-control none --set basic -k "regex:conv2d_|gemm_" --launch-count 8 \
+    # Every CUDA C kernel of one eager training step, basic section set (speed of light, launch
+    # statistics, occupancy).  A run of exactly one step rather than a launch count: the article model
+    # launches 11 conv/GEMM kernels a step (3 conv forward, 3 dense GEMMs, 5 conv backward, the heavy
+    # conv2 backward last) and split-K reductions, so a count of 8 left the heaviest ones out.  Clock
+    # control off: the timings nsys and the benchmarks see are at the GPU's own clocks too.
+    run_stage ncu 90 "$NCU" --clock-control none --set basic -k "regex:conv2d_|gemm_|split_k_reduce" \
         --force-overwrite -o "$LOGS/ncu_step" \
-        "$PY" profiling/profile_steps.py --model article --jit-graph off --steps 1 --warmup 1
+        "$PY" profiling/profile_steps.py --model article --jit-graph off --steps 1 --warmup 0
     if [[ -f "$LOGS/ncu_step.ncu-rep" ]]; then
         run_stage ncu_report 30 bash -c "'$NCU' --import '$LOGS/ncu_step.ncu-rep' --page details --csv \
             > '$LOGS/ncu_step_details.csv'"

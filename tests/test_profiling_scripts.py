@@ -43,9 +43,10 @@ def test_device_time_ms_rejects_an_unknown_library(benchlib):
         benchlib.device_time_ms(lambda: None, "numpy", warmup=0, repeat=1)
 
 
-def test_profile_steps_dry_run_on_cpu():
+@pytest.mark.parametrize("warmup", ["0", "1"])  # gpu_suite.sh's ncu stage runs one step and no warm-up
+def test_profile_steps_dry_run_on_cpu(warmup):
     result = subprocess.run([sys.executable, str(PROFILING / "profile_steps.py"), "--model", "faces",
-                             "--steps", "1", "--warmup", "1", "--batch", "4"],
+                             "--steps", "1", "--warmup", warmup, "--batch", "4"],
                             capture_output=True, text=True, timeout=300, cwd=PROFILING.parent,
                             env={**os.environ, "GPUCNN_BACKEND": "cpu"})
     assert result.returncode == 0, result.stderr
