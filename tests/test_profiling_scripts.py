@@ -1,5 +1,6 @@
 """The profiling/ scripts: every one answers --help (imports resolve), the shared result writer names
 files as documented, the dry run of profile_steps works on the cpu backend, and (GPU) event timing."""
+import inspect
 import json
 import os
 import pathlib
@@ -120,3 +121,16 @@ def test_gpu_suite_without_a_gpu_stops_early_and_still_writes_suite_json(tmp_pat
         names = set(archive.getnames())
     assert {f"gpu_suite_logs/{name}" for name in ("install.log", "environment.log", "gpu_check.log",
                                                   "stages.tsv", "environment.json", "nvidia-smi.txt")} <= names
+
+
+def test_bench_elementwise_cases_follow_the_op_contract(monkeypatch):
+    """Every op bench_elementwise times gets arguments that bind to its gpucnn.cuda launcher (step counters
+    as 1-element int64 arrays) and run through the NumPy reference op its validation compares with."""
+    monkeypatch.syspath_prepend(str(PROFILING))
+    import bench_elementwise
+
+    import gpucnn.cuda
+    from gpucnn import reference
+    for name, args, _ in bench_elementwise.cases(1 << 16):
+        inspect.signature(getattr(gpucnn.cuda, name)).bind(*args)
+        getattr(reference, name)(*(a.copy() if isinstance(a, np.ndarray) else a for a in args))
