@@ -263,6 +263,7 @@ class GraphStep:
         self._capture = capture or default_capture()
         self._captured = None
         self._capture_failed = False
+        self._shape_to_capture = None  # after a settings change: the shape of the dropped graph
         self.captures = self.replays = self.eager_steps = 0
 
     def _settings(self):
@@ -271,11 +272,13 @@ class GraphStep:
     def __call__(self, x, y):
         key = (tuple(x.shape), tuple(y.shape), str(y.dtype))
         if self._captured is not None and self._captured.settings != self._settings():
-            # The graph holds the old learning rate (and the like) as kernel arguments: capture anew.
+            # The graph holds the old learning rate (and the like) as kernel arguments: capture anew,
+            # at the old graph's batch shape, even if the next batch is the epoch's partial one.
+            self._shape_to_capture = self._captured.shape_key
             self._captured = None
         if self._captured is not None and self._captured.shape_key == key:
             return self._replay(x, y)
-        if self._captured is None and not self._capture_failed:
+        if self._captured is None and not self._capture_failed and self._shape_to_capture in (None, key):
             return self._warm_up_and_capture(x, y, key)
         self.eager_steps += 1
         return self.model._train_step(x, y)

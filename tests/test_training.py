@@ -211,6 +211,19 @@ def test_runner_choice_follows_jit_graph_and_the_backend():
             training.make_step_runner(model, "yes")
 
 
+def test_a_new_learning_rate_before_a_partial_batch_is_captured_at_the_full_shape():
+    with backend.using_backend("cpu"):
+        data = batches([4, 4, 3, 4, 4])
+        model = small_model()
+        runner = training.GraphStep(model, capture=training.EagerCapture())
+        for index, (x, y) in enumerate(data):
+            if index == 2:
+                model.optimizer.learning_rate = 0.1
+            runner(x, y)
+    # The partial batch runs eagerly; the next full batch captures anew and the last one replays.
+    assert (runner.captures, runner.replays, runner.eager_steps) == (2, 2, 3)
+
+
 def test_dropout_models_use_the_graph_runner():
     with backend.using_backend("cpu"):
         model = small_model(dropout=0.5)
