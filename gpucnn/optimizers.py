@@ -1,5 +1,5 @@
 """Optimizers with Keras 3 formulas.  Each updates the model's whole flat parameter buffer in one op
-call (one kernel launch on the GPU backends)."""
+call (one kernel launch on the GPU backends, after a one-element add that advances the step count)."""
 import numbers
 
 from gpucnn import backend
