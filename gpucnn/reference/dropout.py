@@ -5,8 +5,8 @@ step counter (a 1-element int64 array, see ``gpucnn.reference.steps``) and the g
 keeping the seeds of consecutive steps far apart.  The element with flat C-order index ``i`` is kept
 iff ``(hash32(s, i) >> 8) · 2⁻²⁴ >= rate``: no random state and nothing stored between forward and
 backward, which regenerates the same mask from the seed and the counter.  The comparison is done in
-float32 (``rate`` rounded to float32), as the kernels receive it.  Kept elements
-are multiplied by ``float32(1) / float32(1 - rate)``, the others are 0.
+float32 (``rate`` rounded to float32), as the kernels receive it.  Kept elements are multiplied by
+``float32(1) / float32(1 - rate)``, the others are 0.
 """
 import numbers
 
