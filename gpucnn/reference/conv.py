@@ -5,7 +5,8 @@ Backward-filter:  colsᵀ @ dy.
 Backward-data:    dy @ wᵀ gives one value per (output pixel, kernel offset, channel); "col2im" adds them
                   back onto the input with one strided slice per kernel offset.
 
-The sliding-window helpers here are shared with max-pooling (pool.py).
+The sliding-window helpers here are shared with max-pooling (pool.py).  ``precision`` as in dense.py: the
+two GEMM operands are rounded to TF32 / BF16 for 'high' / 'medium', exact float32 otherwise.
 """
 from typing import NamedTuple
 
@@ -13,6 +14,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from .activations import apply_activation_, check_activation
+from .precision import round_operands
 from .shapes import normalize_padding, normalize_tuple, window_geometry
 
 
@@ -108,12 +110,13 @@ def _im2col(x, geometry):
     return windows.reshape(-1, windows.shape[3] * windows.shape[4] * windows.shape[5])
 
 
-def conv2d_forward(x, w, b, strides, padding, activation="linear", alpha=0.2):
+def conv2d_forward(x, w, b, strides, padding, activation="linear", alpha=0.2, precision=None):
     """y = act(conv(x, w) + b): x (N, H, W, C), w (kh, kw, C, F), b (F,) or None -> (N, oh, ow, F)."""
     check_activation(activation)
     _check_kernel(w, x.shape[-1])
     kh, kw, _, filters = w.shape
     geometry = window_layout(x.shape, (kh, kw), strides, padding)
+    x, w = round_operands(precision, x, w)
     y = _im2col(x, geometry) @ w.reshape(-1, filters)
     if b is not None:
         if b.shape != (filters,):
@@ -123,23 +126,25 @@ def conv2d_forward(x, w, b, strides, padding, activation="linear", alpha=0.2):
     return y.reshape(x.shape[0], geometry.out_h, geometry.out_w, filters)
 
 
-def conv2d_backward_data(dy, w, x_shape, strides, padding):
+def conv2d_backward_data(dy, w, x_shape, strides, padding, precision=None):
     """dx (x_shape) of y = conv(x, w), from dy (N, oh, ow, F)."""
     x_shape = tuple(int(s) for s in x_shape)
     _check_kernel(w, x_shape[-1])
     kh, kw, channels, filters = w.shape
     geometry = window_layout(x_shape, (kh, kw), strides, padding)
     _check_output_grad(dy, x_shape[0], geometry, filters)
+    dy, w = round_operands(precision, dy, w)
     dcols = (dy.reshape(-1, filters) @ w.reshape(-1, filters).T).reshape(
         dy.shape[0], geometry.out_h, geometry.out_w, kh, kw, channels)
     return fold_windows(lambda i, j: dcols[:, :, :, i, j], x_shape, geometry, dcols.dtype)
 
 
-def conv2d_backward_filter(x, dy, kernel_size, strides, padding):
+def conv2d_backward_filter(x, dy, kernel_size, strides, padding, precision=None):
     """dw (kh, kw, C, F) of y = conv(x, w), from the input x and dy (N, oh, ow, F)."""
     geometry = window_layout(x.shape, kernel_size, strides, padding)
     filters = dy.shape[-1]
     _check_output_grad(dy, x.shape[0], geometry, filters)
+    x, dy = round_operands(precision, x, dy)
     dw = _im2col(x, geometry).T @ dy.reshape(-1, filters)
     return dw.reshape(*geometry.window, x.shape[3], filters)
 
