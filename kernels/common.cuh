@@ -1,5 +1,6 @@
-// Shared device code of conv.cu and gemm.cu: the fused activation epilogue and one tiled, register-blocked
-// GEMM (C = A·B, A: M×K, B: K×N, C row-major M×N) that reads its operands through small "operand" structs.
+// Shared device code of conv.cu and gemm.cu (and their tensor-core twins conv_tc.cu, gemm_tc.cu): the fused
+// activation epilogue and one tiled, register-blocked GEMM (C = A·B, A: M×K, B: K×N, C row-major M×N) that
+// reads its operands through small "operand" structs.
 //
 // An operand hides where element (i, k) lives: a plain or transposed matrix for Dense, a gather from an
 // NHWC image for the implicit-GEMM convolutions (no im2col buffer is ever built).  For the A operand the
@@ -42,6 +43,11 @@ struct MatrixOperand {
     __device__ float load(const Fixed& f, const Moving& m) const {
         return (f.inside && m.inside) ? data[f.offset + m.offset] : 0.0f;
     }
+};
+
+// The values a tile loader stores unchanged (the FP32 kernels); tensor-core kernels pass a rounding instead.
+struct KeepFloat {
+    __device__ static float convert(float v) { return v; }
 };
 
 // Moves one operand's BK×TILE slice from global memory into shared memory as S[k][i], through registers
@@ -87,12 +93,13 @@ struct TileLoader {
         }
     }
 
-    template <int STRIDE>
-    __device__ void store(float (*shared)[STRIDE]) const {
+    // Stores the slice as S[k][i], each value as Convert::convert makes it (the element type of the tiles).
+    template <class Convert = KeepFloat, int STRIDE, class Element>
+    __device__ void store(Element (*shared)[STRIDE]) const {
         #pragma unroll
         for (int r = 0; r < LOADS; ++r) {
-            if constexpr (k_contiguous) shared[lane][first_row + r * (THREADS / BK)] = staged[r];
-            else shared[first_row + r * (THREADS / TILE)][lane] = staged[r];
+            if constexpr (k_contiguous) shared[lane][first_row + r * (THREADS / BK)] = Convert::convert(staged[r]);
+            else shared[first_row + r * (THREADS / TILE)][lane] = Convert::convert(staged[r]);
         }
     }
 };
@@ -200,6 +207,37 @@ __device__ void gemm_tile(const AOperand& a, const BOperand& b, int M, int N, in
         }
     }
 }
+
+// gemm_tile as the callable that the problem builders (dense_gemm here, the conv passes in conv_operands.cuh)
+// hand their operands to: gemm(a, b, M, N, K) with this launch's epilogue and split-K.
+template <int BM, int BN, int BK, int TM, int TN>
+struct CudaCoreGemm {
+    const float* bias;
+    float* out;
+    int activation;
+    float alpha;
+    int k_tiles_per_split;
+
+    template <class AOperand, class BOperand>
+    __device__ void operator()(const AOperand& a, const BOperand& b, int M, int N, int K) const {
+        gemm_tile<BM, BN, BK, TM, TN>(a, b, M, N, K, k_tiles_per_split, bias, out, activation, alpha);
+    }
+};
+
+// Dense GEMMs out (M×N) = op(A)·op(B): a is stored M×K (K×M when A_TRANSPOSED), b K×N (N×K when
+// B_TRANSPOSED).  A transpose only changes which index of the stored matrix is contiguous.
+template <bool A_TRANSPOSED, bool B_TRANSPOSED, class Gemm>
+__device__ void dense_gemm(const float* a, const float* b, int M, int N, int K, const Gemm& gemm) {
+    const MatrixOperand<!A_TRANSPOSED> a_op{a, M, K, A_TRANSPOSED ? 1 : K, A_TRANSPOSED ? M : 1};
+    const MatrixOperand<B_TRANSPOSED> b_op{b, N, K, B_TRANSPOSED ? K : 1, B_TRANSPOSED ? 1 : N};
+    gemm(a_op, b_op, M, N, K);
+}
+
+// The parameters of every Dense GEMM entry point (gemm.cu, gemm_tc.cu).
+#define GEMM_PARAMS                                                                                     \
+    const float *a, const float *b, const float *bias, float *out, int M, int N, int K, int activation, \
+        float alpha, int k_tiles_per_split
+#define GEMM_EPILOGUE bias, out, activation, alpha, k_tiles_per_split
 
 // Sums the split-K slices of `partial` (splits × count) in a fixed order, then applies the epilogue:
 // deterministic, unlike float atomics whose order changes from run to run.

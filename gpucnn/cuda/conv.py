@@ -1,7 +1,8 @@
 """Convolution launchers (kernels/conv.cu): implicit GEMMs over NHWC activations and HWIO kernels.
 
 Same names, signatures and semantics as ``gpucnn.reference.conv``; the tile and split-K choice is the
-GEMM one of :mod:`gpucnn.cuda.dense`.
+GEMM one of :mod:`gpucnn.cuda.dense`.  ``precision=None`` means the global setting of gpucnn.config
+('highest': FP32 kernels of conv.cu; 'high' / 'medium': TF32 / BF16 tensor-core kernels of conv_tc.cu).
 """
 import numpy as np
 
@@ -50,7 +51,7 @@ def _gemm_sizes(geometry):
     return batch * height * width, batch * out_h * out_w, kh * kw * channels, kh * kw * filters
 
 
-def conv2d_forward(x, w, b, strides, padding, activation="linear", alpha=0.2):
+def conv2d_forward(x, w, b, strides, padding, activation="linear", alpha=0.2, precision=None):
     """y = act(conv(x, w) + b): x (N, H, W, C), w (kh, kw, C, F), b (F,) or None -> (N, oh, ow, F)."""
     check_activation(activation)
     _check_input("x", x)
@@ -65,10 +66,10 @@ def conv2d_forward(x, w, b, strides, padding, activation="linear", alpha=0.2):
     check_gemm_size(max(prod(x.shape[:3]), out_pixels), filters, taps, "conv2d_forward")
     y = runtime.xp().empty((x.shape[0], geometry[4], geometry[5], filters), dtype=np.float32)
     return launch_gemm("conv.cu", "conv2d_forward", x, w, geometry, out_pixels, filters, taps, y,
-                       b, activation, alpha)
+                       b, activation, alpha, precision)
 
 
-def conv2d_backward_data(dy, w, x_shape, strides, padding):
+def conv2d_backward_data(dy, w, x_shape, strides, padding, precision=None):
     """dx (x_shape) of y = conv(x, w), from dy (N, oh, ow, F)."""
     x_shape = tuple(x_shape)
     if len(x_shape) != 4 or not all(isinstance(s, (int, np.integer)) and s > 0 for s in x_shape):
@@ -81,10 +82,11 @@ def conv2d_backward_data(dy, w, x_shape, strides, padding):
     in_pixels, out_pixels, _, grad_taps = _gemm_sizes(geometry)
     check_gemm_size(max(in_pixels, out_pixels), channels, grad_taps, "conv2d_backward_data")
     dx = runtime.xp().empty(x_shape, dtype=np.float32)
-    return launch_gemm("conv.cu", "conv2d_backward_data", dy, w, geometry, in_pixels, channels, grad_taps, dx)
+    return launch_gemm("conv.cu", "conv2d_backward_data", dy, w, geometry, in_pixels, channels, grad_taps, dx,
+                       precision=precision)
 
 
-def conv2d_backward_filter(x, dy, kernel_size, strides, padding):
+def conv2d_backward_filter(x, dy, kernel_size, strides, padding, precision=None):
     """dw (kh, kw, C, F) of y = conv(x, w), from the input x and dy (N, oh, ow, F)."""
     kernel_size = normalize_tuple(kernel_size, 2, "kernel_size")
     _check_input("x", x)
@@ -95,4 +97,5 @@ def conv2d_backward_filter(x, dy, kernel_size, strides, padding):
     in_pixels, out_pixels, taps, _ = _gemm_sizes(geometry)
     check_gemm_size(max(taps, in_pixels), filters, out_pixels, "conv2d_backward_filter")
     dw = runtime.xp().empty((*kernel_size, x.shape[3], filters), dtype=np.float32)
-    return launch_gemm("conv.cu", "conv2d_backward_filter", x, dy, geometry, taps, filters, out_pixels, dw)
+    return launch_gemm("conv.cu", "conv2d_backward_filter", x, dy, geometry, taps, filters, out_pixels, dw,
+                       precision=precision)

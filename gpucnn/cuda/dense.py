@@ -1,14 +1,17 @@
 """Dense launchers (kernels/gemm.cu), and the GEMM launch shared with the convolutions (conv.py).
 
 Every CUDA C GEMM entry point (``gemm_*`` and ``conv2d_*``) takes
-``(in0, in1, bias, out, *shape ints, activation, alpha, k_tiles_per_split)`` and exists once per tile shape;
-:func:`launch_gemm` picks the tile and the split-K factor for the problem size and launches.
+``(in0, in1, bias, out, *shape ints, activation, alpha, k_tiles_per_split)`` and exists once per tile shape
+and precision (gpucnn.config: FP32 kernels in gemm.cu / conv.cu, TF32 and BF16 tensor-core twins in
+gemm_tc.cu / conv_tc.cu); :func:`launch_gemm` picks the tile and the split-K factor for the problem size and
+launches.  ``precision=None`` means the global setting (``gpucnn.config.get_float32_matmul_precision()``).
 """
 import math
 from typing import NamedTuple
 
 import numpy as np
 
+from gpucnn import config
 from gpucnn.cuda import runtime
 from gpucnn.reference.activations import check_activation
 
@@ -20,6 +23,9 @@ TILE_DEPTH = 8      # BK: k values per shared-memory slice (GEMM_BK / CONV_BK in
 SM_COUNT = 132      # H100 SXM; only tunes the tile and split choice, never the result's correctness
 TARGET_BLOCKS = 2 * SM_COUNT
 MIN_K_TILES_PER_SPLIT = 32   # below this a split's partial sums cost more than its parallelism brings
+TENSOR_CORE_TILE_DEPTH = 16  # TC_BK of kernels/tensor_core.cuh
+TENSOR_CORE_FILES = {"gemm.cu": "gemm_tc.cu", "conv.cu": "conv_tc.cu"}
+PRECISION_TAGS = {"high": "tf32", "medium": "bf16"}  # entry points <op>_<tag>_<tile> of the *_tc.cu files
 
 
 class Tile(NamedTuple):
@@ -77,13 +83,23 @@ def check_gemm_size(m, n, k, what):
                              f"pieces.")
 
 
+def kernel_variant(filename, kernel_prefix, precision):
+    """(file, entry-point prefix, k per shared-memory slice) of the kernels computing at ``precision``:
+    ``filename`` / ``kernel_prefix`` are the FP32 ones ('highest'), the tensor-core twins otherwise."""
+    if precision == "highest":
+        return filename, kernel_prefix, TILE_DEPTH
+    return TENSOR_CORE_FILES[filename], f"{kernel_prefix}_{PRECISION_TAGS[precision]}", TENSOR_CORE_TILE_DEPTH
+
+
 def launch_gemm(filename, kernel_prefix, in0, in1, shape_args, m, n, k, out, bias=None,
-                activation="linear", alpha=0.2):
-    """Launch ``<kernel_prefix>_<tile>`` of ``kernels/<filename>`` so that ``out`` (m×n) = act(A·B + bias).
+                activation="linear", alpha=0.2, precision=None):
+    """Launch ``<kernel_prefix>_<tile>`` of ``kernels/<filename>`` (or its tensor-core twin for
+    ``precision`` 'high' / 'medium') so that ``out`` (m×n) = act(A·B + bias).
 
     With split-K the kernel writes per-split partial sums to a workspace and ``split_k_reduce`` adds them
     in a fixed order and applies the epilogue, so results are deterministic.
     """
+    filename, kernel_prefix, depth = kernel_variant(filename, kernel_prefix, config.resolve_precision(precision))
     xp = runtime.xp()
     code = np.int32(ACTIVATION_CODES[activation])
     alpha = np.float32(alpha)
@@ -91,7 +107,7 @@ def launch_gemm(filename, kernel_prefix, in0, in1, shape_args, m, n, k, out, bia
         bias = xp.zeros(n, dtype=xp.float32)
     tile = choose_tile(m, n, k)
     grid_m, grid_n = tile.grid(m, n)
-    k_tiles = math.ceil(k / TILE_DEPTH)
+    k_tiles = math.ceil(k / depth)
     splits, per_split = choose_split_k(grid_m * grid_n, k_tiles)
     kernel = runtime.cuda_c_function(filename, f"{kernel_prefix}_{tile.suffix}")
     shape_args = tuple(np.int32(v) for v in shape_args)
@@ -117,7 +133,7 @@ def _check_matrix(name, array):
         raise ValueError(f"Argument `{name}` must not be empty, got shape {tuple(array.shape)}.")
 
 
-def dense_forward(x, w, b, activation="linear", alpha=0.2):
+def dense_forward(x, w, b, activation="linear", alpha=0.2, precision=None):
     """y = act(x @ w + b): x (N, K), w (K, M), b (M,) or None -> (N, M)."""
     check_activation(activation)
     _check_matrix("x", x)
@@ -133,10 +149,10 @@ def dense_forward(x, w, b, activation="linear", alpha=0.2):
     check_gemm_size(batch, units, features, "dense_forward")
     y = runtime.xp().empty((batch, units), dtype=np.float32)
     return launch_gemm("gemm.cu", "gemm_nn", x, w, (batch, units, features), batch, units, features, y,
-                       b, activation, alpha)
+                       b, activation, alpha, precision)
 
 
-def dense_backward_data(dy, w):
+def dense_backward_data(dy, w, precision=None):
     """dx = dy @ wᵀ: dy (N, M), w (K, M) -> (N, K)."""
     _check_matrix("dy", dy)
     _check_matrix("w", w)
@@ -146,10 +162,11 @@ def dense_backward_data(dy, w):
     (batch, units), features = dy.shape, w.shape[0]
     check_gemm_size(batch, features, units, "dense_backward_data")
     dx = runtime.xp().empty((batch, features), dtype=np.float32)
-    return launch_gemm("gemm.cu", "gemm_nt", dy, w, (batch, features, units), batch, features, units, dx)
+    return launch_gemm("gemm.cu", "gemm_nt", dy, w, (batch, features, units), batch, features, units, dx,
+                       precision=precision)
 
 
-def dense_backward_weights(x, dy):
+def dense_backward_weights(x, dy, precision=None):
     """dw = xᵀ @ dy: x (N, K), dy (N, M) -> (K, M)."""
     _check_matrix("x", x)
     _check_matrix("dy", dy)
@@ -159,4 +176,5 @@ def dense_backward_weights(x, dy):
     (batch, features), units = x.shape, dy.shape[1]
     check_gemm_size(features, units, batch, "dense_backward_weights")
     dw = runtime.xp().empty((features, units), dtype=np.float32)
-    return launch_gemm("gemm.cu", "gemm_tn", x, dy, (features, units, batch), features, units, batch, dw)
+    return launch_gemm("gemm.cu", "gemm_tn", x, dy, (features, units, batch), features, units, batch, dw,
+                       precision=precision)

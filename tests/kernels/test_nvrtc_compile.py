@@ -1,5 +1,7 @@
 """Every kernels/*.cu compiles with NVRTC to an sm_90 cubin, without register spills or local-memory
-arrays and within 255 registers (ptxas' report, parsed by gpucnn.cuda.nvrtc).  No GPU needed."""
+arrays and within 255 registers (ptxas' report, parsed by gpucnn.cuda.nvrtc), and the tensor-core kernels
+run on tensor cores (HMMA in their SASS, cuobjdump).  No GPU needed."""
+import collections
 import functools
 import importlib.util
 from pathlib import Path
@@ -19,7 +21,7 @@ def _compiled(filename):
 
 
 def test_kernel_sources_exist():
-    assert {"conv.cu", "gemm.cu"} <= set(SOURCES)
+    assert {"conv.cu", "gemm.cu", "conv_tc.cu", "gemm_tc.cu"} <= set(SOURCES)
 
 
 @pytest.mark.parametrize("filename", SOURCES)
@@ -65,9 +67,13 @@ def test_resource_report_lists_every_kernel():
     spec.loader.exec_module(module)
     result = _compiled("gemm.cu")
     numba_kernel = nvrtc.KernelResources("relu_forward", 26, 0, 8, 0, 0)
+    mix = {kernel.name: collections.Counter({"HMMA": 0, "FFMA": 900 + i, "LDS": 7, "LDG": 3})
+           for i, kernel in enumerate(result.kernels)}
     report = module.format_report([result], [numba_compile.NumbaCompileResult(
-        "relu_forward", "void()", 100, numba_kernel)], "sm_90")
+        "relu_forward", "void()", 100, numba_kernel)], "sm_90", {"gemm.cu": mix})
     assert all(k.name in report for k in result.kernels)
+    assert " HMMA  FFMA   LDS   LDG" in report.splitlines()[0]
+    assert all(f"     0   {900 + i}     7     3" in report for i in range(len(result.kernels)))
     assert "Numba kernels (sm_90)" in report and "relu_forward" in report and "<-- spills" in report
     # With the simulator on, the report says why the Numba kernels are missing.
     assert "not compiled (simulator on)" in module.format_report([result], "simulator on", "sm_90")
@@ -102,9 +108,13 @@ def test_compile_errors_in_an_inlined_header_name_the_header_and_line(monkeypatc
 
 
 def test_project_sources_hold_no_include_for_nvrtc_to_resolve():
+    # Our headers are inlined; the only includes left are the toolkit's wmma and bf16 headers, which
+    # runtime.nvrtc_options points NVRTC to.
+    import re
     from gpucnn.cuda import runtime
     for filename in SOURCES:
-        assert "#include" not in runtime.kernel_source(filename), filename
+        includes = re.findall(r"#\s*include\s*(\S+)", runtime.kernel_source(filename))
+        assert set(includes) <= {"<mma.h>", "<cuda_bf16.h>"}, (filename, includes)
 
 
 def test_every_entry_point_the_launchers_ask_for_is_compiled():
@@ -113,7 +123,41 @@ def test_every_entry_point_the_launchers_ask_for_is_compiled():
     tiles = (dense.LARGE_TILE, dense.SMALL_TILE, dense.FEW_COLUMNS_TILE, dense.FEW_ROWS_TILE)
     prefixes = {"conv.cu": ("conv2d_forward", "conv2d_backward_data", "conv2d_backward_filter"),
                 "gemm.cu": ("gemm_nn", "gemm_nt", "gemm_tn")}
-    for filename, ops in prefixes.items():
-        compiled = {kernel.name for kernel in _compiled(filename).kernels}
-        wanted = {f"{op}_{tile.suffix}" for op in ops for tile in tiles} | {"split_k_reduce"}
-        assert wanted <= compiled, (filename, sorted(wanted - compiled))
+    for base_file, ops in prefixes.items():
+        for precision in ("highest", "high", "medium"):
+            variants = {dense.kernel_variant(base_file, op, precision) for op in ops}
+            (filename,) = {variant[0] for variant in variants}
+            compiled = {kernel.name for kernel in _compiled(filename).kernels}
+            wanted = {f"{prefix}_{tile.suffix}" for _, prefix, _ in variants for tile in tiles} | {"split_k_reduce"}
+            assert wanted <= compiled, (filename, sorted(wanted - compiled))
+
+
+@functools.lru_cache(maxsize=None)
+def _instruction_mix(filename):
+    return nvrtc.sass_instruction_counts(_compiled(filename).cubin)
+
+
+@pytest.mark.parametrize("filename", ["gemm_tc.cu", "conv_tc.cu", "gemm.cu", "conv.cu"])
+def test_tensor_core_kernels_use_tensor_cores(filename):
+    mix = _instruction_mix(filename)
+    assert set(mix) == {kernel.name for kernel in _compiled(filename).kernels}
+    for name, counts in mix.items():
+        if name == "split_k_reduce" or not filename.endswith("_tc.cu"):
+            assert counts["HMMA"] == 0, (name, counts)
+        else:
+            # BF16 m16n16k16 is two HMMA.16816 per fragment pair, TF32 m16n16k8 two HMMA.1684 per k step.
+            assert counts["HMMA"] >= 4, (name, counts)
+        if not filename.endswith("_tc.cu") and name != "split_k_reduce":
+            assert counts["FFMA"] >= 64, (name, counts)  # the 4×4 (or 8×8) register-blocked FMAs
+
+
+def test_sass_parser_counts_opcodes_per_kernel():
+    text = ("\t\tFunction : k\n"
+            "        /*0000*/                   LDC R1, c[0x0][0x28] ;   /* 0x00000a00ff017b82 */\n"
+            "                                                            /* 0x000fe20000000800 */\n"
+            "        /*0260*/                   HMMA.1684.F32.TF32 R8, R4.reuse, R20, RZ ;\n"
+            "        /*0270*/               @!P0 HMMA.16816.F32.BF16 R4, R4, R24, RZ ;\n"
+            "\t\tFunction : j\n"
+            "        /*0010*/               @P1 FFMA R2, R3, R4, R2 ;\n")
+    assert nvrtc.parse_sass(text) == {"k": collections.Counter({"HMMA": 2, "LDC": 1}),
+                                      "j": collections.Counter({"FFMA": 1})}
