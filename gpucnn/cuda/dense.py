@@ -12,7 +12,7 @@ from typing import NamedTuple
 import numpy as np
 
 from gpucnn import config
-from gpucnn.cuda import runtime
+from gpucnn.cuda import autotune, runtime
 from gpucnn.reference.activations import check_activation
 
 # Values of `enum Activation` in kernels/common.cuh.
@@ -44,6 +44,7 @@ LARGE_TILE = Tile(128, 128)    # 8×8 outputs per thread: the most FMAs per shar
 SMALL_TILE = Tile(64, 64)      # 4×4 per thread: more blocks for mid-sized problems
 FEW_COLUMNS_TILE = Tile(128, 32)
 FEW_ROWS_TILE = Tile(32, 128)
+TILES = {tile.suffix: tile for tile in (LARGE_TILE, SMALL_TILE, FEW_COLUMNS_TILE, FEW_ROWS_TILE)}
 
 
 def choose_tile(m, n, k):
@@ -68,10 +69,22 @@ def choose_split_k(blocks, k_tiles):
     return math.ceil(k_tiles / per_split), per_split
 
 
+def gemm_candidates(m, n, k_tiles):
+    """The (tile suffix, K splits) launches the autotuner times: every tile shape, with the split-K the
+    heuristic would give its grid and without split-K."""
+    candidates = []
+    for tile in TILES.values():
+        heuristic_splits, _ = choose_split_k(math.prod(tile.grid(m, n)), k_tiles)
+        for splits in (heuristic_splits, 1):
+            if (tile.suffix, splits) not in candidates:
+                candidates.append((tile.suffix, splits))
+    return candidates
+
+
 # The kernels index rows, columns and k with int32 (element offsets are 64-bit), and the last tile computes
 # indices up to a whole tile past the end before its bounds checks drop them (and k up to BK past K):
 # every size must leave that much room below 2**31.
-INDEX_LIMIT = 2**31 - 1 - max(max(tile) for tile in (LARGE_TILE, SMALL_TILE, FEW_COLUMNS_TILE, FEW_ROWS_TILE))
+INDEX_LIMIT = 2**31 - 1 - max(max(tile) for tile in TILES.values())
 
 
 def check_gemm_size(m, n, k, what):
@@ -97,24 +110,40 @@ def launch_gemm(filename, kernel_prefix, in0, in1, shape_args, m, n, k, out, bia
     ``precision`` 'high' / 'medium') so that ``out`` (m×n) = act(A·B + bias).
 
     With split-K the kernel writes per-split partial sums to a workspace and ``split_k_reduce`` adds them
-    in a fixed order and applies the epilogue, so results are deterministic.
+    in a fixed order and applies the epilogue, so results are deterministic.  The tile and split-K are the
+    autotuner's choice on the ``cuda`` backend (:mod:`gpucnn.cuda.autotune`), the heuristic's elsewhere.
     """
     filename, kernel_prefix, depth = kernel_variant(filename, kernel_prefix, config.resolve_precision(precision))
+    k_tiles = math.ceil(k / depth)
+    shape_args = tuple(np.int32(v) for v in shape_args)
+
+    def launch(candidate):
+        suffix, splits = candidate
+        _launch_tile(filename, f"{kernel_prefix}_{suffix}", TILES[suffix], splits, in0, in1, shape_args, m, n,
+                     k_tiles, out, bias, activation, alpha)
+
+    tile = choose_tile(m, n, k)
+    heuristic = (tile.suffix, choose_split_k(math.prod(tile.grid(m, n)), k_tiles)[0])
+    problem = [kernel_prefix, *(int(v) for v in shape_args)]
+    launch(autotune.choose(problem, filename, gemm_candidates(m, n, k_tiles), launch, heuristic))
+    return out
+
+
+def _launch_tile(filename, name, tile, splits, in0, in1, shape_args, m, n, k_tiles, out, bias, activation, alpha):
+    """One launch of kernel ``name`` (of ``tile``) with the reduction cut into ``splits`` pieces."""
     xp = runtime.xp()
     code = np.int32(ACTIVATION_CODES[activation])
     alpha = np.float32(alpha)
     if bias is None:
         bias = xp.zeros(n, dtype=xp.float32)
-    tile = choose_tile(m, n, k)
     grid_m, grid_n = tile.grid(m, n)
-    k_tiles = math.ceil(k / depth)
-    splits, per_split = choose_split_k(grid_m * grid_n, k_tiles)
-    kernel = runtime.cuda_c_function(filename, f"{kernel_prefix}_{tile.suffix}")
-    shape_args = tuple(np.int32(v) for v in shape_args)
+    per_split = math.ceil(k_tiles / splits)
+    splits = math.ceil(k_tiles / per_split)
+    kernel = runtime.cuda_c_function(filename, name)
     if splits == 1:
         kernel((grid_m, grid_n, 1), (THREADS,), (in0, in1, bias, out, *shape_args, code, alpha,
                                                  np.int32(per_split)))
-        return out
+        return
     partial = xp.empty((splits, m, n), dtype=xp.float32)
     no_bias = xp.zeros(n, dtype=xp.float32)
     kernel((grid_m, grid_n, splits), (THREADS,),
@@ -124,7 +153,6 @@ def launch_gemm(filename, kernel_prefix, in0, in1, shape_args, m, n, k, out, bia
     reduce = runtime.cuda_c_function(filename, "split_k_reduce")
     reduce((min(runtime.blocks_for(count, THREADS), 16 * SM_COUNT),), (THREADS,),
            (partial, np.int32(splits), np.int64(count), np.int32(n), bias, out, code, alpha))
-    return out
 
 
 def _check_matrix(name, array):
