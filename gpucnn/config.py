@@ -29,8 +29,8 @@ PRECISION_ENV = "GPUCNN_FLOAT32_MATMUL_PRECISION"
 
 _precision = None  # set explicitly; None: the environment variable, else the default
 
-__all__ = ["PRECISIONS", "DEFAULT_PRECISION", "PRECISION_ENV", "set_float32_matmul_precision",
-           "get_float32_matmul_precision", "resolve_precision"]
+__all__ = ["DEFAULT_PRECISION", "PRECISIONS", "PRECISION_ENV", "get_float32_matmul_precision",
+           "resolve_precision", "set_float32_matmul_precision"]
 
 
 def set_float32_matmul_precision(precision):

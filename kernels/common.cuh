@@ -113,10 +113,42 @@ __device__ __forceinline__ int owned_index(int thread_coord, int i) {
     return (i / 4) * (TILE / GROUPS) + thread_coord * 4 + (i % 4);
 }
 
-// One BM×BN tile of C per block, each thread a TM×TN sub-tile in registers, BK-deep slices of A and B
-// double-buffered in shared memory (one barrier per slice).  Split-K: block z covers k tiles
-// [z·k_tiles_per_split, (z+1)·k_tiles_per_split) and writes slice z of `out` (M×N each); with one split
-// `out` is C itself.  The epilogue adds bias[n] and applies the activation before the single store.
+// The K loop of gemm_tile and gemm_tile_tc (tensor_core.cuh): BK-deep slices of A and B double-buffered in
+// shared memory (one barrier per slice), the next slice's global loads in flight while multiply(buffer)
+// works on the current one.  Split-K: block z covers k tiles [z·k_tiles_per_split, (z+1)·k_tiles_per_split).
+// Convert is how the loaders store values into the tiles (KeepFloat, or a tensor-core rounding).
+template <class Convert, int BK, class ALoader, class BLoader, class ATiles, class BTiles, class Multiply>
+__device__ __forceinline__ void double_buffered_k_loop(ALoader& a_loader, BLoader& b_loader, ATiles& a_tile,
+                                                       BTiles& b_tile, int K, int k_tiles_per_split,
+                                                       const Multiply& multiply) {
+    const int k_begin = blockIdx.z * k_tiles_per_split * BK;
+    const int k_tiles = min(k_tiles_per_split, (K - k_begin + BK - 1) / BK);
+    if (k_tiles > 0) {
+        a_loader.fetch(k_begin);
+        b_loader.fetch(k_begin);
+        a_loader.template store<Convert>(a_tile[0]);
+        b_loader.template store<Convert>(b_tile[0]);
+    }
+    __syncthreads();
+    for (int tile = 0; tile < k_tiles; ++tile) {
+        const int current = tile & 1;
+        const bool more = tile + 1 < k_tiles;
+        if (more) {  // global loads in flight while the multiplication runs
+            a_loader.fetch(k_begin + (tile + 1) * BK);
+            b_loader.fetch(k_begin + (tile + 1) * BK);
+        }
+        multiply(current);
+        if (more) {  // the other buffer was last read before the previous barrier
+            a_loader.template store<Convert>(a_tile[current ^ 1]);
+            b_loader.template store<Convert>(b_tile[current ^ 1]);
+        }
+        __syncthreads();
+    }
+}
+
+// One BM×BN tile of C per block, each thread a TM×TN sub-tile in registers, the K loop above.  With split-K
+// block z writes slice z of `out` (M×N each); with one split `out` is C itself.  The epilogue adds bias[n]
+// and applies the activation before the single store.
 template <int BM, int BN, int BK, int TM, int TN, class AOperand, class BOperand>
 __device__ void gemm_tile(const AOperand& a, const BOperand& b, int M, int N, int K, int k_tiles_per_split,
                           const float* __restrict__ bias, float* __restrict__ out, int activation,
@@ -131,8 +163,6 @@ __device__ void gemm_tile(const AOperand& a, const BOperand& b, int M, int N, in
     const int n0 = blockIdx.y * BN;
     const int tx = threadIdx.x % (BN / TN);
     const int ty = threadIdx.x / (BN / TN);
-    const int k_begin = blockIdx.z * k_tiles_per_split * BK;
-    const int k_tiles = min(k_tiles_per_split, (K - k_begin + BK - 1) / BK);
     out += (long long)blockIdx.z * M * N;
 
     TileLoader<AOperand, BM, BK, THREADS> a_loader(a, m0);
@@ -143,20 +173,7 @@ __device__ void gemm_tile(const AOperand& a, const BOperand& b, int M, int N, in
         #pragma unroll
         for (int j = 0; j < TN; ++j) acc[i][j] = 0.0f;
 
-    if (k_tiles > 0) {
-        a_loader.fetch(k_begin);
-        b_loader.fetch(k_begin);
-        a_loader.store(a_tile[0]);
-        b_loader.store(b_tile[0]);
-    }
-    __syncthreads();
-    for (int tile = 0; tile < k_tiles; ++tile) {
-        const int current = tile & 1;
-        const bool more = tile + 1 < k_tiles;
-        if (more) {  // global loads in flight while the FMAs below run
-            a_loader.fetch(k_begin + (tile + 1) * BK);
-            b_loader.fetch(k_begin + (tile + 1) * BK);
-        }
+    double_buffered_k_loop<KeepFloat, BK>(a_loader, b_loader, a_tile, b_tile, K, k_tiles_per_split, [&](int current) {
         #pragma unroll
         for (int kk = 0; kk < BK; ++kk) {
             float a_frag[TM], b_frag[TN];
@@ -175,12 +192,7 @@ __device__ void gemm_tile(const AOperand& a, const BOperand& b, int M, int N, in
                 #pragma unroll
                 for (int j = 0; j < TN; ++j) acc[i][j] = fmaf(a_frag[i], b_frag[j], acc[i][j]);
         }
-        if (more) {  // the other buffer was last read before the previous barrier
-            a_loader.store(a_tile[current ^ 1]);
-            b_loader.store(b_tile[current ^ 1]);
-        }
-        __syncthreads();
-    }
+    });
 
     // float4 stores need 16-byte aligned addresses (a GPU faults with "misaligned address" otherwise):
     // with N % 4 == 0 every group of 4 columns is, provided `out` itself is (a view of an array may not be).
@@ -208,10 +220,11 @@ __device__ void gemm_tile(const AOperand& a, const BOperand& b, int M, int N, in
     }
 }
 
-// gemm_tile as the callable that the problem builders (dense_gemm here, the conv passes in conv_operands.cuh)
-// hand their operands to: gemm(a, b, M, N, K) with this launch's epilogue and split-K.
-template <int BM, int BN, int BK, int TM, int TN>
-struct CudaCoreGemm {
+// One launch's epilogue and split-K bound to a tile body: the callable gemm(a, b, M, N, K) that the problem
+// builders (dense_gemm here, the conv passes in conv_operands.cuh) hand their operands to.  Tile::run is
+// gemm_tile (CudaCoreTile) or gemm_tile_tc (TensorCoreTile in tensor_core.cuh).
+template <class Tile>
+struct GemmLaunch {
     const float* bias;
     float* out;
     int activation;
@@ -220,9 +233,18 @@ struct CudaCoreGemm {
 
     template <class AOperand, class BOperand>
     __device__ void operator()(const AOperand& a, const BOperand& b, int M, int N, int K) const {
-        gemm_tile<BM, BN, BK, TM, TN>(a, b, M, N, K, k_tiles_per_split, bias, out, activation, alpha);
+        Tile::run(a, b, M, N, K, k_tiles_per_split, bias, out, activation, alpha);
     }
 };
+
+template <int BM, int BN, int BK, int TM, int TN>
+struct CudaCoreTile {
+    template <class... Args>
+    __device__ static void run(const Args&... args) { gemm_tile<BM, BN, BK, TM, TN>(args...); }
+};
+
+template <int BM, int BN, int BK, int TM, int TN>
+using CudaCoreGemm = GemmLaunch<CudaCoreTile<BM, BN, BK, TM, TN>>;
 
 // Dense GEMMs out (M×N) = op(A)·op(B): a is stored M×K (K×M when A_TRANSPOSED), b K×N (N×K when
 // B_TRANSPOSED).  A transpose only changes which index of the stored matrix is contiguous.

@@ -55,8 +55,6 @@ __device__ void gemm_tile_tc(const AOperand& a, const BOperand& b, int M, int N,
     const int n0 = blockIdx.y * BN;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int warp_m = (warp / WARPS_N) * WM, warp_n = (warp % WARPS_N) * WN;
-    const int k_begin = blockIdx.z * k_tiles_per_split * BK;
-    const int k_tiles = min(k_tiles_per_split, (K - k_begin + BK - 1) / BK);
     out += (long long)blockIdx.z * M * N;
 
     TileLoader<AOperand, BM, BK, THREADS> a_loader(a, m0);
@@ -67,20 +65,7 @@ __device__ void gemm_tile_tc(const AOperand& a, const BOperand& b, int M, int N,
         #pragma unroll
         for (int j = 0; j < FN; ++j) wmma::fill_fragment(acc[i][j], 0.0f);
 
-    if (k_tiles > 0) {
-        a_loader.fetch(k_begin);
-        b_loader.fetch(k_begin);
-        a_loader.template store<P>(a_tile[0]);
-        b_loader.template store<P>(b_tile[0]);
-    }
-    __syncthreads();
-    for (int tile = 0; tile < k_tiles; ++tile) {
-        const int current = tile & 1;
-        const bool more = tile + 1 < k_tiles;
-        if (more) {  // global loads in flight while the tensor cores run
-            a_loader.fetch(k_begin + (tile + 1) * BK);
-            b_loader.fetch(k_begin + (tile + 1) * BK);
-        }
+    double_buffered_k_loop<P, BK>(a_loader, b_loader, a_tile, b_tile, K, k_tiles_per_split, [&](int current) {
         #pragma unroll
         for (int kk = 0; kk < BK; kk += P::K) {
             wmma::fragment<wmma::matrix_a, 16, 16, P::K, typename P::Fragment, wmma::col_major> a_frag[FM];
@@ -94,12 +79,7 @@ __device__ void gemm_tile_tc(const AOperand& a, const BOperand& b, int M, int N,
                 #pragma unroll
                 for (int j = 0; j < FN; ++j) wmma::mma_sync(acc[i][j], a_frag[i], b_frag[j], acc[i][j]);
         }
-        if (more) {  // the other buffer was last read before the previous barrier
-            a_loader.template store<P>(a_tile[current ^ 1]);
-            b_loader.template store<P>(b_tile[current ^ 1]);
-        }
-        __syncthreads();
-    }
+    });
 
     // Epilogue: a fragment's element positions are unspecified, so each goes through the warp's staging
     // tile; then lane l owns row l/2, columns 8·(l%2) .. +8, adds the bias, applies the activation and stores
@@ -136,20 +116,15 @@ __device__ void gemm_tile_tc(const AOperand& a, const BOperand& b, int M, int N,
     }
 }
 
-// gemm_tile_tc as the callable of the problem builders (see CudaCoreGemm).
 template <class P, int BM, int BN, int WARPS_M, int WARPS_N>
-struct TensorCoreGemm {
-    const float* bias;
-    float* out;
-    int activation;
-    float alpha;
-    int k_tiles_per_split;
-
-    template <class AOperand, class BOperand>
-    __device__ void operator()(const AOperand& a, const BOperand& b, int M, int N, int K) const {
-        gemm_tile_tc<P, BM, BN, WARPS_M, WARPS_N>(a, b, M, N, K, k_tiles_per_split, bias, out, activation, alpha);
-    }
+struct TensorCoreTile {
+    template <class... Args>
+    __device__ static void run(const Args&... args) { gemm_tile_tc<P, BM, BN, WARPS_M, WARPS_N>(args...); }
 };
+
+// gemm_tile_tc as the callable of the problem builders (see GemmLaunch in common.cuh).
+template <class P, int BM, int BN, int WARPS_M, int WARPS_N>
+using TensorCoreGemm = GemmLaunch<TensorCoreTile<P, BM, BN, WARPS_M, WARPS_N>>;
 
 // The tile shapes of the tensor-core kernels, the same BM×BN as the FP32 ones (the launcher's choose_tile
 // serves both), 8 warps each: ENTRY(..., BM, BN, WARPS_M, WARPS_N) once per shape.

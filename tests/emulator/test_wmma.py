@@ -91,13 +91,13 @@ def test_a_wrong_but_legal_leading_dimension_gives_wrong_results(module):
 
 
 @pytest.mark.parametrize("bug, message", [
-    (LANE_SKIPS_MMA, r"wmma::mma_sync in warp 0 \(thread \(0,0,0\)\): lane 5 is at wmma::store_matrix_sync "
-                     r"instead; every lane of the warp must call it together"),
-    (MISALIGNED_POINTER, r"wmma::load_matrix_sync in warp 0 .*: pointer 0x[0-9a-f]+ is misaligned: wmma needs "
-                         r"a 256-bit \(32-byte\) aligned address"),
+    (LANE_SKIPS_MMA, (r"wmma::mma_sync in warp 0 \(thread \(0,0,0\)\): lane 5 is at wmma::store_matrix_sync "
+                      r"instead; every lane of the warp must call it together")),
+    (MISALIGNED_POINTER, (r"wmma::load_matrix_sync in warp 0 .*: pointer 0x[0-9a-f]+ is misaligned: wmma needs "
+                          r"a 256-bit \(32-byte\) aligned address")),
     (UNCONVERTED_TF32, r"wmma::mma_sync .*matrix_a element \d+ of lane \d+ is not a TF32 value"),
-    (LANES_DISAGREE_ON_LDM, r"wmma::load_matrix_sync .*lane 3 passed \(pointer 0x[0-9a-f]+, ldm 12, "
-                            r"row-major\) but lane 0 \(pointer 0x[0-9a-f]+, ldm 8, row-major\)"),
+    (LANES_DISAGREE_ON_LDM, (r"wmma::load_matrix_sync .*lane 3 passed \(pointer 0x[0-9a-f]+, ldm 12, "
+                             r"row-major\) but lane 0 \(pointer 0x[0-9a-f]+, ldm 8, row-major\)")),
 ])
 def test_planted_bugs_fail_the_launch(module, bug, message):
     a, b, c = _tf32_inputs(8, 8)

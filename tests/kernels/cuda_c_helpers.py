@@ -25,6 +25,27 @@ def assert_close(actual, expected, rtol=1e-4, atol=1e-4):
     np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol)
 
 
+PRECISIONS = ("highest", "high", "medium")  # gpucnn.config's: FP32, TF32 and BF16 kernels
+TENSOR_CORE_TAGS = {"high": "tf32", "medium": "bf16"}
+
+
+def assert_matches(actual, reference_at, precision):
+    """``actual`` (a kernel's result at ``precision``) against ``reference_at(precision)``, the reference op
+    with the same operand rounding: only the order of the float32 sums differs, so the tolerance is tight
+    (far below the TF32 / BF16 rounding itself, which the tensor-core tests check is really there)."""
+    expected = reference_at(precision)
+    if precision == "highest":
+        assert_close(actual, expected)
+    else:
+        scale = max(1.0, float(np.abs(expected).max()))
+        assert_close(actual, expected, rtol=2e-5, atol=2e-5 * scale)
+
+
+def kernel_prefix(name):
+    """The entry-point name without its tile suffix: 'gemm_nn_tf32' of 'gemm_nn_tf32_128x32'."""
+    return name.rsplit("_", 1)[0]
+
+
 def force(monkeypatch, tile=None, splits=None):
     """Make the launcher use ``tile`` and/or ``splits`` K splits whatever the problem size."""
     if tile is not None:

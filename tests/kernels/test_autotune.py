@@ -98,6 +98,7 @@ def test_candidates_that_cannot_launch_are_skipped(tmp_path):
 def test_no_tuning_when_asked_not_to(tmp_path):
     tuner, timer = _tuner(tmp_path)
     assert tuner.choose(["p"], "h", CANDIDATES, lambda c: None, tune=False) is None
+    assert timer.timed == []
     tuner.choose(["p"], "h", CANDIDATES, lambda c: None)
     assert tuner.choose(["p"], "h", CANDIDATES, lambda c: None, tune=False) == ("64x64", 2)
 

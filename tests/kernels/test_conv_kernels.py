@@ -1,12 +1,13 @@
-"""CUDA C convolution kernels (kernels/conv.cu) vs the NumPy reference.
+"""CUDA C convolution kernels (kernels/conv.cu, and the tensor-core conv_tc.cu) vs the NumPy reference at the
+same precision.
 
 Emulated: tiny shapes that still cross tile edges, stride 2, odd 'same' padding, 1 and 3 channels, batch 1,
 every fused activation, every tile shape and the split-K path.  gpu: the article model's real layers.
 """
 import numpy as np
 import pytest
-from cuda_c_helpers import (ACTIVATIONS, ALL_TILES, TILE_IDS, assert_close, assert_crosses_tiles, force,
-                            launches, random)  # noqa: F401 (fixture)
+from cuda_c_helpers import (ACTIVATIONS, ALL_TILES, PRECISIONS, TENSOR_CORE_TAGS, TILE_IDS, assert_close,
+                            assert_crosses_tiles, assert_matches, force, launches, random)  # noqa: F401 (fixture)
 
 from gpucnn import reference
 from gpucnn.cuda import conv as conv_launchers
@@ -30,21 +31,25 @@ def _problem(rng, case, xp=np):
     return x, w, b, strides, padding
 
 
-def _check_all_ops(case, rng, activation="relu", with_bias=True):
+def _check_all_ops(case, rng, activation="relu", with_bias=True, precision="highest"):
     x, w, b, strides, padding = _problem(rng, case)
     b = b if with_bias else None
-    y = reference.conv2d_forward(x, w, b, strides, padding, activation, 0.3)
-    assert_close(conv_launchers.conv2d_forward(x, w, b, strides, padding, activation, 0.3), y)
-    dy = random(rng, y.shape)
-    assert_close(conv_launchers.conv2d_backward_data(dy, w, x.shape, strides, padding),
-                 reference.conv2d_backward_data(dy, w, x.shape, strides, padding))
-    assert_close(conv_launchers.conv2d_backward_filter(x, dy, w.shape[:2], strides, padding),
-                 reference.conv2d_backward_filter(x, dy, w.shape[:2], strides, padding))
+    assert_matches(conv_launchers.conv2d_forward(x, w, b, strides, padding, activation, 0.3, precision=precision),
+                   lambda p: reference.conv2d_forward(x, w, b, strides, padding, activation, 0.3, precision=p),
+                   precision)
+    dy = random(rng, reference.conv2d_forward(x, w, b, strides, padding).shape)
+    assert_matches(conv_launchers.conv2d_backward_data(dy, w, x.shape, strides, padding, precision=precision),
+                   lambda p: reference.conv2d_backward_data(dy, w, x.shape, strides, padding, precision=p),
+                   precision)
+    assert_matches(conv_launchers.conv2d_backward_filter(x, dy, w.shape[:2], strides, padding, precision=precision),
+                   lambda p: reference.conv2d_backward_filter(x, dy, w.shape[:2], strides, padding, precision=p),
+                   precision)
 
 
+@pytest.mark.parametrize("precision", PRECISIONS)
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
-def test_conv_ops_match_reference(emulated, case):
-    _check_all_ops(case, np.random.default_rng(1))
+def test_conv_ops_match_reference(emulated, case, precision):
+    _check_all_ops(case, np.random.default_rng(1), precision=precision)
 
 
 @pytest.mark.parametrize("activation", ACTIVATIONS)
@@ -65,24 +70,30 @@ TILE_CASES = {
 }
 
 
+@pytest.mark.parametrize("kernels", ["fp32", "tensor-cores"])
 @pytest.mark.parametrize("stores", TILE_CASES)
 @pytest.mark.parametrize("tile", ALL_TILES, ids=TILE_IDS)
-def test_every_tile_shape_crosses_tile_edges(emulated, monkeypatch, launches, tile, stores):
+def test_every_tile_shape_crosses_tile_edges(emulated, monkeypatch, launches, tile, stores, kernels):
     case, splits = TILE_CASES[stores]
     force(monkeypatch, tile=tile, splits=splits)
-    _check_all_ops(case, np.random.default_rng(4), "leaky_relu")
+    # Tensor cores: BF16 for half the tiles, TF32 for the other half (the opposite of test_gemm_kernels).
+    precision = "highest" if kernels == "fp32" else ("medium", "high")[ALL_TILES.index(tile) % 2]
+    _check_all_ops(case, np.random.default_rng(4), "leaky_relu", precision=precision)
     tiled = [launch for launch in launches if launch.name != "split_k_reduce"]
-    assert [launch.name for launch in tiled] == [f"{op}_{tile.suffix}" for op in (
+    tag = "" if precision == "highest" else f"{TENSOR_CORE_TAGS[precision]}_"
+    assert [launch.name for launch in tiled] == [f"{op}_{tag}{tile.suffix}" for op in (
         "conv2d_forward", "conv2d_backward_data", "conv2d_backward_filter")]
     for launch in tiled:
         assert_crosses_tiles(launch, tile, vector_stores=stores != "scalar")
         assert launch.grid[2] == splits, launch
 
 
-@pytest.mark.parametrize("activation", ["linear", "sigmoid"])
-def test_split_k_partial_sums_and_epilogue(emulated, monkeypatch, activation):
+@pytest.mark.parametrize("activation, precision", [("linear", "highest"), ("sigmoid", "highest"),
+                                                    ("sigmoid", "high"), ("linear", "medium")])
+def test_split_k_partial_sums_and_epilogue(emulated, monkeypatch, activation, precision):
     force(monkeypatch, tile=gemm_launch.SMALL_TILE, splits=3)
-    _check_all_ops(((2, 8, 9, 6), (3, 3, 10), (1, 1), "valid"), np.random.default_rng(5), activation)
+    _check_all_ops(((2, 8, 9, 6), (3, 3, 10), (1, 1), "valid"), np.random.default_rng(5), activation,
+                   precision=precision)
 
 
 def test_backward_filter_is_deterministic(emulated, monkeypatch):

@@ -4,6 +4,7 @@ run on tensor cores (HMMA in their SASS, cuobjdump).  No GPU needed."""
 import collections
 import functools
 import importlib.util
+import re
 from pathlib import Path
 
 import cuda.bindings.nvrtc  # noqa: F401  (no importorskip: the test extra installs it; CI must not skip)
@@ -110,7 +111,6 @@ def test_compile_errors_in_an_inlined_header_name_the_header_and_line(monkeypatc
 def test_project_sources_hold_no_include_for_nvrtc_to_resolve():
     # Our headers are inlined; the only includes left are the toolkit's wmma and bf16 headers, which
     # runtime.nvrtc_options points NVRTC to.
-    import re
     from gpucnn.cuda import runtime
     for filename in SOURCES:
         includes = re.findall(r"#\s*include\s*(\S+)", runtime.kernel_source(filename))
