@@ -2,6 +2,9 @@
 gpucnn.reference.precision, and planted bugs (a lane skipping mma_sync, a misaligned pointer, a leading
 dimension that is not a multiple of 16 bytes or differs between lanes, an unconverted TF32 operand, a warp
 of fewer than 32 threads) reported as launch errors that name the collective and the lane."""
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -121,3 +124,32 @@ def test_second_warp_of_a_block_runs_its_own_collectives(module):
     a, b, c = _tf32_inputs(8, 8)
     d = _tf32_launch(module, a, b, c, 8, 8, threads=64)  # both warps store the same tile
     np.testing.assert_allclose(d, _tf32_expected(a, b, c), rtol=1e-6, atol=1e-6)
+
+
+def test_collectives_run_clean_under_thread_sanitizer(tmp_path):
+    # sanitize='thread' runs every CUDA thread on its own OS thread: the collective then runs under the
+    # block's mutex, and ThreadSanitizer must see no race in it (nor in the lanes reading its results).
+    script = tmp_path / "tsan_wmma.py"
+    script.write_text(
+        "import sys\n"
+        "import numpy as np\n"
+        "sys.path.insert(0, sys.argv[2])\n"
+        "from test_wmma import _aligned, _tf32_expected, _tf32_inputs\n"
+        "from gpucnn import emulator\n"
+        "module = emulator.load_module(sys.argv[1], sanitize='thread')\n"
+        "a, b, c = _tf32_inputs(8, 8)\n"
+        "d = _aligned(np.zeros((16, 16), np.float32))\n"
+        "args = (a, b, c, d, np.int32(8), np.int32(8), np.int32(0))\n"
+        "module.get_function('tf32_tile')((1,), (64,), (*args, np.int32(0)))\n"
+        "np.testing.assert_allclose(d, _tf32_expected(a, b, c), rtol=1e-6, atol=1e-6)\n"
+        "print('correct and clean', flush=True)\n"
+        "try:\n"
+        "    module.get_function('tf32_tile')((1,), (32,), (*args, np.int32(1)))\n"
+        "except RuntimeError as error:\n"
+        "    print(error, flush=True)\n")
+    env = {**os.environ, **emulator.sanitizer_environment("thread"), "TSAN_OPTIONS": "halt_on_error=1"}
+    result = subprocess.run([sys.executable, str(script), str(SOURCE), str(SOURCE.parent)], capture_output=True,
+                            text=True, env=env, timeout=300, check=False)
+    assert "correct and clean" in result.stdout, result.stderr
+    assert "lane 5 is at wmma::store_matrix_sync instead" in result.stdout, result.stdout + result.stderr
+    assert "ThreadSanitizer" not in result.stderr, result.stderr
