@@ -6,8 +6,8 @@ hand.  On the ``cuda`` backend, the first time a problem is seen (the kernel fam
 every shape argument, the GPU), :class:`Autotuner` times each candidate launch with CUDA events (one
 warm-up, then the median of ``REPEATS``) and keeps the fastest: in memory and in a JSON file on disk
 (``$GPUCNN_AUTOTUNE_CACHE``, default ``~/.cache/gpucnn/autotune.json``) so the next process starts tuned.
-Entries are keyed by the GPU's name, the driver version and a hash of the kernel source, so a new driver
-or an edited kernel is tuned again.  The file is rewritten atomically (temporary file + rename) under an
+Entries are keyed by the GPU's name, the driver and CUDA runtime versions and a hash of the kernel source,
+so a new driver or an edited kernel is tuned again.  The file is rewritten atomically (temporary file + rename) under an
 exclusive lock (read, merge, write), so concurrent processes never corrupt it or lose each other's
 entries; an unreadable or corrupt file counts as empty.
 
@@ -171,7 +171,9 @@ def _cuda_tuner(cache_path):
     import cupy
     properties = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)
     name = properties["name"]
-    device = f"{name.decode() if isinstance(name, bytes) else name} driver {cupy.cuda.runtime.driverGetVersion()}"
+    # The CUDA runtime (NVRTC) version too: another compiler can make another candidate the fastest.
+    device = (f"{name.decode() if isinstance(name, bytes) else name} driver {cupy.cuda.runtime.driverGetVersion()} "
+              f"runtime {cupy.cuda.runtime.runtimeGetVersion()}")
     return Autotuner(cuda_event_timer, device, cache_path,
                      (cupy.cuda.driver.CUDADriverError, cupy.cuda.runtime.CUDARuntimeError))
 
