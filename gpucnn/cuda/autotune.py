@@ -191,9 +191,40 @@ def capturing():
     return cupy.cuda.get_current_stream().is_capturing()
 
 
+_forced = None      # forced(): the candidate every launch runs
+_recorders = []     # recording(): lists that collect (problem, candidates) of each launch
+
+
+@contextlib.contextmanager
+def forced(candidate):
+    """Inside, every GEMM launch runs ``candidate`` (tile suffix, K splits), whatever the tuner or the
+    heuristic would pick: how a benchmark times each candidate."""
+    global _forced
+    previous, _forced = _forced, tuple(candidate)
+    try:
+        yield
+    finally:
+        _forced = previous
+
+
+@contextlib.contextmanager
+def recording():
+    """Yields a list that collects ``(problem, candidates)`` of every GEMM launch made inside."""
+    calls = []
+    _recorders.append(calls)
+    try:
+        yield calls
+    finally:
+        _recorders.remove(calls)
+
+
 def choose(problem, filename, candidates, run, fallback):
     """The candidate to launch for ``problem`` (kernels of ``kernels/<filename>``): tuned on the ``cuda``
     backend (never while a CUDA graph is being captured), else ``fallback`` (the heuristic's choice)."""
+    for calls in _recorders:
+        calls.append((problem, list(candidates)))
+    if _forced is not None:
+        return _forced
     tuner = current_tuner()
     if tuner is None:
         return fallback
