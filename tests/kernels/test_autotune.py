@@ -178,3 +178,20 @@ def test_on_gpu_the_tuner_times_with_cuda_events_and_stores_the_winner(gpu, monk
     (winner,) = json.loads((tmp_path / "autotune.json").read_text()).values()
     assert tuple(winner) in dense_launchers.gemm_candidates(1000, 200, 300 // dense_launchers.TILE_DEPTH + 1)
     assert autotune.cuda_event_timer(lambda: cupy.zeros(10**6).sum()) > 0
+
+
+def test_recording_and_forcing_a_candidate(emulated, launches):
+    rng = np.random.default_rng(2)
+    x, w = random(rng, (70, 80)), random(rng, (80, 9))
+    with autotune.recording() as calls:
+        dense_launchers.dense_forward(x, w, None)
+    assert calls == [(["gemm_nn", 70, 9, 80], dense_launchers.gemm_candidates(70, 9, 10))]
+    launches.clear()
+    with autotune.forced(("64x64", 2)):
+        y = dense_launchers.dense_forward(x, w, None)
+    assert [launch.name for launch in launches] == ["gemm_nn_64x64", "split_k_reduce"]
+    assert launches[0].grid[2] == 2
+    np.testing.assert_allclose(y, reference.dense_forward(x, w, None), rtol=1e-4, atol=1e-4)
+    launches.clear()
+    dense_launchers.dense_forward(x, w, None)  # outside: the heuristic again
+    assert [launch.name for launch in launches] == ["gemm_nn_128x32"]
