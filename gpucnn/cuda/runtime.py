@@ -57,18 +57,26 @@ def _inline_includes(filename, included):
     return "".join(pieces)
 
 
+DEFAULT_CUDA_PATH = "/usr/local/cuda"
+
+
 @functools.lru_cache(maxsize=None)
 def toolkit_include_dir():
     """The CUDA toolkit's include folder that holds ``mma.h`` with its ``crt/`` part (NVRTC has no built-in
-    copy): from the nvidia-cuda-runtime / nvidia-cuda-crt wheels, else $CUDA_PATH, $CUDA_HOME or
-    /usr/local/cuda."""
+    copy): from the nvidia-cuda-runtime / nvidia-cuda-crt wheels, else CuPy's toolkit, $CUDA_PATH,
+    $CUDA_HOME or /usr/local/cuda."""
     candidates = []
     try:
         from cuda import pathfinder
         candidates.append(pathfinder.find_nvidia_header_directory("cudart"))
     except (ImportError, RuntimeError):
         pass
-    candidates += [os.environ.get("CUDA_PATH"), os.environ.get("CUDA_HOME"), "/usr/local/cuda"]
+    try:  # the toolkit CuPy itself uses, where it found one
+        import cupy
+        candidates.append(cupy.cuda.get_cuda_path())
+    except (ImportError, AttributeError, RuntimeError):
+        pass
+    candidates += [os.environ.get("CUDA_PATH"), os.environ.get("CUDA_HOME"), DEFAULT_CUDA_PATH]
     for candidate in candidates:
         if candidate and (Path(candidate) / "include" / "crt" / "mma.h").is_file():
             return str(Path(candidate) / "include")

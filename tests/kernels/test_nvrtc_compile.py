@@ -161,3 +161,26 @@ def test_sass_parser_counts_opcodes_per_kernel():
             "        /*0010*/               @P1 FFMA R2, R3, R4, R2 ;\n")
     assert nvrtc.parse_sass(text) == {"k": collections.Counter({"HMMA": 2, "LDC": 1}),
                                       "j": collections.Counter({"FFMA": 1})}
+
+
+def test_toolkit_headers_are_found_or_the_error_says_how_to_get_them(monkeypatch, tmp_path):
+    from cuda import pathfinder
+    from gpucnn.cuda import runtime
+
+    def not_found(name):
+        raise RuntimeError(f"no {name}")
+    import cupy
+    monkeypatch.setattr(pathfinder, "find_nvidia_header_directory", not_found)
+    monkeypatch.setattr(cupy.cuda, "get_cuda_path", lambda: None)
+    monkeypatch.setattr(runtime, "DEFAULT_CUDA_PATH", str(tmp_path / "none"))
+    for variable in ("CUDA_PATH", "CUDA_HOME"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("CUDA_PATH", str(tmp_path))
+    (tmp_path / "include" / "crt").mkdir(parents=True)
+    (tmp_path / "include" / "crt" / "mma.h").write_text("")
+    assert runtime.toolkit_include_dir.__wrapped__() == str(tmp_path / "include")
+    assert runtime.nvrtc_options("#include <mma.h>\n")[-1] == f"--include-path={runtime.toolkit_include_dir()}"
+    assert runtime.nvrtc_options('extern "C" __global__ void k() {}') == runtime.NVRTC_OPTIONS
+    (tmp_path / "include" / "crt" / "mma.h").unlink()
+    with pytest.raises(RuntimeError, match="pip install 'nvidia-cuda-runtime>=13' 'nvidia-cuda-crt>=13'"):
+        runtime.toolkit_include_dir.__wrapped__()
