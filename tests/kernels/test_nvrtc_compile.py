@@ -5,6 +5,7 @@ import collections
 import functools
 import importlib.util
 import re
+import sys
 from pathlib import Path
 
 import cuda.bindings.nvrtc  # noqa: F401  (no importorskip: the test extra installs it; CI must not skip)
@@ -169,9 +170,8 @@ def test_toolkit_headers_are_found_or_the_error_says_how_to_get_them(monkeypatch
 
     def not_found(name):
         raise RuntimeError(f"no {name}")
-    import cupy
     monkeypatch.setattr(pathfinder, "find_nvidia_header_directory", not_found)
-    monkeypatch.setattr(cupy.cuda, "get_cuda_path", lambda: None)
+    monkeypatch.setitem(sys.modules, "cupy", None)  # no CuPy toolkit either (import cupy fails)
     monkeypatch.setattr(runtime, "DEFAULT_CUDA_PATH", str(tmp_path / "none"))
     for variable in ("CUDA_PATH", "CUDA_HOME"):
         monkeypatch.delenv(variable, raising=False)
