@@ -5,9 +5,11 @@
 ``"highest"``  strict FP32: the CUDA-core kernels, every product and sum in float32 (the default).
 ``"high"``     TF32 tensor cores: operands rounded to TF32 (10 mantissa bits, round to nearest, ties away
                from zero, as ``wmma::__float_to_tf32``) when staged, FP32 accumulation and storage.
-               Relative error of each product up to ~2⁻¹¹ (~5e-4) instead of ~6e-8.
+               Each operand is off by at most 2⁻¹¹ (4.9e-4) relative (float32: 2⁻²⁴, 6e-8), so each
+               product by at most ~2⁻¹⁰ (1e-3).
 ``"medium"``   BF16 tensor cores: operands rounded to bfloat16 (7 mantissa bits, round to nearest even)
-               when staged, FP32 accumulation and storage.  Relative error of each product up to ~2⁻⁸ (~4e-3).
+               when staged, FP32 accumulation and storage.  Each operand is off by at most 2⁻⁸ (3.9e-3)
+               relative, each product by at most ~2⁻⁷ (7.8e-3).
 
 It applies to conv2d forward, backward-data and backward-filter and to Dense (forward and both backward
 passes) on the ``cuda`` and ``emulated`` backends; other ops always compute in float32.  The ``cpu``
