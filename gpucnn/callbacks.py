@@ -491,8 +491,7 @@ class BackupAndRestore(Callback):
 
     def on_train_begin(self, logs=None):
         if os.path.exists(self.path):
-            # fit reads the epoch to start from after on_train_begin.
-            self.model._initial_epoch = saving.restore_training_state(self.model, self.path)
+            self.model.set_initial_epoch(saving.restore_training_state(self.model, self.path))
 
     def on_epoch_end(self, epoch, logs=None):
         # An epoch stopped by TerminateOnNaN ends with a non-finite loss: never back that up.
@@ -544,11 +543,11 @@ class TerminateOnNaN(Callback):
         self._check()
 
     def _snapshot(self, when):
-        self._good = self.model._copy_training_state()
+        self._good = self.model.get_training_state()
         self._good_when = when
 
     def _restore(self):
-        self.model._put_training_state(self._good)
+        self.model.set_training_state(self._good)
 
     def _check(self):
         pending = self._losses[self._checked:]

@@ -213,7 +213,7 @@ def _restore_optimizer_state(model, header, tensors):
     state = header.get("optimizer_state")
     if not state:
         return
-    model._pack_parameters()
+    model.pack_parameters()
     names = [entry["name"] for entry in state["tensors"]]
     if sorted(names) != sorted(model.optimizer.state):
         raise ValueError(f"The saved optimizer state holds {names}, but the model's optimizer "
