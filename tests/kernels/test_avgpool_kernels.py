@@ -1,27 +1,16 @@
 """Average-pool kernels vs the NumPy reference: overlapping windows, 'same' padding with Keras' count of
 valid cells, strides past the window, and global average pooling as one window per image."""
 import pytest
+import test_pool as max_pool_cases
 from numba_helpers import assert_close, device, on_device, pick, random, with_devices  # noqa: F401 (fixture)
 
 from gpucnn import cuda as launchers
 from gpucnn import reference
 
-# (x shape, pool_size, strides, padding): tiling, overlapping 'same' with stride 2, non-square overlapping
-# windows, 'same' with odd total padding, strides past the window (inputs in no window get 0), windows
-# larger than the image; 100 outputs wrap the emulated 2 × 32-thread grid.
-EMULATED_CASES = [
-    ((1, 4, 4, 3), (2, 2), (2, 2), "valid"),
-    ((2, 5, 5, 3), (3, 3), (2, 2), "same"),
-    ((1, 5, 4, 2), (3, 2), (1, 2), "valid"),
-    ((1, 3, 4, 1), (2, 2), (1, 1), "same"),
-    ((1, 8, 7, 2), (2, 2), (3, 3), "valid"),
-    ((1, 2, 3, 2), (4, 4), (1, 1), "same"),
-    ((2, 5, 5, 2), (2, 2), (1, 1), "same"),
-]
-GPU_CASES = [
-    ((32, 64, 64, 64), (2, 2), (2, 2), "valid"),
-    ((16, 57, 57, 48), (3, 3), (2, 2), "same"),
-]
+# Max-pooling's cases (overlapping, 'same' with odd padding, strides past the window, grid wrap-around)
+# and windows larger than the whole image ('same': every window averages fewer cells than it holds).
+EMULATED_CASES = max_pool_cases.EMULATED_CASES + [((1, 2, 3, 2), (4, 4), (1, 1), "same")]
+GPU_CASES = max_pool_cases.GPU_CASES
 
 
 @with_devices

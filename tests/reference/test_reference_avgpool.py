@@ -4,23 +4,15 @@ import numpy as np
 import pytest
 from skimage.measure import block_reduce
 
+import test_reference_pool as max_pool_cases
 from gradcheck import assert_gradient, projection
 from gpucnn.reference import (average_pool_backward, average_pool_forward, global_average_pool_backward,
                               global_average_pool_forward)
 
-# (x shape NHWC, pool_size, strides, padding): tiling, overlapping, 'same' with odd total padding (the
-# extra row/column bottom/right), strides larger than the pool, non-square windows, batch 1.
-CASES = [
-    ((2, 6, 6, 3), (2, 2), (2, 2), "valid"),
-    ((1, 7, 5, 1), (3, 3), (2, 2), "same"),
-    ((2, 5, 8, 2), (3, 2), (1, 1), "same"),
-    ((1, 7, 7, 3), (3, 3), (2, 1), "valid"),
-    ((2, 5, 5, 1), (2, 2), (3, 3), "same"),
-    ((1, 4, 6, 2), (1, 3), (1, 3), "valid"),
-    ((1, 5, 4, 2), (2, 2), (1, 1), "same"),
-    ((1, 3, 3, 1), (4, 4), (1, 1), "same"),  # every window larger than the image
-]
-IDS = [f"{'x'.join(map(str, x))}-p{p[0]}{p[1]}-s{s[0]}{s[1]}-{pad}" for x, p, s, pad in CASES]
+# Max-pooling's cases (overlapping, 'same' with odd total padding, strides past the pool, windows past
+# 255 cells) and windows larger than the image.
+CASES = max_pool_cases.CASES + [((1, 3, 3, 1), (4, 4), (1, 1), "same")]
+IDS = max_pool_cases.IDS + ["1x3x3x1-p44-s11-same"]
 
 
 def _loop_average_pool(x, pool_size, strides, padding):
