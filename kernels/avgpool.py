@@ -15,7 +15,8 @@ from .pool import GEOMETRY, TENSOR, covering_windows, nhwc_position
 @device
 def inside(start, pool, length):
     """(first, end) of the positions of the window [start, start + pool) that lie in [0, length)."""
-    return max(start, 0), min(start + pool, length)
+    end = start + pool
+    return (start if start > 0 else 0), (end if end < length else length)  # no max/min: see pool.py
 
 
 @kernel(f"void({TENSOR}, {TENSOR}, {GEOMETRY})")

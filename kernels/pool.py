@@ -28,8 +28,11 @@ def nhwc_position(i, shape):
 def covering_windows(padded_position, pool, stride, out_length):
     """(first, last) index of the windows that contain ``padded_position`` along one axis (inclusive;
     first > last when none does).  Window o covers [o·stride, o·stride + pool) in padded coordinates."""
-    first = max((padded_position - pool) // stride + 1, 0)
-    return first, min(padded_position // stride, out_length - 1)
+    # Comparisons rather than max()/min(): Numba's built-in CUDA target (numba.cuda without the
+    # numba-cuda package) cannot type the variadic max/min overloads.
+    first = (padded_position - pool) // stride + 1
+    last = padded_position // stride
+    return (first if first > 0 else 0), (last if last < out_length else out_length - 1)
 
 
 @kernel(f"void({TENSOR}, {TENSOR}, {INDICES}, {GEOMETRY})")
