@@ -14,6 +14,9 @@ def check_inputs(name, inputs, same_last_axis):
     if not isinstance(inputs, (list, tuple)) or len(inputs) < 2:
         raise TypeError(f"Argument `{name}` must be a list of at least 2 arrays, got {type(inputs).__name__}"
                         f"{'' if not isinstance(inputs, (list, tuple)) else f' of length {len(inputs)}'}.")
+    for k, x in enumerate(inputs):
+        if not hasattr(x, "shape"):
+            raise TypeError(f"Argument `{name}[{k}]` must be an array, got {type(x).__name__}.")
     shapes = [tuple(x.shape) for x in inputs]
     first = shapes[0]
     for shape in shapes[1:]:

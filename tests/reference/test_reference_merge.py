@@ -50,6 +50,8 @@ def test_bad_arguments_name_the_argument():
         add_forward([a])
     with pytest.raises(ValueError, match=r"`inputs`.*same shape.*\(2, 3\), \(2, 4\)"):
         add_forward([a, b])
+    with pytest.raises(TypeError, match=r"`inputs\[1\]` must be an array, got list"):
+        concatenate_forward([a, [1.0, 2.0]])
     with pytest.raises(ValueError, match="same shape except the last axis"):
         concatenate_forward([a, np.zeros((3, 3))])
     with pytest.raises(ValueError, match="`target` and `x`"):
