@@ -40,7 +40,7 @@ METADATA_NAME = "metadata.json"
 WEIGHTS_NAME = "model.weights.h5"
 # The major version of the archives this module reads; metadata.json names the Keras release.
 KERAS_MAJOR_VERSION = 3
-# The Keras release this writer's files were checked against (profiling/check_keras_files.py).
+# The Keras release this writer's files were checked against (tests/data/keras/check_in_keras.py).
 KERAS_VERSION_WRITTEN = "3.15.1"
 
 _ANY = object()  # an option whose value does not matter to gpucnn (e.g. renorm_momentum without renorm)
@@ -138,11 +138,18 @@ def _same(value, expected):
     return value == expected
 
 
-def _check_fixed(where, config, fixed, supported_word="only"):
+def _check_fixed(where, config, fixed):
     for option, expected in fixed.items():
         if option in config and not _same(config[option], expected):
-            raise _unsupported(where, option, config[option],
-                               f"{supported_word} {option}={expected!r}")
+            raise _unsupported(where, option, config[option], f"only {option}={expected!r}")
+
+
+def _spec(layer):
+    spec = _LAYERS.get(type(layer).__name__)
+    if spec is None:
+        raise ValueError(f"Layer '{layer.name}' ({type(layer).__name__}) has no Keras counterpart that "
+                         f"gpucnn knows; it reads and writes {sorted(_LAYERS)}.")
+    return spec
 
 
 def _layer_keys(model):
@@ -150,7 +157,7 @@ def _layer_keys(model):
     used = {}
     keys = []
     for layer in model.layers:
-        stem = _LAYERS[type(layer).__name__].snake_key
+        stem = _spec(layer).snake_key
         keys.append(stem if stem not in used else f"{stem}_{used[stem] + 1}")
         used[stem] = used.get(stem, -1) + 1
     return keys
@@ -165,7 +172,7 @@ def _keras_initializer(name):
 
 
 def _keras_layer(layer):
-    spec = _LAYERS[type(layer).__name__]
+    spec = _spec(layer)
     config = layer.get_config()
     keras_config = {"name": layer.name, "trainable": layer.trainable, "dtype": _dtype_policy()}
     for option in spec.arguments:
@@ -192,10 +199,6 @@ def _keras_compile_config(model):
 
 
 def _keras_config(model):
-    for layer in model.layers:
-        if type(layer).__name__ not in _LAYERS:
-            raise ValueError(f"Layer '{layer.name}' ({type(layer).__name__}) has no Keras counterpart "
-                             f"gpucnn can write; it writes {sorted(_LAYERS)}.")
     batch_shape = [None, *model.input_shape[1:]]
     input_layer = _keras_object("keras.layers", "InputLayer",
                                 {"batch_shape": batch_shape, "dtype": "float32", "sparse": False,
@@ -230,7 +233,7 @@ def _optimizer_variables(model):
     return variables
 
 
-def _write_h5(model, stream, include_optimizer):
+def _write_h5(model, stream):
     with h5py.File(stream, "w") as h5:
         h5.create_group("vars").attrs["name"] = model.name
         for key, layer in zip(_layer_keys(model), model.layers):
@@ -238,16 +241,16 @@ def _write_h5(model, stream, include_optimizer):
             group.attrs["name"] = layer.name
             for index, weight in enumerate(layer.weights):
                 group[str(index)] = weight.numpy()
-        if include_optimizer and model.loss is not None:
+        if model.loss is not None:
             group = h5.create_group("optimizer/vars")
             group.attrs["name"] = type(model.optimizer).__name__.lower()
             for index, array in enumerate(_optimizer_variables(model)):
                 group[str(index)] = array
 
 
-def _h5_bytes(model, include_optimizer=True):
+def _h5_bytes(model):
     stream = io.BytesIO()
-    _write_h5(model, stream, include_optimizer)
+    _write_h5(model, stream)
     return stream.getvalue()
 
 
@@ -583,7 +586,13 @@ def load_model(filepath, compile=True):
     if class_name not in _MODEL_READERS:
         raise ValueError(f"{filepath!r} holds a Keras model of class {class_name!r}; gpucnn reads "
                          f"Sequential models. Fix: rebuild it as keras.Sequential, or load it in Keras.")
-    model = Sequential.from_config(_MODEL_READERS[class_name](config, filepath))
+    gpucnn_config = _MODEL_READERS[class_name](config, filepath)
+    try:
+        model = Sequential.from_config(gpucnn_config)
+    except (ValueError, TypeError) as error:
+        # gpucnn's layers refuse what they cannot compute (e.g. Dense on a 4-D input, which Keras
+        # applies to the last axis): the same refusal, naming the file.
+        raise type(error)(f"{filepath!r}: {error}") from None
     _set_weights(model, arrays, filepath)
     if compile and config.get("compile_config"):
         _compile(model, config["compile_config"], filepath)

@@ -346,6 +346,7 @@ def edit_compile(**options):
     (edit_layer("BatchNormalization", renorm=True), r"option `renorm=True`.*only renorm=False"),
     (edit_layer("BatchNormalization", axis=1), r"option `axis=1`.*only axis=-1"),
     (edit_layer("Dropout", noise_shape=[None, 1]), r"option `noise_shape=\[None, 1\]`"),
+    (edit_layer("MaxPooling2D", padding="full"), r"Argument `padding`.*'full'"),
     (edit_compile(optimizer__class_name="RMSprop"),
      r"optimizer \('RMSprop'\) is not supported.*'Adam'.*compile=False"),
     (edit_compile(optimizer__config__clipnorm=1.0), r"option `clipnorm=1.0`.*only clipnorm=None"),
@@ -360,6 +361,17 @@ def test_unsupported_options_are_refused_by_name(cpu, tmp_path, edit, match):
     with pytest.raises(ValueError, match=match) as error:
         gpucnn.load_model(path)
     assert str(path) in str(error.value)
+
+
+def test_dense_on_a_4d_tensor_is_refused_by_name(cpu, tmp_path):
+    # Keras applies Dense to the last axis of any input; gpucnn's Dense needs a Flatten before it.
+    def drop_flatten(document):
+        document["config"]["layers"] = [entry for entry in document["config"]["layers"]
+                                        if entry["class_name"] != "Flatten"]
+    path = rewrite_archive(keras_file("sigmoid_cnn.keras"), tmp_path / "no_flatten.keras",
+                           edit_config=drop_flatten)
+    with pytest.raises(ValueError, match=r"no_flatten\.keras.*\(Dense\) expects a flat input.*Flatten"):
+        gpucnn.load_model(path)
 
 
 def test_unsupported_compile_options_load_with_compile_false(cpu, tmp_path):

@@ -50,7 +50,7 @@ def gpucnn_models():
     faces = faces_cnn.build_model()
     faces.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
     yield faces, (faces.input_shape[1:]), "binary"
-    article = textures_cnn.build_model(width_divisor=8)
+    article = textures_cnn.build_model()  # full width: 1.48 M weights
     article.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
     yield article, (article.input_shape[1:]), "binary"
     softmax = gpucnn.Sequential([
