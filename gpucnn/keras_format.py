@@ -354,7 +354,11 @@ def _set_optimizer_state(model, arrays, filepath):
     shapes = [w.shape for w in model.trainable_weights]
     expected = [(), ()] + [shape for shape in shapes for _ in names]
     found = [tuple(np.shape(a)) for a in saved]
-    if found != expected:
+    if found == [(), ()]:
+        # An optimizer Keras never built (compiled, not trained): only its iteration and learning
+        # rate, and gpucnn's fresh optimizer starts from the zeros Keras would build.
+        saved = saved + [np.zeros(shape, np.float32) for shape in expected[2:]]
+    elif found != expected:
         raise ValueError(f"{filepath!r}: the saved optimizer state holds arrays of shapes {found}, but "
                          f"{type(optimizer).__name__} over this model's trainable weights keeps "
                          f"{expected} (iteration, learning rate, then {list(names) or 'nothing'} per "

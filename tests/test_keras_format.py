@@ -118,6 +118,17 @@ def test_training_continues_from_keras_optimizer_state(cpu, name):
         np.testing.assert_allclose(weight, keras_weight, atol=1e-6, rtol=0)
 
 
+def test_keras_optimizer_never_built_loads_as_a_fresh_one(cpu):
+    path = keras_file("compiled_unfit.keras")
+    assert sorted(p for p in archive_h5(path) if p.startswith("optimizer/")) == [
+        "optimizer/vars/0", "optimizer/vars/1"]
+    model = gpucnn.load_model(path)
+    assert (type(model.optimizer), model.optimizer.iterations, model.optimizer.learning_rate) == \
+        (optimizers.Adam, 0, 0.0010000000474974513)
+    assert model.metrics == ["categorical_accuracy"] and model.loss.name == "categorical_crossentropy"
+    np.testing.assert_array_equal(model.get_weights()[1], archive_h5(path)["layers/dense/vars/1"])
+
+
 def test_keras_weights_file_loads_into_a_gpucnn_model_by_layer_class_not_name(cpu):
     expected = np.load(keras_file("sgd_dense.npz"))
     # Other layer names than the Keras model's: Keras keys the H5 groups by class (dense, dense_1).

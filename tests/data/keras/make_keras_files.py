@@ -7,7 +7,8 @@ For each supported model NAME it writes NAME.keras (the trained, compiled model)
 (``save_weights``) and NAME.npz: fixed inputs ``x``, Keras' predictions ``y`` on them, and for the
 models without Dropout one more ``train_on_batch`` on (``x``, ``labels``) from the saved state
 (``after_step_<i>``: every weight afterwards), so a test can check that training continues in gpucnn
-from the optimizer state Keras saved.  unsupported_*.keras are models gpucnn must refuse by name.
+from the optimizer state Keras saved.  compiled_unfit.keras has an optimizer Keras never built;
+unsupported_*.keras are models gpucnn must refuse by name.
 """
 import os
 import pathlib
@@ -75,6 +76,15 @@ def sgd_dense():
     return model, lambda rng, n: (rng.random(n) > 0.5).astype("float32")
 
 
+def compiled_unfit():
+    """Compiled, never trained: Keras' optimizer is not built yet, its variables are the iteration and
+    the learning rate only."""
+    model = keras.Sequential([keras.Input((3, 3, 1)), layers.Flatten(), layers.Dense(2, activation="softmax")],
+                             name="compiled_unfit")
+    model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["categorical_accuracy"])
+    return model
+
+
 def unsupported():
     """One file per thing gpucnn does not have, each otherwise a plain model."""
     def conv_model(name, conv, shape=(6, 6, 2)):
@@ -109,6 +119,8 @@ def main():
             model.train_on_batch(x, arrays["labels"])
             arrays.update({f"after_step_{i}": w for i, w in enumerate(model.get_weights())})
         np.savez(HERE / f"{name}.npz", **arrays)
+    model = compiled_unfit()
+    model.save(HERE / f"{model.name}.keras")
     for name, model in unsupported():
         model.save(HERE / f"{name}.keras")
     print(f"Keras {keras.__version__} ({keras.backend.backend()}) wrote the files in {HERE}")
