@@ -289,14 +289,14 @@ def _read_h5(source, filepath, what):
 
     try:
         with h5py.File(source, "r") as h5:
-            if "layer_names" in h5.attrs or "model_weights" in h5:
-                raise _corrupt(filepath, what, "it is a Keras 2 (legacy HDF5) file",
-                               "load it in Keras and save it again as .keras or .weights.h5")
-            h5.visititems(collect)
+            legacy = "layer_names" in h5.attrs or "model_weights" in h5
+            if not legacy:
+                h5.visititems(collect)
     except (OSError, ValueError, KeyError, RuntimeError) as error:
-        if isinstance(error, saving.CorruptModelFileError):
-            raise
         raise _corrupt(filepath, what, f"unreadable HDF5 data ({error})") from None
+    if legacy:
+        raise _corrupt(filepath, what, "it is a Keras 2 (legacy HDF5) file",
+                       "load it in Keras and save it again as .keras or .weights.h5")
     if arrays and not any(path.startswith(("layers/", "vars/", "optimizer/")) for path in arrays):
         raise _corrupt(filepath, what, "the HDF5 file has no Keras layer variables (layers/<name>/vars)",
                        "pass a file written by Keras' save_weights or model.save")
@@ -304,7 +304,7 @@ def _read_h5(source, filepath, what):
 
 
 def _numbered(arrays, prefix):
-    """The datasets ``prefix/0, 1, ...`` in order, or None when there is no such group."""
+    """The datasets ``prefix/0, 1, ...`` in order ([] when there is no such group)."""
     count = sum(1 for path in arrays if path.startswith(prefix + "/") and "/" not in path[len(prefix) + 1:])
     if not count:
         return []
@@ -341,14 +341,15 @@ def _set_weights(model, arrays, filepath):
     model.set_weights(values)
 
 
-def _set_optimizer_state(model, arrays, filepath):
-    """Set the compiled model's optimizer from Keras' ``optimizer/vars`` (if the file has them)."""
+def _optimizer_variables_read(model, arrays, filepath):
+    """Keras' ``optimizer/vars`` checked against the compiled model's optimizer (the state of one
+    Keras never built filled in with its zeros), or [] when the file has none."""
     try:
         saved = _numbered(arrays, "optimizer/vars")
     except KeyError as error:
         raise _corrupt(filepath, "weights file", error.args[0]) from None
     if not saved:
-        return
+        return []
     optimizer = model.optimizer
     names = optimizer.state_names()
     shapes = [w.shape for w in model.trainable_weights]
@@ -362,8 +363,18 @@ def _set_optimizer_state(model, arrays, filepath):
         raise ValueError(f"{filepath!r}: the saved optimizer state holds arrays of shapes {found}, but "
                          f"{type(optimizer).__name__} over this model's trainable weights keeps "
                          f"{expected} (iteration, learning rate, then {list(names) or 'nothing'} per "
-                         f"weight). Fix: compile with the optimizer the file was saved with, or load "
-                         f"with compile=False.")
+                         f"weight). Fix: compile with the optimizer the file was saved with, or read "
+                         f"the file into an uncompiled model (load_model(..., compile=False)).")
+    return saved
+
+
+def _set_optimizer_state(model, saved):
+    """Set the compiled model's optimizer from Keras' optimizer variables (checked; none: nothing)."""
+    if not saved:
+        return
+    optimizer = model.optimizer
+    names = optimizer.state_names()
+    shapes = [w.shape for w in model.trainable_weights]
     flat = {name: np.concatenate([np.ravel(a) for a in saved[2 + index::len(names)]]).astype(np.float32)
             if shapes else np.zeros(0, np.float32) for index, name in enumerate(names)}
     if int(saved[0]) or any(array.any() for array in flat.values()):
@@ -600,7 +611,7 @@ def load_model(filepath, compile=True):
     _set_weights(model, arrays, filepath)
     if compile and config.get("compile_config"):
         _compile(model, config["compile_config"], filepath)
-        _set_optimizer_state(model, arrays, filepath)
+        _set_optimizer_state(model, _optimizer_variables_read(model, arrays, filepath))
     return model
 
 
@@ -612,6 +623,8 @@ def load_weights(model, filepath):
         _, arrays = _read_archive(filepath)
     else:
         arrays = _read_h5(io.BytesIO(saving.read_bytes(filepath)), filepath, ".weights.h5 file")
+    model.build()
+    # Both checked before either is set: a refused file leaves the model as it was.
+    optimizer_variables = _optimizer_variables_read(model, arrays, filepath) if model.loss is not None else []
     _set_weights(model, arrays, filepath)
-    if model.loss is not None:
-        _set_optimizer_state(model, arrays, filepath)
+    _set_optimizer_state(model, optimizer_variables)

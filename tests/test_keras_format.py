@@ -500,9 +500,12 @@ def test_weights_of_a_model_with_more_layers_are_refused(cpu):
 def test_optimizer_state_of_another_layout_is_refused(cpu):
     model = gpucnn.load_model(keras_file("sgd_dense.keras"), compile=False)
     model.compile(optimizer="adam", loss="binary_crossentropy")
+    model.set_weights([np.zeros(w.shape, np.float32) for w in model.weights])
     with pytest.raises(ValueError, match=r"saved optimizer state holds arrays of shapes.*Adam over this "
-                                         r"model's trainable weights keeps.*\['m', 'v'\] per weight"):
+                                         r"model's trainable weights keeps.*\['m', 'v'\] per weight.*"
+                                         r"uncompiled model"):
         model.load_weights(keras_file("sgd_dense.weights.h5"))
+    assert not any(w.any() for w in model.get_weights())  # refused before any weight was set
 
 
 @pytest.mark.parametrize("call, name, match", [
