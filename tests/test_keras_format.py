@@ -292,6 +292,20 @@ def test_written_config_is_keras_config(cpu, tmp_path):
         assert json.loads(zf.read("metadata.json"))["keras_version"].startswith("3.")
 
 
+@pytest.mark.parametrize("filepath, weights_only", [("m-{epoch}.keras", False),
+                                                     ("w-{epoch}.weights.h5", True)])
+def test_model_checkpoint_writes_keras_files_by_suffix(cpu, tmp_path, filepath, weights_only):
+    model = every_layer_model(dropout=False)
+    x, labels = train(model, steps=0)
+    checkpoint = gpucnn.callbacks.ModelCheckpoint(str(tmp_path / filepath), save_weights_only=weights_only,
+                                                  monitor="loss")
+    model.fit(x, labels, epochs=2, verbose=0, callbacks=[checkpoint])
+    saved = tmp_path / filepath.format(epoch=2)
+    with h5py.File(io.BytesIO(zipfile.ZipFile(saved).read("model.weights.h5")) if not weights_only
+                   else saved, "r") as h5:
+        assert int(h5["optimizer/vars/0"][()]) == model.optimizer.iterations == 2
+
+
 def load_example(name):
     spec = importlib.util.spec_from_file_location(name, ROOT / "examples" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
