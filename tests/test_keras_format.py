@@ -372,6 +372,8 @@ def edit_compile(**options):
     (edit_layer("BatchNormalization", axis=1), r"option `axis=1`.*only axis=-1"),
     (edit_layer("Dropout", noise_shape=[None, 1]), r"option `noise_shape=\[None, 1\]`"),
     (edit_layer("MaxPooling2D", padding="full"), r"Argument `padding`.*'full'"),
+    (edit_layer("InputLayer", batch_shape=[None, None, None, 2]), r"no fixed input shape.*Input\(shape="),
+    (edit_layer("InputLayer", sparse=True), r"the InputLayer: option `sparse=True`"),
     (edit_compile(optimizer__class_name="RMSprop"),
      r"optimizer \('RMSprop'\) is not supported.*'Adam'.*compile=False"),
     (edit_compile(optimizer__config__clipnorm=1.0), r"option `clipnorm=1.0`.*only clipnorm=None"),
