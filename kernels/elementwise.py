@@ -37,6 +37,11 @@ def sigmoid(x, alpha):
 
 
 @device
+def tanh(x, alpha):
+    return math.tanh(x)
+
+
+@device
 def relu_grad(dy, y, alpha):
     return dy if y > 0 else float32(0)
 
@@ -49,6 +54,11 @@ def leaky_relu_grad(dy, y, alpha):
 @device
 def sigmoid_grad(dy, y, alpha):
     return dy * (y * (float32(1) - y))
+
+
+@device
+def tanh_grad(dy, y, alpha):
+    return dy * (float32(1) - y * y)
 
 
 @device
@@ -77,9 +87,11 @@ def binary_map(op, name):
 relu_forward = unary_map(relu, "relu_forward")
 leaky_relu_forward = unary_map(leaky_relu, "leaky_relu_forward")
 sigmoid_forward = unary_map(sigmoid, "sigmoid_forward")
+tanh_forward = unary_map(tanh, "tanh_forward")
 relu_backward = binary_map(relu_grad, "relu_backward")
 leaky_relu_backward = binary_map(leaky_relu_grad, "leaky_relu_backward")
 sigmoid_backward = binary_map(sigmoid_grad, "sigmoid_backward")
+tanh_backward = binary_map(tanh_grad, "tanh_backward")
 multiply_map = binary_map(multiply, "multiply")
 
 

@@ -5,7 +5,7 @@ run on the CPU).  See docs/architecture.md for the op contract.
 """
 from gpucnn.cuda.activations import (bias_add, bias_backward, leaky_relu_backward, leaky_relu_forward,
                                      relu_backward, relu_forward, sigmoid_backward, sigmoid_forward,
-                                     softmax_backward, softmax_forward)
+                                     softmax_backward, softmax_forward, tanh_backward, tanh_forward)
 from gpucnn.cuda.batchnorm import batchnorm_backward, batchnorm_forward_inference, batchnorm_forward_training
 from gpucnn.cuda.dropout import dropout_backward, dropout_forward
 from gpucnn.cuda.losses import (binary_crossentropy, categorical_crossentropy, sigmoid_binary_crossentropy,

@@ -109,7 +109,7 @@ class Flatten(Layer):
 
 
 class Activation(Layer):
-    """Applies an activation function by name: linear, relu, leaky_relu, sigmoid or softmax."""
+    """Applies an activation function by name: linear, relu, leaky_relu, sigmoid, tanh or softmax."""
 
     default_name = "activation"
 
@@ -159,9 +159,10 @@ class LeakyReLU(Activation):
 
     def __init__(self, negative_slope=0.3, alpha=None, **kwargs):
         slope = negative_slope if alpha is None else alpha
-        if isinstance(slope, bool) or not isinstance(slope, (int, float)) or not slope > 0:
-            raise ValueError(f"Argument `negative_slope` must be a float > 0, got {slope!r}. "
-                             f"Fix: use ReLU() for a slope of 0.")
+        # Keras allows any slope >= 0 (0 is ReLU); an infinite one would turn every negative input into
+        # -inf and its gradient into NaN.
+        if isinstance(slope, bool) or not isinstance(slope, (int, float)) or not 0 <= slope < math.inf:
+            raise ValueError(f"Argument `negative_slope` must be a finite float >= 0, got {slope!r}.")
         super().__init__("leaky_relu", **kwargs)
         self.negative_slope = self.alpha = float(slope)
 

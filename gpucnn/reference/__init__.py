@@ -3,7 +3,8 @@
 Same function names and signatures as ``gpucnn.cuda``; see docs/architecture.md for the op contract.
 """
 from .activations import (bias_add, bias_backward, leaky_relu_backward, leaky_relu_forward, relu_backward,
-                          relu_forward, sigmoid_backward, sigmoid_forward, softmax_backward, softmax_forward)
+                          relu_forward, sigmoid_backward, sigmoid_forward, softmax_backward, softmax_forward,
+                          tanh_backward, tanh_forward)
 from .batchnorm import batchnorm_backward, batchnorm_forward_inference, batchnorm_forward_training
 from .conv import conv2d_backward_data, conv2d_backward_filter, conv2d_forward
 from .dense import dense_backward_data, dense_backward_weights, dense_forward
@@ -18,7 +19,8 @@ __all__ = [
     "conv2d_forward", "conv2d_backward_data", "conv2d_backward_filter",
     "dense_forward", "dense_backward_data", "dense_backward_weights",
     "relu_forward", "relu_backward", "leaky_relu_forward", "leaky_relu_backward",
-    "sigmoid_forward", "sigmoid_backward", "softmax_forward", "softmax_backward",
+    "sigmoid_forward", "sigmoid_backward", "tanh_forward", "tanh_backward", "softmax_forward",
+    "softmax_backward",
     "bias_add", "bias_backward",
     "max_pool_forward", "max_pool_backward",
     "dropout_forward", "dropout_backward",
