@@ -5,6 +5,7 @@ sleep releases the GIL between the look-up and the insert, so every simulated th
 that asks for the array misses, as the rare thread switch did by chance.
 """
 import time
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -28,8 +29,8 @@ class SlowMissDict(dict):
     """
 
     parties = THREADS
-    misses = []
-    stores = []
+    misses: ClassVar[list] = []
+    stores: ClassVar[list] = []
 
     def get(self, key, default=None):
         found = super().get(key, default)
@@ -99,7 +100,7 @@ def test_our_kernels_install_the_lock_before_compiling(monkeypatch):
     install_shared_array_lock()
     monkeypatch.setattr(kernelapi.FakeCUDAShared, "array", kernelapi.FakeCUDAShared.array.__wrapped__)
     monkeypatch.delitem(reduce.column_sums.__dict__, "dispatcher", raising=False)
-    reduce.column_sums.dispatcher
+    assert reduce.column_sums.dispatcher is not None
     assert kernelapi.FakeCUDAShared.array.gpucnn_locked
 
 
