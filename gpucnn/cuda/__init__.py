@@ -8,9 +8,9 @@ from gpucnn.cuda.activations import (bias_add, bias_backward, leaky_relu_backwar
                                      softmax_backward, softmax_forward, tanh_backward, tanh_forward)
 from gpucnn.cuda.batchnorm import batchnorm_backward, batchnorm_forward_inference, batchnorm_forward_training
 from gpucnn.cuda.dropout import dropout_backward, dropout_forward
-from gpucnn.cuda.losses import (binary_crossentropy, categorical_crossentropy, sigmoid_binary_crossentropy,
-                                softmax_categorical_crossentropy, sparse_categorical_crossentropy,
-                                sparse_softmax_categorical_crossentropy)
+from gpucnn.cuda.losses import (binary_crossentropy, categorical_crossentropy, mean_squared_error,
+                                sigmoid_binary_crossentropy, softmax_categorical_crossentropy,
+                                sparse_categorical_crossentropy, sparse_softmax_categorical_crossentropy)
 from gpucnn.cuda.optimizers import adam_update, sgd_update
 from gpucnn.cuda.pool import max_pool_backward, max_pool_forward
 from gpucnn.cuda.conv import conv2d_backward_data, conv2d_backward_filter, conv2d_forward

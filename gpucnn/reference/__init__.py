@@ -9,9 +9,9 @@ from .batchnorm import batchnorm_backward, batchnorm_forward_inference, batchnor
 from .conv import conv2d_backward_data, conv2d_backward_filter, conv2d_forward
 from .dense import dense_backward_data, dense_backward_weights, dense_forward
 from .dropout import dropout_backward, dropout_forward
-from .losses import (binary_crossentropy, categorical_crossentropy, sigmoid_binary_crossentropy,
-                     softmax_categorical_crossentropy, sparse_categorical_crossentropy,
-                     sparse_softmax_categorical_crossentropy)
+from .losses import (binary_crossentropy, categorical_crossentropy, mean_squared_error,
+                     sigmoid_binary_crossentropy, softmax_categorical_crossentropy,
+                     sparse_categorical_crossentropy, sparse_softmax_categorical_crossentropy)
 from .optimizers import adam_update, sgd_update
 from .pool import max_pool_backward, max_pool_forward
 
@@ -27,6 +27,6 @@ __all__ = [
     "batchnorm_forward_training", "batchnorm_forward_inference", "batchnorm_backward",
     "binary_crossentropy", "sigmoid_binary_crossentropy", "categorical_crossentropy",
     "softmax_categorical_crossentropy", "sparse_categorical_crossentropy",
-    "sparse_softmax_categorical_crossentropy",
+    "sparse_softmax_categorical_crossentropy", "mean_squared_error",
     "adam_update", "sgd_update",
 ]
