@@ -267,3 +267,51 @@ def mean_squared_error(outputs, labels, width, count, grad, partials, blocks_don
         elif best_k == label_k:
             correct_sum += float32(1)
     finish_loss(loss_sum, correct_sum, count, partials, blocks_done, loss, correct)
+
+
+# ---- gradient clipping by norm: per-variable square sums, clip factors, scaled copy -------------------
+
+@kernel(f"void({VECTOR}, int64[::1], {VECTOR})")
+def segment_square_sums(grad, offsets, partials):
+    """partials[s·parts + p] = Σ g² over part p of variable s (the slice offsets[s]:offsets[s+1]); the
+    grid is (parts, variables) and part p takes every parts-th block-sized chunk of its variable, so
+    the sums depend only on the shapes (deterministic)."""
+    buffer = cuda.shared.array(MAX_THREADS, float32)
+    part, segment, parts = cuda.blockIdx.x, cuda.blockIdx.y, cuda.gridDim.x
+    total = float32(0)
+    step = parts * cuda.blockDim.x
+    for i in range(offsets[segment] + part * cuda.blockDim.x + cuda.threadIdx.x, offsets[segment + 1], step):
+        total += grad[i] * grad[i]
+    total = block_sum(buffer, total)
+    if cuda.threadIdx.x == 0:
+        partials[segment * parts + part] = total
+
+
+@kernel(f"void({VECTOR}, int64, float32, boolean, {VECTOR})")
+def clip_factors(partials, parts, clipnorm, global_norm, factors):
+    """Per variable s: factors[s] = clipnorm / max(‖g_s‖, clipnorm) (Keras' clipnorm), or with
+    ``global_norm`` the same factor clipnorm·min(1/‖g‖, 1/clipnorm) + (‖g‖ - ‖g‖) for every variable,
+    ‖g‖ over all of them (Keras' global_clipnorm: NaN when the norm is not finite)."""
+    segments = factors.size
+    for segment in range(cuda.grid(1), segments, cuda.gridsize(1)):
+        first, last = (0, segments) if global_norm else (segment, segment + 1)
+        total = float32(0)
+        for i in range(first * parts, last * parts):
+            total += partials[i]
+        norm = math.sqrt(total)
+        if global_norm:
+            inverse = float32(1) / norm if norm > 0 else float32(math.inf)
+            factors[segment] = clipnorm * min(inverse, float32(1) / clipnorm) + (norm - norm)
+        else:
+            factors[segment] = clipnorm / max(norm, clipnorm)
+
+
+@kernel(f"void({VECTOR}, int64[::1], {VECTOR}, {VECTOR})")
+def scale_segments(grad, offsets, factors, out):
+    """out = grad · factors[s] over each variable s; grid (blocks, variables), grid-stride per variable."""
+    segment = cuda.blockIdx.y
+    factor = factors[segment]
+    step = cuda.gridDim.x * cuda.blockDim.x
+    start = offsets[segment] + cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
+    for i in range(start, offsets[segment + 1], step):
+        out[i] = grad[i] * factor

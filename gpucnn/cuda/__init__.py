@@ -11,7 +11,8 @@ from gpucnn.cuda.dropout import dropout_backward, dropout_forward
 from gpucnn.cuda.losses import (binary_crossentropy, categorical_crossentropy, mean_squared_error,
                                 sigmoid_binary_crossentropy, softmax_categorical_crossentropy,
                                 sparse_categorical_crossentropy, sparse_softmax_categorical_crossentropy)
-from gpucnn.cuda.optimizers import adam_update, sgd_update
+from gpucnn.cuda.optimizers import (adam_update, clip_by_global_norm, clip_by_norm, clip_by_value,
+                                    decay_weights, sgd_update)
 from gpucnn.cuda.pool import max_pool_backward, max_pool_forward
 from gpucnn.cuda.conv import conv2d_backward_data, conv2d_backward_filter, conv2d_forward
 from gpucnn.cuda.dense import dense_backward_data, dense_backward_weights, dense_forward

@@ -12,7 +12,8 @@ from .dropout import dropout_backward, dropout_forward
 from .losses import (binary_crossentropy, categorical_crossentropy, mean_squared_error,
                      sigmoid_binary_crossentropy, softmax_categorical_crossentropy,
                      sparse_categorical_crossentropy, sparse_softmax_categorical_crossentropy)
-from .optimizers import adam_update, sgd_update
+from .optimizers import (adam_update, clip_by_global_norm, clip_by_norm, clip_by_value, decay_weights,
+                         sgd_update)
 from .pool import max_pool_backward, max_pool_forward
 
 __all__ = [
@@ -28,5 +29,5 @@ __all__ = [
     "binary_crossentropy", "sigmoid_binary_crossentropy", "categorical_crossentropy",
     "softmax_categorical_crossentropy", "sparse_categorical_crossentropy",
     "sparse_softmax_categorical_crossentropy", "mean_squared_error",
-    "adam_update", "sgd_update",
+    "adam_update", "sgd_update", "clip_by_norm", "clip_by_global_norm", "clip_by_value", "decay_weights",
 ]
