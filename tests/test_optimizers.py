@@ -40,11 +40,11 @@ def _per_weight(grads, fn):
 
 
 CASES = [
-    ({"weight_decay": 0.1}, dict(weight_decay=0.1)),
-    ({"clipvalue": 0.5}, dict(clip=lambda g: np.clip(g, -0.5, 0.5))),
-    ({"clipnorm": 1.0}, dict(clip=lambda g: _per_weight(g, lambda v: v / max(np.linalg.norm(v), 1.0)))),
+    ({"weight_decay": 0.1}, {"weight_decay": 0.1}),
+    ({"clipvalue": 0.5}, {"clip": lambda g: np.clip(g, -0.5, 0.5)}),
+    ({"clipnorm": 1.0}, {"clip": lambda g: _per_weight(g, lambda v: v / max(np.linalg.norm(v), 1.0))}),
     ({"global_clipnorm": 2.0, "weight_decay": 0.05},
-     dict(weight_decay=0.05, clip=lambda g: g * 2.0 / max(np.linalg.norm(g), 2.0))),
+     {"weight_decay": 0.05, "clip": lambda g: g * 2.0 / max(np.linalg.norm(g), 2.0)}),
 ]
 
 

@@ -3,6 +3,7 @@
 A model keeps all its trainable parameters in one flat buffer (and the gradients in another), so one
 call updates the whole model.
 """
+import itertools
 import math
 
 import numpy as np
@@ -97,7 +98,7 @@ def _check_offset_values(offsets, size):
 
 def _segment_square_sums(grad, offsets):
     return np.array([np.dot(grad[start:end], grad[start:end])
-                     for start, end in zip(offsets[:-1], offsets[1:])], dtype=grad.dtype)
+                     for start, end in itertools.pairwise(offsets)], dtype=grad.dtype)
 
 
 def clip_by_norm(grad, offsets, clipnorm):

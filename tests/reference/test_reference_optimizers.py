@@ -1,4 +1,5 @@
 """Optimizer references vs textbook loops written here in float64."""
+import itertools
 import math
 
 import numpy as np
@@ -97,7 +98,7 @@ OFFSETS = np.array([0, 5, 6, 14, 20], np.int64)  # four variables, one of a sing
 
 
 def _variables(grad):
-    return [grad[start:end] for start, end in zip(OFFSETS[:-1], OFFSETS[1:])]
+    return [grad[start:end] for start, end in itertools.pairwise(OFFSETS)]
 
 
 def _keras_clip_by_norm(values, clipnorm):
