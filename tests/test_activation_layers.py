@@ -3,7 +3,7 @@ backend (NumPy reference) and the emulated one (the kernels), against closed for
 import numpy as np
 import pytest
 
-from gpucnn.layers import Activation, Conv2D, Dense, LeakyReLU
+from gpucnn.layers import Activation, Conv2D, Dense, LeakyReLU, ReLU
 
 
 def _input(shape, seed=0):
@@ -51,6 +51,7 @@ def test_leaky_relu_with_slope_0_acts_as_relu(backend_fixture, request):
 
 
 @pytest.mark.parametrize("slope", [-0.1, float("nan"), float("inf"), "0.2", True])
-def test_leaky_relu_refuses_negative_or_non_finite_slopes(slope):
+@pytest.mark.parametrize("layer", [LeakyReLU, ReLU])
+def test_leaky_relu_refuses_negative_or_non_finite_slopes(layer, slope):
     with pytest.raises(ValueError, match=r"`negative_slope` must be a finite float >= 0"):
-        LeakyReLU(negative_slope=slope)
+        layer(negative_slope=slope)
