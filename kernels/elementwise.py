@@ -43,8 +43,13 @@ def tanh(x, alpha):
 
 @device
 def clip_symmetric(x, alpha):
-    """x clipped to [-alpha, alpha] (Keras' clipvalue)."""
-    return min(max(x, -alpha), alpha)
+    """x clipped to [-alpha, alpha] (Keras' clipvalue); NaN stays NaN, as in np.clip (comparisons with
+    NaN are false, where min/max would pick a bound)."""
+    if x > alpha:
+        return alpha
+    if x < -alpha:
+        return -alpha
+    return x
 
 
 @device

@@ -84,6 +84,7 @@ def test_clipping_by_norm_matches_reference(device, op, clipnorm):
 @with_devices
 def test_clip_by_value_and_decay_weights_match_reference(device):
     grad, param = _buffers(device, 8, 9)
+    grad[:3] = [np.nan, np.inf, -np.inf]
     assert_close(device, launchers.clip_by_value(on_device(device, grad), 0.3),
                  reference.clip_by_value(grad, 0.3), exact=True)
     on_param = on_device(device, param)
