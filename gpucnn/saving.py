@@ -302,7 +302,23 @@ def _read(filepath):
     return _parse(data, filepath)
 
 
-def _restore_optimizer_state(model, header, tensors, filepath):
+def _check_optimizer_state_shapes(model, header, filepath):
+    """Each saved optimizer state tensor must have the shape of the model's flat parameter buffer: an
+    assignment into the state would broadcast a wrong shape instead of refusing it."""
+    state = header.get("optimizer_state")
+    if not state:
+        return
+    expected = [sum(int(np.prod(w.shape, dtype=np.int64)) for w in model.trainable_weights)]
+    for index, entry in enumerate(state["tensors"]):
+        if entry["shape"] != expected:
+            raise CorruptModelFileError(
+                f"{filepath!r} is not a valid gpucnn model file: header field "
+                f"`optimizer_state.tensors[{index}].shape` ({entry['name']}) is {entry['shape']}, but the "
+                f"model's optimizer keeps {expected} (one value per trainable parameter). Fix: save the "
+                f"model again, or restore the file from a backup.")
+
+
+def _restore_optimizer_state(model, header, tensors):
     from gpucnn.backend import current
 
     state = header.get("optimizer_state")
@@ -314,17 +330,8 @@ def _restore_optimizer_state(model, header, tensors, filepath):
         raise ValueError(f"The saved optimizer state holds {names}, but the model's optimizer "
                          f"{type(model.optimizer).__name__} keeps {sorted(model.optimizer.state)}. Fix: "
                          f"compile with the optimizer the file was saved with.")
-    arrays = tensors(state["tensors"])
-    for index, (name, array) in enumerate(zip(names, arrays)):
-        # Assignment would broadcast a wrong-shaped state over the buffer instead of refusing it.
-        if tuple(array.shape) != tuple(model.optimizer.state[name].shape):
-            raise CorruptModelFileError(
-                f"{filepath!r} is not a valid gpucnn model file: header field "
-                f"`optimizer_state.tensors[{index}].shape` ({name}) is {list(array.shape)}, but the "
-                f"model's optimizer keeps {list(model.optimizer.state[name].shape)}. Fix: save the model "
-                f"again, or restore the file from a backup.")
     model.optimizer.iterations = state["iterations"]
-    for name, array in zip(names, arrays):
+    for name, array in zip(names, tensors(state["tensors"])):
         model.optimizer.state[name][...] = current().asarray(array)
 
 
@@ -340,7 +347,8 @@ def load_model(filepath, compile=True):
         settings = header["compile"]
         model.compile(optimizer=optimizers.deserialize(settings["optimizer"]),
                       loss=losses.deserialize(settings["loss"]), metrics=settings["metrics"])
-        _restore_optimizer_state(model, header, tensors, filepath)
+        _check_optimizer_state_shapes(model, header, filepath)
+        _restore_optimizer_state(model, header, tensors)
     return model
 
 
@@ -357,7 +365,8 @@ def restore_training_state(model, filepath):
     _check_weight_shapes(model, header, filepath, "Fix: resume with the same model, or delete the "
                                                   "backup directory to start over.")
     model.set_weights(tensors(header["weights"]))
-    _restore_optimizer_state(model, header, tensors, filepath)
+    _check_optimizer_state_shapes(model, header, filepath)
+    _restore_optimizer_state(model, header, tensors)
     saved_optimizer = (header.get("compile") or {}).get("optimizer", {}).get("config", {})
     if "learning_rate" in saved_optimizer:
         # A callback (ReduceLROnPlateau, LearningRateScheduler) may have changed it during the run.
