@@ -365,6 +365,9 @@ class ModelCheckpoint(Callback):
             raise ValueError(f"ModelCheckpoint: argument `filepath={self.filepath!r}` cannot be "
                              f"formatted ({error!r}); available fields: epoch and {sorted(logs)}. Fix: "
                              f"use only those names, e.g. 'model-{{epoch:02d}}.gpucnn'.") from None
+        directory = os.path.dirname(path)
+        if directory:
+            os.makedirs(directory, exist_ok=True)  # as Keras: the folder may not exist before the first save
         if self.save_weights_only:
             self.model.save_weights(path)
         else:

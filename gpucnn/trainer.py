@@ -104,7 +104,7 @@ class Trainer:
         if self._flat is not None and self._flat.holds(trainable):
             return
         self._flat = FlatParameters(trainable)
-        self.optimizer.build(self._flat.values)
+        self.optimizer.build(self._flat.values, [int(np.prod(w.shape)) for w in trainable])
 
     def _setup_loss(self):
         """Use the loss' stable fused form when the output layer ends in its activation."""
@@ -116,7 +116,7 @@ class Trainer:
                 layer.output_logits = False
         logits = self.loss.from_logits or last.activation == self.loss.activation
         last.output_logits = not self.loss.from_logits and last.activation == self.loss.activation
-        self._loss_op = getattr(backend.current().ops, self.loss.op_name(logits))
+        self._loss_op = self.loss.op(backend.current().ops, logits)
 
     def setup_training(self):
         """Everything a training step needs besides the data: the loss set up for the output layer

@@ -361,7 +361,7 @@ def edit_compile(**options):
 
 
 @pytest.mark.parametrize("edit, match", [
-    (edit_layer("Conv2D", activation="tanh"), r"\(Conv2D\): option `activation='tanh'`.*'relu'"),
+    (edit_layer("Conv2D", activation="elu"), r"\(Conv2D\): option `activation='elu'`.*'relu'"),
     (edit_layer("Conv2D", kernel_regularizer={"class_name": "L2"}),
      r"option `kernel_regularizer=.*only kernel_regularizer=None"),
     (edit_layer("Conv2D", future_option=3), r"\(Conv2D\): option\(s\) \['future_option'\] are not known"),

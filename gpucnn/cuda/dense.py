@@ -13,7 +13,7 @@ from gpucnn.cuda import runtime
 from gpucnn.reference.activations import check_activation
 
 # Values of `enum Activation` in kernels/common.cuh.
-ACTIVATION_CODES = {"linear": 0, "relu": 1, "leaky_relu": 2, "sigmoid": 3}
+ACTIVATION_CODES = {"linear": 0, "relu": 1, "leaky_relu": 2, "sigmoid": 3, "tanh": 4}
 
 THREADS = 256       # every tile shape runs 256 threads per block
 TILE_DEPTH = 8      # BK: k values per shared-memory slice (GEMM_BK / CONV_BK in the .cu files)

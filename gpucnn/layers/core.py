@@ -109,7 +109,7 @@ class Flatten(Layer):
 
 
 class Activation(Layer):
-    """Applies an activation function by name: linear, relu, leaky_relu, sigmoid or softmax."""
+    """Applies an activation function by name: linear, relu, leaky_relu, sigmoid, tanh or softmax."""
 
     default_name = "activation"
 
@@ -130,6 +130,14 @@ class Activation(Layer):
         return {**super().get_config(), "activation": self.activation}
 
 
+def _negative_slope(slope):
+    """The slope as a float: Keras allows any slope >= 0 (0 is ReLU); an infinite one would turn every
+    negative input into -inf and its gradient into NaN."""
+    if isinstance(slope, bool) or not isinstance(slope, (int, float)) or not 0 <= slope < math.inf:
+        raise ValueError(f"Argument `negative_slope` must be a finite float >= 0, got {slope!r}.")
+    return float(slope)
+
+
 class ReLU(Activation):
     """``max(x, 0)``, or ``negative_slope * x`` below zero when ``negative_slope > 0``."""
 
@@ -139,10 +147,9 @@ class ReLU(Activation):
         if max_value is not None or threshold != 0.0:
             raise ValueError(f"ReLU: only max_value=None and threshold=0.0 are implemented, got "
                              f"max_value={max_value!r}, threshold={threshold!r}.")
-        if not isinstance(negative_slope, (int, float)) or negative_slope < 0:
-            raise ValueError(f"Argument `negative_slope` must be a float >= 0, got {negative_slope!r}.")
+        negative_slope = _negative_slope(negative_slope)
         super().__init__("leaky_relu" if negative_slope > 0 else "relu", **kwargs)
-        self.negative_slope = float(negative_slope)
+        self.negative_slope = negative_slope
         self.alpha = self.negative_slope
 
     def get_config(self):
@@ -158,12 +165,8 @@ class LeakyReLU(Activation):
     default_name = "leaky_re_lu"
 
     def __init__(self, negative_slope=0.3, alpha=None, **kwargs):
-        slope = negative_slope if alpha is None else alpha
-        if isinstance(slope, bool) or not isinstance(slope, (int, float)) or not slope > 0:
-            raise ValueError(f"Argument `negative_slope` must be a float > 0, got {slope!r}. "
-                             f"Fix: use ReLU() for a slope of 0.")
         super().__init__("leaky_relu", **kwargs)
-        self.negative_slope = self.alpha = float(slope)
+        self.negative_slope = self.alpha = _negative_slope(negative_slope if alpha is None else alpha)
 
     def get_config(self):
         config = super().get_config()
