@@ -16,7 +16,13 @@ import argparse
 import sys
 
 import numpy as np
-from benchlib import RESULTS_DIR, Report, ValidationError, device_time_ms, set_torch_fp32_precision
+from benchlib import (
+    RESULTS_DIR,
+    Report,
+    ValidationError,
+    device_time_ms,
+    set_torch_fp32_precision,
+)
 
 from gpucnn.reference import shapes
 

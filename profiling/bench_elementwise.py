@@ -173,7 +173,6 @@ def main(argv=None):
         device_args = to_device(cp, op_args)
         ms = device_time_ms(lambda: getattr(ops, name)(*device_args), "cupy", args.warmup,
                             args.repeats)["median_ms"]
-        del device_args
         tiny_args = to_device(cp, tiny[name])
         overhead = launch_overhead_us(cp, lambda: getattr(ops, name)(*tiny_args), args.launches)
         gbs = moved / ms / 1e6
@@ -183,7 +182,7 @@ def main(argv=None):
                 "launch_overhead_us": overhead, "validation_max_rel_error": error}
 
     for name, op_args, moved in cases(n):
-        report.case(name, lambda: measure(name, op_args, moved))
+        report.case(name, lambda name=name, op_args=op_args, moved=moved: measure(name, op_args, moved))
     return report.finish()
 
 

@@ -10,8 +10,6 @@ import statistics
 import sys
 import traceback
 
-import numpy as np
-
 RESULTS_DIR = pathlib.Path(__file__).resolve().parent / "results"
 
 
@@ -54,15 +52,6 @@ def report_path(results_dir, kind, report):
     return pathlib.Path(results_dir) / f"{kind}-{slug}-{report['date'][:10]}.json"
 
 
-def write_report(results_dir, kind, report):
-    """Write ``report`` to :func:`report_path` and return the path."""
-    path = report_path(results_dir, kind, report)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=1) + "\n")
-    print(f"wrote {path}")
-    return path
-
-
 class ValidationError(AssertionError):
     """A kernel's result differs from the oracle: its case fails and nothing of it is timed."""
 
@@ -74,12 +63,6 @@ def set_torch_fp32_precision(torch, precision):
         raise ValueError(f"Argument `precision` must be 'ieee' or 'tf32', got {precision!r}.")
     torch.backends.cudnn.conv.fp32_precision = precision
     torch.backends.cuda.matmul.fp32_precision = precision
-
-
-def relative_error(ours, oracle):
-    """‖ours − oracle‖ / ‖oracle‖ in float64 (NumPy arrays)."""
-    ours, oracle = (np.asarray(a, dtype=np.float64) for a in (ours, oracle))
-    return float(np.linalg.norm(ours - oracle) / np.linalg.norm(oracle))
 
 
 class Report:

@@ -63,12 +63,11 @@ def headlines(kind, report):
 
 def summary_markdown(stages, preflight, reports):
     lines = ["# GPU suite summary", ""]
-    gpu = None
     if preflight:
         versions = next((c.get("detail") for c in preflight["checks"] if c["check"] == "versions"), None) or {}
         gpu = versions.get("gpu")
-        lines += [f"GPU: {gpu['name'] if gpu else 'none visible'}; driver "
-                  f"{(gpu or {}).get('driver')}; packages {versions.get('packages')}; NVVM {versions.get('nvvm')}", ""]
+        lines += [(f"GPU: {gpu['name'] if gpu else 'none visible'}; driver {(gpu or {}).get('driver')}; "
+                   f"packages {versions.get('packages')}; NVVM {versions.get('nvvm')}"), ""]
     lines += ["| stage | status | seconds | exit code |", "|---|---|---|---|"]
     lines += [f"| {s['stage']} | {s['status']} | {s['seconds']} | {s['rc']} |" for s in stages]
     failures = [f"stage `{s['stage']}` {s['status']}: log `gpu_suite_logs/{s['stage']}.log` in {ARCHIVE}"

@@ -31,13 +31,17 @@ def test_script_help(script):
     assert "usage:" in result.stdout
 
 
-def test_write_report_names_the_file_by_kind_gpu_and_date(benchlib, tmp_path):
+def test_report_path_names_the_file_by_kind_gpu_and_date(benchlib, tmp_path):
     report = {"date": "2026-11-25T10:00:00+00:00", "gpu": {"name": "NVIDIA H100 80GB HBM3"}, "x": [1, 2]}
-    path = benchlib.write_report(tmp_path / "out", "conv", report)
+    path = benchlib.report_path(tmp_path / "out", "conv", report)
     assert path == tmp_path / "out" / "conv-nvidia-h100-80gb-hbm3-2026-11-25.json"
-    assert json.loads(path.read_text()) == report
-    no_gpu = benchlib.write_report(tmp_path, "reference", {"date": "2026-11-25", "gpu": None})
+    no_gpu = benchlib.report_path(tmp_path, "reference", {"date": "2026-11-25", "gpu": None})
     assert no_gpu.name == "reference-no-gpu-2026-11-25.json"
+
+
+def test_set_torch_fp32_precision_accepts_only_ieee_or_tf32(benchlib):
+    with pytest.raises(ValueError, match="`precision` must be 'ieee' or 'tf32'"):
+        benchlib.set_torch_fp32_precision(None, "highest")
 
 
 def test_device_time_ms_rejects_an_unknown_library(benchlib):
@@ -81,6 +85,7 @@ def test_bench_conv_torch_side_matches_the_reference_ops_on_cpu(bench_conv, shap
     """The PyTorch calls bench_conv times and validates against, run on the CPU at batch 1: each
     runs with our padding and layouts and its float64 result equals our NumPy reference op's."""
     import torch
+
     from gpucnn import reference
 
     name, x_hwc, kernel, strides, padding = bench_conv.SHAPES[shape]
