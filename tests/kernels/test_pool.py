@@ -8,7 +8,8 @@ from gpucnn import reference
 
 # (x shape, pool_size, strides, padding): plain, overlapping + 'same' + stride 2, overlapping stride 1
 # with a non-square window, 'same' with stride 1, batch 1 throughout some, odd channel counts; strides
-# larger than the window (inputs in no window get 0); 100 outputs wrap the emulated 2 × 32-thread grid.
+# larger than the window (inputs in no window get 0); 100 outputs wrap the emulated 2 × 32-thread grid,
+# and 72 outputs of 18 per sample make the grid stride itself span whole samples (its n digit carries).
 EMULATED_CASES = [
     ((1, 4, 4, 3), (2, 2), (2, 2), "valid"),
     ((2, 5, 5, 3), (3, 3), (2, 2), "same"),
@@ -16,6 +17,7 @@ EMULATED_CASES = [
     ((1, 3, 4, 1), (2, 2), (1, 1), "same"),
     ((1, 8, 7, 2), (2, 2), (3, 3), "valid"),
     ((2, 5, 5, 2), (2, 2), (1, 1), "same"),
+    ((4, 3, 3, 2), (2, 2), (1, 1), "same"),
 ]
 GPU_CASES = [
     ((32, 64, 64, 64), (2, 2), (2, 2), "valid"),
