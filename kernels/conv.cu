@@ -170,6 +170,14 @@ __device__ void conv2d_backward_filter_tile(const float* in0, const float* in1, 
                      stride_h, stride_w, pad_top, pad_left},                                               \
         activation, alpha, k_tiles_per_split
 
+// 128x128 tiles need 143-155 registers a thread, which leaves room for one 256-thread block (8 warps) per
+// SM.  The _2blocks variant asks ptxas for two (at most 128 registers: more warps to hide latency); only
+// backward-filter fits without spilling (forward and backward-data spill at 128).  A candidate tile, not
+// the default: profiling/bench_conv.py times it beside the default choice.
+extern "C" __global__ void __launch_bounds__(256, 2) conv2d_backward_filter_128x128_2blocks(CONV_PARAMS) {
+    conv2d_backward_filter_tile<128, 128, 8, 8>(CONV_ARGS);
+}
+
 extern "C" __global__ void conv2d_forward_128x128(CONV_PARAMS) { conv2d_forward_tile<128, 128, 8, 8>(CONV_ARGS); }
 extern "C" __global__ void conv2d_forward_64x64(CONV_PARAMS) { conv2d_forward_tile<64, 64, 4, 4>(CONV_ARGS); }
 extern "C" __global__ void conv2d_forward_128x32(CONV_PARAMS) { conv2d_forward_tile<128, 32, 4, 4>(CONV_ARGS); }

@@ -13,6 +13,7 @@ run goes on.  Then both are timed with CUDA events (median of --repeat runs afte
 <results_dir>/conv-<gpu>-<date>.json, by default profiling/results/.
 """
 import argparse
+import contextlib
 import sys
 
 import numpy as np
@@ -110,6 +111,44 @@ def make_inputs(xp, x_hwc, kernel, strides, padding, batch):
     return x, w, b, dy
 
 
+@contextlib.contextmanager
+def tile_replaced(tile, only_instead_of=None):
+    """While active, the launchers take ``tile`` wherever they would take ``only_instead_of`` (None:
+    everywhere); yields the list of (m, n, k) problems it was taken for."""
+    from gpucnn.cuda import dense
+    choose, replaced = dense.choose_tile, []
+
+    def choose_variant(m, n, k):
+        chosen = choose(m, n, k)
+        if only_instead_of is not None and chosen != only_instead_of:
+            return chosen
+        replaced.append((m, n, k))
+        return tile
+
+    dense.choose_tile = choose_variant
+    try:
+        yield replaced
+    finally:
+        dense.choose_tile = choose
+
+
+def two_blocks_candidate(run, run_few, reference, warmup, repeat):
+    """Time of the __launch_bounds__(256, 2) backward-filter tile where the default choice is 128x128
+    (checked against the float64 oracle like the default); {} where the default is another tile."""
+    from gpucnn.cuda import dense
+    variant = dense.LARGE_TILE_TWO_BLOCKS
+    with tile_replaced(variant, only_instead_of=dense.LARGE_TILE) as replaced:
+        run()
+        if not replaced:
+            return {}
+        ms = device_time_ms(run, "cupy", warmup, repeat)["median_ms"]
+    with tile_replaced(variant):
+        error = relative_error(run_few(), reference)
+    if not error < MAX_RELATIVE_ERROR:
+        raise ValidationError(f"the two-blocks-per-SM tile's relative error vs float64 is {error:.2e}")
+    return {"ours_two_blocks_ms": ms, "two_blocks_relative_error": error}
+
+
 def bench_shape(report, name, x_hwc, kernel, strides, padding, batch, warmup, repeat):
     """One case per op of this shape, added to ``report``."""
     import cupy
@@ -146,7 +185,7 @@ def bench_shape(report, name, x_hwc, kernel, strides, padding, batch, warmup, re
             ours_out, theirs_out = full_ours[op]()[:s], to_ours(their_op())[:s]
         reference = oracle()
         error, cudnn_error = relative_error(ours_out, reference), relative_error(theirs_out, reference)
-        del ours_out, theirs_out, reference
+        del ours_out, theirs_out
         torch.cuda.empty_cache()
         if not cudnn_error < MAX_RELATIVE_ERROR:
             raise ValidationError(f"cuDNN's relative error vs float64 is {cudnn_error:.2e} (> "
@@ -156,10 +195,13 @@ def bench_shape(report, name, x_hwc, kernel, strides, padding, batch, warmup, re
                                   f"timing a wrong kernel")
         ours_ms = device_time_ms(full_ours[op], "cupy", warmup, repeat)["median_ms"]
         cudnn_ms = device_time_ms(their_op, "torch", warmup, repeat)["median_ms"]
-        return dict(shape=name, op=op, batch=batch, flops=flops, relative_error=error,
-                    cudnn_relative_error=cudnn_error, ours_ms=ours_ms, cudnn_fp32_ms=cudnn_ms,
-                    ours_tflops=flops / ours_ms / 1e9, cudnn_fp32_tflops=flops / cudnn_ms / 1e9,
-                    ratio_vs_cudnn=cudnn_ms / ours_ms)
+        result = dict(shape=name, op=op, batch=batch, flops=flops, relative_error=error,
+                      cudnn_relative_error=cudnn_error, ours_ms=ours_ms, cudnn_fp32_ms=cudnn_ms,
+                      ours_tflops=flops / ours_ms / 1e9, cudnn_fp32_tflops=flops / cudnn_ms / 1e9,
+                      ratio_vs_cudnn=cudnn_ms / ours_ms)
+        if op == "backward_filter":
+            result.update(two_blocks_candidate(full_ours[op], few_ours[op], reference, warmup, repeat))
+        return result
 
     for op in full_ours:
         entry = report.case(f"{name} {op}", lambda op=op: measure(op))

@@ -51,9 +51,11 @@ def headlines(kind, report):
                 lines.append(f"{result['case']}: {name} = {value:.3f}")
     elif kind == "conv":
         for r in passed:
+            variant = (f"; two-blocks-per-SM tile {r['ours_two_blocks_ms']:.3f} ms vs {r['ours_ms']:.3f} ms"
+                       if "ours_two_blocks_ms" in r else "")
             lines.append(f"{r['case']}: cuDNN/ours time {r['ratio_vs_cudnn']:.2f} ({r['ours_tflops']:.1f} vs "
                          f"{r['cudnn_fp32_tflops']:.1f} TFLOP/s; error {r['relative_error']:.1e}, cuDNN "
-                         f"{r['cudnn_relative_error']:.1e})")
+                         f"{r['cudnn_relative_error']:.1e}){variant}")
     elif kind == "elementwise":
         for r in passed:
             lines.append(f"{r['case']}: {100 * r['fraction_of_copy']:.0f} % of copy bandwidth, launch "

@@ -104,6 +104,18 @@ def test_bench_conv_torch_side_matches_the_reference_ops_on_cpu(bench_conv, shap
         assert bench_conv.relative_error(to_ours(their_op()), reference64()) < bench_conv.MAX_RELATIVE_ERROR
 
 
+def test_bench_conv_tile_replacement_swaps_only_the_default_large_tile(bench_conv):
+    from gpucnn.cuda import dense
+    choose = dense.choose_tile
+    with bench_conv.tile_replaced(dense.LARGE_TILE_TWO_BLOCKS, only_instead_of=dense.LARGE_TILE) as replaced:
+        assert dense.choose_tile(10_000, 512, 9) == dense.LARGE_TILE_TWO_BLOCKS
+        assert dense.choose_tile(1000, 64, 64) == dense.SMALL_TILE
+    assert replaced == [(10_000, 512, 9)] and dense.choose_tile is choose
+    with bench_conv.tile_replaced(dense.LARGE_TILE_TWO_BLOCKS):
+        assert dense.choose_tile(1000, 64, 64) == dense.LARGE_TILE_TWO_BLOCKS
+    assert dense.choose_tile is choose
+
+
 def test_bench_conv_refuses_an_asymmetric_same_padding(bench_conv):
     with pytest.raises(ValueError, match="`padding`: 'same' pads"):
         bench_conv.torch_padding("same", (8, 8), (2, 2), (1, 1))
@@ -183,7 +195,10 @@ def test_suite_report_summarises_partial_benchmark_files(tmp_path):
     conv = {"status": "running", "results": [
         {"case": "a forward", "status": "passed", "ratio_vs_cudnn": 0.5, "ours_tflops": 10.0,
          "cudnn_fp32_tflops": 20.0, "relative_error": 1e-6, "cudnn_relative_error": 2e-6},
-        {"case": "a backward_data", "status": "failed", "error": "ValidationError: relative error 3e-2"}]}
+        {"case": "a backward_data", "status": "failed", "error": "ValidationError: relative error 3e-2"},
+        {"case": "a backward_filter", "status": "passed", "ratio_vs_cudnn": 1.25, "ours_tflops": 25.0,
+         "cudnn_fp32_tflops": 20.0, "relative_error": 1e-6, "cudnn_relative_error": 2e-6, "ours_ms": 2.0,
+         "ours_two_blocks_ms": 1.5}]}
     (results / "conv-nvidia-h200-2026-12-05.json").write_text(json.dumps(conv))
     subprocess.run([sys.executable, str(PROFILING / "suite_report.py"), str(results), str(logs)], check=True,
                    timeout=60, capture_output=True)
@@ -192,7 +207,9 @@ def test_suite_report_summarises_partial_benchmark_files(tmp_path):
     assert "| bench_conv | timeout | 50 | 124 |" in summary
     assert "stage `bench_conv` timeout: log `gpu_suite_logs/bench_conv.log`" in summary
     assert "conv case `a backward_data`: ValidationError: relative error 3e-2" in summary
-    assert "a forward: cuDNN/ours time 0.50 (10.0 vs 20.0 TFLOP/s; error 1.0e-06, cuDNN 2.0e-06)" in summary
+    assert "a forward: cuDNN/ours time 0.50 (10.0 vs 20.0 TFLOP/s; error 1.0e-06, cuDNN 2.0e-06)\n" in summary
+    assert "a backward_filter: cuDNN/ours time 1.25 (25.0 vs 20.0 TFLOP/s; error 1.0e-06, cuDNN 2.0e-06); " \
+           "two-blocks-per-SM tile 1.500 ms vs 2.000 ms" in summary
     suite = json.loads((results / "suite.json").read_text())
     assert suite["benchmarks"] == {"conv": "conv-nvidia-h200-2026-12-05.json"}
 

@@ -79,6 +79,22 @@ def test_every_tile_shape_crosses_tile_edges(emulated, monkeypatch, launches, ti
         assert launch.grid[2] == splits, launch
 
 
+@pytest.mark.parametrize("stores", TILE_CASES)
+def test_two_blocks_per_sm_backward_filter_tile_crosses_tile_edges(emulated, monkeypatch, launches, stores):
+    """The __launch_bounds__(256, 2) candidate exists for backward-filter only (the others spill)."""
+    (shape, kernel, strides, padding), splits = TILE_CASES[stores]
+    force(monkeypatch, tile=gemm_launch.LARGE_TILE_TWO_BLOCKS, splits=splits)
+    rng = np.random.default_rng(7)
+    x, w, _, strides, padding = _problem(rng, (shape, kernel, strides, padding))
+    dy = random(rng, reference.conv2d_forward(x, w, None, strides, padding).shape)
+    assert_close(conv_launchers.conv2d_backward_filter(x, dy, w.shape[:2], strides, padding),
+                 reference.conv2d_backward_filter(x, dy, w.shape[:2], strides, padding))
+    tiled = [launch for launch in launches if launch.name != "split_k_reduce"]
+    assert [launch.name for launch in tiled] == ["conv2d_backward_filter_128x128_2blocks"]
+    assert_crosses_tiles(tiled[0], gemm_launch.LARGE_TILE_TWO_BLOCKS, vector_stores=stores != "scalar")
+    assert tiled[0].grid[2] == splits
+
+
 @pytest.mark.parametrize("activation", ["linear", "sigmoid"])
 def test_split_k_partial_sums_and_epilogue(emulated, monkeypatch, activation):
     force(monkeypatch, tile=gemm_launch.SMALL_TILE, splits=3)
