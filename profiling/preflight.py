@@ -17,7 +17,6 @@ pip-installed NVRTC without it), and NUMBA_CUDA_ARRAY_INTERFACE_SYNC=0 (where un
 older than 0.25 does not synchronise the stream for every CuPy array it is given.
 """
 import argparse
-import importlib.metadata
 import json
 import os
 import pathlib
@@ -29,8 +28,6 @@ import warnings
 
 import numpy as np
 
-PACKAGES = ("cupy-cuda13x", "cupy-cuda12x", "numba", "numba-cuda", "cuda-core", "cuda-bindings",
-            "cuda-pathfinder", "nvidia-nvvm", "nvidia-cuda-nvrtc", "torch", "nvtx")
 FACES_BATCH = 32
 
 
@@ -59,13 +56,9 @@ def environment_exports(environ, paths):
 
 # -- checks: each returns a JSON-able detail and raises when the machine fails it ------------------
 def check_versions():
-    versions = {}
-    for package in PACKAGES:
-        try:
-            versions[package] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            pass
-    detail = {"packages": versions, "python": sys.version.split()[0],
+    from gpucnn import profiler
+    environment = profiler.environment()
+    detail = {"packages": environment["versions"], "python": environment["python"], "gpu": environment["gpu"],
               "environment": {name: os.environ.get(name) for name in
                               ("CUDA_HOME", "CUDA_PATH", "NUMBA_CUDA_ARRAY_INTERFACE_SYNC", "CUPY_CACHE_DIR")}}
     try:
@@ -73,8 +66,6 @@ def check_versions():
         detail["nvvm"] = ".".join(map(str, nvvm.NVVM().get_version()))
     except Exception as error:  # recorded, not fatal: the Numba kernel check below says whether it matters
         detail["nvvm"] = f"unavailable ({type(error).__name__}: {error})"
-    from gpucnn import profiler
-    detail["gpu"] = profiler.environment()["gpu"]
     return detail
 
 
