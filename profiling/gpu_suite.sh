@@ -92,7 +92,7 @@ if ! run_stage preflight "$PY" profiling/preflight.py "$RESULTS/preflight.json";
     exit 1
 fi
 
-run_stage pytest_gpu env GPUCNN_TESTS_ON_GPU=1 "$PY" -m pytest -m gpu -q -p no:cacheprovider -x \
+run_stage pytest_gpu env GPUCNN_TESTS_ON_GPU=1 "$PY" -m pytest -m gpu -q -p no:cacheprovider \
     --junitxml="$LOGS/pytest_gpu.xml" tests
 run_stage bench_train_step "$PY" profiling/bench_train_step.py "$RESULTS" --repeat 5 --steps 5
 
