@@ -2,6 +2,7 @@
 
     python profiling/preflight.py OUTPUT_JSON     run the checks, write OUTPUT_JSON after each one
     python profiling/preflight.py --exports       print the `export` lines gpu_suite.sh evaluates first
+    python profiling/preflight.py --compile       compile kernels/*.cu into CuPy's disk cache (best effort)
 
 The checks, in order; the first that fails stops the rest (they all build on it), and the exit status is 1:
   versions      CuPy, numba, numba-cuda, cuda-core, cuda-bindings, NVVM, driver, torch (always recorded)
@@ -10,6 +11,11 @@ The checks, in order; the first that fails stops the rest (they all build on it)
   cuda_c_kernel one CUDA C kernel through a CuPy RawModule (dense_forward), checked against float64
   graph_capture three graph-captured training steps of the faces model: exactly one capture and two
                 replays (a failed capture would silently fall back to eager in every benchmark)
+
+``--compile`` is the suite's install stage: NVRTC + ptxas of conv.cu and gemm.cu for this GPU take
+longer on a fresh machine than the whole preflight may, and CuPy keeps the result on disk
+(``CUPY_CACHE_DIR``) for every later process.  Without a GPU it says so and exits 0: the preflight is
+what fails, with the reason.
 
 ``--exports`` sets what numba-cuda needs on a machine with pip-installed CUDA wheels and no toolkit:
 CUDA_HOME (where unset) at the wheel folder that holds ``nvvm/`` (numba-cuda cannot find NVVM from a
@@ -132,6 +138,21 @@ CHECKS = (("versions", check_versions), ("device", check_device), ("numba_kernel
           ("cuda_c_kernel", check_cuda_c_kernel), ("graph_capture", check_graph_capture))
 
 
+def compile_cuda_c():
+    from gpucnn import backend
+    from gpucnn.cuda import nvrtc, runtime
+    reason = backend.cuda_unavailable_reason()
+    if reason is not None:
+        print(f"not compiled: {reason}")
+        return 0
+    backend.set_backend("cuda")
+    for filename in nvrtc.cuda_sources():
+        begin = time.perf_counter()
+        runtime.compile_module(filename)
+        print(f"compiled {filename} in {time.perf_counter() - begin:.1f} s", flush=True)
+    return 0
+
+
 def run(output):
     """Run every check in order, writing ``output`` after each; returns the exit status."""
     report = {"status": "running", "checks": []}
@@ -164,7 +185,10 @@ def main(argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("output", nargs="?", type=pathlib.Path, help="the JSON report to write")
     parser.add_argument("--exports", action="store_true", help="print export lines for the shell and exit")
+    parser.add_argument("--compile", action="store_true", help="compile kernels/*.cu for this GPU and exit")
     args = parser.parse_args(argv)
+    if args.compile:
+        return compile_cuda_c()
     if args.exports:
         for name, value in environment_exports(os.environ, sys.path).items():
             print(f"export {name}={shlex.quote(value)}")

@@ -103,6 +103,15 @@ def _emulated_module(filename):
     return emulator.load_module(str(kernels_dir() / filename))
 
 
+def compile_module(filename):
+    """Compile ``kernels/<filename>`` now rather than at its first launch (on the cuda backend, NVRTC and
+    ptxas for this GPU, kept in CuPy's disk cache for later processes; emulated, g++)."""
+    if is_emulated():
+        _emulated_module(filename)
+    else:
+        _cupy_module(filename).compile()
+
+
 def cuda_c_function(filename, name):
     """Kernel ``name`` (an ``extern "C" __global__`` entry point) of ``kernels/<filename>``, callable as
     ``f(grid, block, args, shared_mem=0)`` like ``cupy.RawKernel``.  Compiled once per process."""

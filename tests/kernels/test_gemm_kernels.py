@@ -160,6 +160,14 @@ def test_dense_ops_match_reference_on_gpu(gpu, batch, features, units):
     assert bool(cupy.array_equal(dw, dense_launchers.dense_backward_weights(x_d, dy_d)))
 
 
+def test_compile_module_builds_the_module_without_a_launch(emulated, monkeypatch):
+    from gpucnn.cuda import runtime
+    built = []
+    monkeypatch.setattr(runtime, "_emulated_module", built.append)
+    runtime.compile_module("gemm.cu")
+    assert built == ["gemm.cu"]
+
+
 def test_kernel_functions_are_looked_up_once_per_process(emulated):
     # CuPy's RawModule.get_function builds a new RawKernel per call; the launchers reuse one.
     from gpucnn.cuda import runtime
