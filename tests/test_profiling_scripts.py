@@ -208,8 +208,8 @@ def test_suite_report_summarises_partial_benchmark_files(tmp_path):
     assert "stage `bench_conv` timeout: log `gpu_suite_logs/bench_conv.log`" in summary
     assert "conv case `a backward_data`: ValidationError: relative error 3e-2" in summary
     assert "a forward: cuDNN/ours time 0.50 (10.0 vs 20.0 TFLOP/s; error 1.0e-06, cuDNN 2.0e-06)\n" in summary
-    assert "a backward_filter: cuDNN/ours time 1.25 (25.0 vs 20.0 TFLOP/s; error 1.0e-06, cuDNN 2.0e-06); " \
-           "two-blocks-per-SM tile 1.500 ms vs 2.000 ms" in summary
+    assert ("a backward_filter: cuDNN/ours time 1.25 (25.0 vs 20.0 TFLOP/s; error 1.0e-06, cuDNN 2.0e-06); "
+            "two-blocks-per-SM tile 1.500 ms vs 2.000 ms") in summary
     suite = json.loads((results / "suite.json").read_text())
     assert suite["benchmarks"] == {"conv": "conv-nvidia-h200-2026-12-05.json"}
 

@@ -9,8 +9,12 @@ import numpy as np
 from gpucnn.cuda import runtime
 from gpucnn.cuda.dense import THREADS, check_gemm_size, launch_gemm, sm_count
 from gpucnn.reference.activations import check_activation
-from gpucnn.reference.shapes import normalize_padding, normalize_tuple, prod, window_geometry
-
+from gpucnn.reference.shapes import (
+    normalize_padding,
+    normalize_tuple,
+    prod,
+    window_geometry,
+)
 
 NARROW_CHANNELS = 4  # NARROW_CHANNELS in kernels/conv.cu
 
