@@ -4,7 +4,7 @@ One thread per output (forward) or input (backward) element, channel fastest, so
 neighbouring channels of one pixel (coalesced).  A thread turns its flat index into (n, h, w, c) by
 division once; each grid-stride step then adds the stride's own (n, h, w, c) digits with carries, so the
 per-element loop does no 64-bit division (tensors reach 600M elements, and a 64-bit division is a long
-instruction sequence on the GPU).  The backward pass gathers, for each input, the
+instruction sequence on the GPU); the backward pass divides by the stride as a float64 multiplication.  The backward pass gathers, for each input, the
 gradients of the windows that picked it, in a fixed order: no atomics, so overlapping windows and
 'same' padding give the same bits on every run.
 """
@@ -49,11 +49,23 @@ def nhwc_advance(position, step, shape):
 
 
 @device
-def covering_windows(padded, pool, stride, count):
+def floor_divide(value, divisor, inverse):
+    """``value // divisor`` for 0 <= value < 2**50 and divisor >= 1, with ``inverse`` = 1 / divisor in float64:
+    a multiplication instead of a 64-bit integer division, exact after one correction either way."""
+    quotient = int(value * inverse)
+    if quotient * divisor > value:
+        quotient -= 1
+    elif (quotient + 1) * divisor <= value:
+        quotient += 1
+    return quotient
+
+
+@device
+def covering_windows(padded, pool, stride, inverse_stride, count):
     """(first, last) indices of the windows [o·stride, o·stride + pool) along one axis that hold the
-    padded position (first > last: none): one division, then a walk over the at most pool / stride
-    earlier windows."""
-    last = padded // stride
+    padded position (first > last: none): the window the position falls in, then a walk over the at most
+    pool / stride earlier windows that may also hold it."""
+    last = floor_divide(padded, stride, inverse_stride)
     offset = padded - last * stride
     if offset >= pool:  # in the gap after window `last` (pool < stride)
         return last + 1, last
@@ -103,14 +115,15 @@ def max_pool_forward(x, y, argmax, pool_h, pool_w, stride_h, stride_w, pad_top, 
 def max_pool_backward(dy, argmax, dx, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left):
     """dx[n, h, w, c] = sum of dy over the windows containing (h, w) whose argmax points at it."""
     out_height, out_width = dy.shape[1], dy.shape[2]
+    inverse_h, inverse_w = 1.0 / stride_h, 1.0 / stride_w
     i, stride = cuda.grid(1), cuda.gridsize(1)
     position, step = nhwc_position(i, dx.shape), nhwc_position(stride, dx.shape)
     while i < dx.size:
         n, h, w, c = position
         # (h, w) in padded coordinates; window o covers [o·s, o·s + pool) there.
         hp, wp = h + pad_top, w + pad_left
-        first_h, last_h = covering_windows(hp, pool_h, stride_h, out_height)
-        first_w, last_w = covering_windows(wp, pool_w, stride_w, out_width)
+        first_h, last_h = covering_windows(hp, pool_h, stride_h, inverse_h, out_height)
+        first_w, last_w = covering_windows(wp, pool_w, stride_w, inverse_w, out_width)
         total = float32(0)
         for out_h in range(first_h, last_h + 1):
             row_offset = (hp - out_h * stride_h) * pool_w

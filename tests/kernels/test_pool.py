@@ -66,3 +66,18 @@ def test_max_pool_arguments_are_checked(emulated):
         launchers.max_pool_backward(random((1, 3, 3, 2)), argmax, x.shape, (2, 2), (2, 2), "valid")
     with pytest.raises(TypeError, match="`argmax`.*int32"):
         launchers.max_pool_backward(y, argmax.astype(np.int64), x.shape, (2, 2), (2, 2), "valid")
+
+
+def test_floor_divide_by_reciprocal_is_exact():
+    """The backward pass divides by the stride as a float64 multiplication plus a correction: exact for
+    every position below 2**50, including those where the product rounds across an integer."""
+    from gpucnn.kernels import pool
+    rng = np.random.default_rng(0)
+    # 316544638530316 / 49 is an integer, yet its product with float64(1 / 49) truncates one below.
+    assert int(316544638530316 * (1.0 / 49)) == 316544638530316 // 49 - 1
+    assert pool.floor_divide.py_func(316544638530316, 49, 1.0 / 49) == 316544638530316 // 49
+    for divisor in (1, 2, 3, 5, 7, 49, 1000, 2**20 + 1):
+        values = [0, divisor - 1, divisor, 2**31 - 1, 2**50 - 1, *rng.integers(0, 2**50, 200)]
+        values += [k * divisor + d for k in rng.integers(1, 2**50 // divisor, 50) for d in (-1, 0, 1)]
+        for value in values:
+            assert pool.floor_divide.py_func(int(value), divisor, 1.0 / divisor) == int(value) // divisor
