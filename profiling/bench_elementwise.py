@@ -1,5 +1,6 @@
 """Validate, then benchmark the Numba kernels (activations, bias, dropout, pooling, batch-norm, optimizers,
-losses) on a CUDA GPU, llm.c style.
+losses) on a CUDA GPU, llm.c style, and one CUDA C kernel (a skinny dense_forward, K = 64, nearly
+memory-bound) whose launch overhead is that of every CUDA C launcher (the cached kernel lookup).
 
 First a device-to-device copy of the large size (the bandwidth ceiling), then one case per op:
 1. Validate the op on the ``cuda`` backend against the NumPy reference on mid-size inputs; a mismatch
@@ -69,6 +70,7 @@ def cases(elements):
     mean, inv_std = x.reshape(-1, channels).mean(0), 1 / np.sqrt(x.reshape(-1, channels).var(0) + 1e-3)
     argmax = rng.integers(0, 4, pooled).astype(np.int32)
     step = np.array([10], np.int64)  # a step counter, as the layers and the optimizer keep on the device
+    dense_x, dense_w, dense_b = host((n // 64, 64)), host((64, 64)), host((64,))
 
     # Each entry: op name, positional arguments (host arrays are moved to the device once), bytes moved.
     return [
@@ -88,6 +90,7 @@ def cases(elements):
         ("sparse_softmax_categorical_crossentropy", (logits, labels), 2 * rows * classes * f),
         ("adam_update", (flat, grad, m, v, step, 1e-3, 0.9, 0.999, 1e-7), 7 * n * f),
         ("sgd_update", (flat, grad, m, 0.01, 0.9, True), 5 * n * f),
+        ("dense_forward", (dense_x, dense_w, dense_b, "relu"), 2 * n * f),
     ]
 
 
