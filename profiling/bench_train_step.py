@@ -141,7 +141,7 @@ def gpucnn_case(build, input_shape, batch, jit_graph, args):
     import cupy
 
     import gpucnn
-    from gpucnn import profiler, training
+    from gpucnn import profiler, step_runners
 
     gc.collect()
     pool = cupy.get_default_memory_pool()
@@ -154,20 +154,20 @@ def gpucnn_case(build, input_shape, batch, jit_graph, args):
             model = build()
             model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"],
                           jit_graph=jit_graph)
-            batches = device_batches(*model._prepare_training(*host_batches(input_shape, batch)), batch)
-            runner = training.make_step_runner(model, jit_graph)
+            batches = device_batches(*model.prepare_training(*host_batches(input_shape, batch)), batch)
+            runner = step_runners.make_step_runner(model, jit_graph)
             for x, y in batches[:2]:
                 runner(x, y)
             cupy.cuda.get_current_stream().synchronize()
         result = median_step_ms(runner, batches, "cupy", args)
     result["peak_bytes"] = meter.peak_in_use - used_before
     result["runner"] = type(runner).__name__
-    if isinstance(runner, training.GraphStep):
+    if isinstance(runner, step_runners.GraphStep):
         result.update(captures=runner.captures, replays=runner.replays, eager_steps=runner.eager_steps)
         if runner.captures != 1 or runner.eager_steps != 1:
             raise AssertionError(f"the graph runner captured {runner.captures} times and ran "
                                  f"{runner.eager_steps} eager steps (want 1 and 1): not a graph timing")
-    training.release_activations(model)
+    model.release_activations()
     return result
 
 

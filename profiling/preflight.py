@@ -113,12 +113,12 @@ def check_cuda_c_kernel():
 def check_graph_capture():
     from bench_train_step import FACES_SHAPE, faces_model, host_batches
 
-    from gpucnn import backend, training
+    from gpucnn import backend, step_runners
     model = faces_model()
     model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"], jit_graph=True)
-    x, y = model._prepare_training(*host_batches(FACES_SHAPE, FACES_BATCH))
-    runner = training.GraphStep(model)
-    if type(runner._capture) is not training.CudaGraphCapture:
+    x, y = model.prepare_training(*host_batches(FACES_SHAPE, FACES_BATCH))
+    runner = step_runners.GraphStep(model)
+    if type(runner._capture) is not step_runners.CudaGraphCapture:
         raise AssertionError(f"the graph runner uses {type(runner._capture).__name__}, not a CUDA graph")
     losses = []
     with warnings.catch_warnings():
