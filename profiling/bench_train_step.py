@@ -15,8 +15,9 @@ is NHWC), precision set with ``fp32_precision`` ('ieee' or 'tf32').  A step is f
 validated: gpucnn's and PyTorch strict-FP32's forward outputs on the first few samples, with the same
 weights, against PyTorch in float64 (relative errors, both recorded: a TF32 peer cannot pass as FP32).
 gpucnn's graph runner must capture exactly once (a failed capture would time eager steps as "graph").
-Times: CUDA events around runs of steps, after warm-up, median over repeats.  Every case (validation,
-each runner, the ratios) is one entry of the JSON report, rewritten after each, to
+Times: CUDA events around runs of steps, after warm-up, median over repeats.  Last, the article model's
+per-layer ``model.profile()`` table.  Every case (validation, each runner, the ratios, the profile) is
+one entry of the JSON report, rewritten after each, to
 <results_dir>/train_step-<gpu>-<date>.json; a failed case is recorded and the run goes on.
 
     python profiling/bench_train_step.py [results_dir] [--repeat 10] [--steps 5] [--warmup 3]
@@ -257,6 +258,18 @@ def validation(build, input_shape):
     return errors
 
 
+def per_layer_profile(build, input_shape, batch, steps):
+    """``model.profile()``'s table (CUDA events per layer, forward and backward) as a dict."""
+    import gpucnn
+    gpucnn.utils.set_random_seed(0)
+    model = build()
+    model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
+    x, y = host_batches(input_shape, batch)
+    profile = model.profile(x[:batch], y[:batch], steps=steps, print_fn=print).to_dict()
+    model.release_activations()
+    return {"profile": profile}
+
+
 # -- main -------------------------------------------------------------------------------------------
 def ratios_of(times):
     """The headline ratios from the passed cases' {name: result}."""
@@ -316,6 +329,10 @@ def main(argv=None):
                         args.article_batch, args, torch_graph=False)
     faces = run_model(report, "faces small model", faces_model, FACES_SHAPE, args.faces_batch, args,
                       torch_graph=True)
+    # Last, as the least important: where the article model's step time goes, layer by layer.
+    report.case(f"{article_title}: per-layer profile",
+                lambda: per_layer_profile(lambda: article_model(args.width_divisor), (100, 100, 1),
+                                          args.article_batch, args.steps))
     goals = {
         "article_step_time_ratio_le_1.0": article and article["gpucnn_best_over_torch_eager_fp32"] <= 1.0,
         "faces_speedup_vs_torch_ge_2": faces and faces["torch_fp32_over_gpucnn_graph"] >= 2.0,

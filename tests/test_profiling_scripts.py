@@ -244,3 +244,13 @@ def test_bench_elementwise_cases_follow_the_op_contract(monkeypatch):
     for name, args, _ in bench_elementwise.cases(1 << 16):
         inspect.signature(getattr(gpucnn.cuda, name)).bind(*args)
         getattr(reference, name)(*(a.copy() if isinstance(a, np.ndarray) else a for a in args))
+
+
+def test_bench_train_step_per_layer_profile_runs_on_the_cpu_backend(cpu, monkeypatch):
+    monkeypatch.syspath_prepend(str(PROFILING))
+    import bench_train_step
+    result = bench_train_step.per_layer_profile(bench_train_step.faces_model, bench_train_step.FACES_SHAPE,
+                                                batch=4, steps=1)
+    profile = result["profile"]
+    assert profile["backend"] == "cpu" and profile["batch_size"] == 4 and profile["steps"] == 1
+    json.dumps(result)  # goes into the report as it is
