@@ -368,8 +368,8 @@ def _rows(model, units, batch, durations, peaks):
 
 
 # -- environment record for benchmark results -----------------------------------------------------
-_PACKAGES = ("gpucnn", "numpy", "numba", "numba-cuda", "cupy-cuda13x", "cupy-cuda12x", "cuda-bindings",
-             "nvtx", "torch")
+_PACKAGES = ("gpucnn", "numpy", "numba", "numba-cuda", "cupy-cuda13x", "cupy-cuda12x", "cuda-core",
+             "cuda-bindings", "cuda-pathfinder", "nvidia-nvvm", "nvidia-cuda-nvrtc", "nvtx", "torch")
 
 
 def environment():

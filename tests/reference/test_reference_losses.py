@@ -52,7 +52,7 @@ def test_binary_crossentropy_clips_probabilities():
     probs = np.array([[0.0], [1.0], [0.0], [1.0], [0.3]], np.float32)
     labels = np.array([[1.0], [0.0], [0.0], [1.0], [1.0]], np.float32)
     with warnings.catch_warnings():
-        warnings.simplefilter("error")
+        warnings.simplefilter("error", RuntimeWarning)  # NumPy overflow / log(0)
         loss, dprobs, correct = binary_crossentropy(probs, labels)
     # Keras clips to [1e-7, 1 - 1e-7] in float32, where 1 - 1e-7 rounds to 1 - 1.19e-7.
     low, high = np.float64(np.float32(1e-7)), np.float64(np.float32(1 - 1e-7))
@@ -81,7 +81,7 @@ def test_sigmoid_binary_crossentropy_is_stable_for_large_logits():
     logits = np.array([[-200.0], [200.0], [-200.0], [200.0]], np.float32)
     labels = np.array([[0.0], [1.0], [1.0], [0.0]], np.float32)
     with warnings.catch_warnings():
-        warnings.simplefilter("error")
+        warnings.simplefilter("error", RuntimeWarning)  # NumPy overflow / log(0)
         loss, dlogits, correct = sigmoid_binary_crossentropy(logits, labels)
     np.testing.assert_allclose(loss, 100.0, rtol=1e-6)    # two right (≈0) and two wrong by 200
     np.testing.assert_allclose(dlogits.ravel(), [0, 0, -0.25, 0.25], atol=1e-7)
@@ -132,7 +132,7 @@ def test_softmax_categorical_crossentropy_matches_log_softmax(n, k):
 def test_softmax_categorical_crossentropy_is_stable_for_large_logits():
     logits = np.array([[1000.0, 0.0, -1000.0]], np.float32)
     with warnings.catch_warnings():
-        warnings.simplefilter("error")
+        warnings.simplefilter("error", RuntimeWarning)  # NumPy overflow / log(0)
         loss, dlogits, _ = softmax_categorical_crossentropy(logits, np.array([[0.0, 0.0, 1.0]], np.float32))
     np.testing.assert_allclose(loss, 2000.0, rtol=1e-6)
     np.testing.assert_allclose(dlogits, [[1.0, 0.0, -1.0]], atol=1e-7)
