@@ -74,7 +74,8 @@ def serialize_model(model, epoch=None, include_compile=True):
 
     model.build()
     payload = []
-    header = {"format_version": FORMAT_VERSION, "model": model.get_config(),
+    header = {"format_version": FORMAT_VERSION, "model_class": type(model).__name__,
+              "model": model.get_config(),
               "weights": _tensor_table([(w.name, w.numpy()) for w in model.weights], payload),
               "compile": None, "optimizer_state": None, "dropout_counters": _dropout_counters(model),
               "training_state": None}
@@ -226,10 +227,16 @@ def _restore_optimizer_state(model, header, tensors):
 
 def load_model(filepath, compile=True):
     from gpucnn import losses, optimizers
+    from gpucnn.functional import Functional
     from gpucnn.models import Sequential
 
     header, tensors = _read(filepath)
-    model = Sequential.from_config(header["model"])
+    classes = {"Sequential": Sequential, "Functional": Functional}
+    class_name = header.get("model_class", "Sequential")
+    if class_name not in classes:
+        raise CorruptModelFileError(f"{filepath!r} holds a model of class {class_name!r}; gpucnn reads "
+                                    f"{sorted(classes)}. Fix: save it again with this gpucnn version.")
+    model = classes[class_name].from_config(header["model"])
     model.set_weights(tensors(header["weights"]))
     _set_dropout_counters(model, header.get("dropout_counters"))
     if compile and header.get("compile"):
