@@ -83,16 +83,18 @@ class Functional(Model):
     def execution_plan(self):
         return [wired.unit for wired in self.wired_plan()]
 
-    def forward(self, x, training):
+    def forward(self, x, training, after_unit=None):
         values = {self.input: x}
         for wired in self.wired_plan():
             arguments = [values[tensor] for tensor in wired.inputs]
             with profiler.nvtx_range(wired.unit.name, "forward"):
                 values[wired.output] = wired.unit.forward(arguments if wired.merge else arguments[0],
                                                           training)
+            if after_unit is not None:
+                after_unit()
         return values[self.output]
 
-    def backward(self, dy):
+    def backward(self, dy, after_unit=None):
         ops = backend.current().ops
         gradients, owned = {self.output: dy}, set()
         finished = set()  # layers whose weight gradients this pass has set once already
@@ -107,6 +109,8 @@ class Functional(Model):
             for weight, gradient in earlier:
                 ops.add_inplace(weight.grad, gradient)
             finished.update(wired.unit.layers)
+            if after_unit is not None:
+                after_unit()
             if not need_input_grad:
                 continue
             for tensor, gradient in zip(wired.inputs, dx if wired.merge else [dx]):

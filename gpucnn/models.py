@@ -100,21 +100,27 @@ class Model(Trainer):
             self._execution_plan = (key, execution.plan_units(self.layers))
         return self._execution_plan[1]
 
-    def forward(self, x, training):
+    def forward(self, x, training, after_unit=None):
         """The output layer's output for the batch ``x`` on the backend: logits where the output
-        layer hands them to a fused loss (``output_logits``)."""
+        layer hands them to a fused loss (``output_logits``).  ``after_unit()``, when given, is
+        called after each unit (the profiler's clock marks)."""
         for unit in self.execution_plan():
             with profiler.nvtx_range(unit.name, "forward"):
                 x = unit.forward(x, training)
+            if after_unit is not None:
+                after_unit()
         return x
 
-    def backward(self, dy):
+    def backward(self, dy, after_unit=None):
         """Back-propagate ``dy`` (the gradient of ``forward``'s output, after a forward with
-        ``training=True``) through every unit, filling the weights' gradients."""
+        ``training=True``) through every unit in reverse, filling the weights' gradients;
+        ``after_unit`` as in ``forward``."""
         units = self.execution_plan()
         for index in range(len(units) - 1, -1, -1):
             with profiler.nvtx_range(units[index].name, "backward"):
                 dy = units[index].backward(dy, need_input_grad=index > 0)
+            if after_unit is not None:
+                after_unit()
 
     def release_activations(self):
         """Drop what layers and fused units saved for backward (frees that memory between uses)."""

@@ -101,10 +101,10 @@ def test_a_chain_trains_exactly_as_the_same_sequential_model(cpu):
 def residual_model(seed=2):
     gpucnn.utils.set_random_seed(seed)
     inputs = gpucnn.Input(shape=(6, 6, 2))
-    x = Conv2D(3, 3, padding="same", activation="relu")(inputs)
-    shortcut = Conv2D(3, 1, strides=2)(x)
-    y = MaxPooling2D()(Conv2D(3, 3, padding="same", activation="relu")(x))
-    y = Activation("relu")(Add()([y, shortcut]))
+    x = Conv2D(3, 3, padding="same", activation="relu", name="stem")(inputs)
+    shortcut = Conv2D(3, 1, strides=2, name="shortcut")(x)
+    y = MaxPooling2D(name="pool")(Conv2D(3, 3, padding="same", activation="relu", name="branch")(x))
+    y = Activation("relu")(Add(name="add")([y, shortcut]))
     y = Concatenate()([y, Conv2D(2, 1, strides=2)(x)])
     outputs = Dense(1, activation="sigmoid")(GlobalAveragePooling2D()(y))
     model = gpucnn.Model(inputs, outputs)
@@ -276,3 +276,27 @@ def test_duplicate_names_and_a_shared_output_layer_are_refused(cpu):
     head = Dense(4, activation="softmax", name="head")
     with pytest.raises(ValueError, match="output layer 'head' is called 2 times"):
         gpucnn.Model(inputs, head(head(inputs)))
+
+
+def test_profile_and_feature_maps_run_the_graph(cpu):
+    pytest.importorskip("matplotlib")
+    from gpucnn import plot
+    x, y = residual_data(4)
+    model = residual_model()
+    result = model.profile(x, y, steps=2, warmup=0, print_fn=None)
+    assert [row["name"] for row in result.rows] == [unit.name for unit in model.execution_plan()] + [
+        "loss", "optimizer"]
+    add = next(row for row in result.rows if row["kind"] == "Add")
+    # The profiler's byte count for elementwise units: forward reads both (4, 3, 3, 3) inputs and
+    # writes the output; backward reads dy and a saved output-sized tensor and writes dx for both.
+    tensor_bytes = 4 * 4 * 27
+    assert add["rate"] == pytest.approx((3 + 4) * tensor_bytes / ((add["forward_ms"] + add["backward_ms"])
+                                                                  * 1e-3) / 1e9)
+    figure = plot.plot_feature_maps(model, x[0], layer="add")
+    stem = model.get_layer("stem")(x[:1])
+    expected = (model.get_layer("pool")(model.get_layer("branch")(stem))
+                + model.get_layer("shortcut")(stem))[0]
+    assert len(figure.axes) == 3
+    for channel in range(3):
+        np.testing.assert_allclose(figure.axes[channel].get_images()[0].get_array(), expected[..., channel],
+                                   rtol=1e-6, atol=1e-6)
