@@ -15,7 +15,14 @@ import time
 import numpy as np
 
 import gpucnn
-from gpucnn.layers import Activation, Add, BatchNormalization, Conv2D, Dense, GlobalAveragePooling2D
+from gpucnn.layers import (
+    Activation,
+    Add,
+    BatchNormalization,
+    Conv2D,
+    Dense,
+    GlobalAveragePooling2D,
+)
 
 OUTPUT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "output")
 CLASSES = ("brick", "grass", "gravel")
@@ -35,7 +42,7 @@ def basic_block(x, filters, strides=1):
     return Activation("relu")(Add()([y, shortcut]))
 
 
-def build_model(widths=(8, 16, 32), input_shape=(32, 32, 1), classes=len(CLASSES)):
+def build_model(widths=(8, 16, 32), input_shape=(32, 32, 1), classes=3):
     """Stem, then one block per width (stride 2 from the second on), pooling and a softmax head."""
     inputs = gpucnn.Input(shape=input_shape)
     x = Conv2D(widths[0], 3, padding="same", use_bias=False)(inputs)

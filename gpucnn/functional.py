@@ -43,7 +43,7 @@ class Functional(Model):
         self.input = _one_tensor(inputs, "inputs")
         self.output = _one_tensor(outputs, "outputs")
         if not isinstance(self.input, Input):
-            raise ValueError(f"Argument `inputs` must be a gpucnn.Input(...) tensor, got the "
+            raise TypeError(f"Argument `inputs` must be a gpucnn.Input(...) tensor, got the "
                              f"{self.input.describe()}. Fix: start the graph at an Input.")
         self._nodes, self.layers = _map_graph(self.input, self.output, self.name)
         self._input_shape = self.input.shape[1:]
@@ -179,7 +179,7 @@ class Functional(Model):
 def _one_tensor(value, argument):
     """The one symbolic tensor in ``value`` (a tensor or a list of one), or an error naming ``argument``."""
     if isinstance(value, dict):
-        raise ValueError(f"Argument `{argument}` must be one symbolic tensor; dicts of several are not "
+        raise TypeError(f"Argument `{argument}` must be one symbolic tensor; dicts of several are not "
                          f"implemented (gpucnn models have one input and one output for now).")
     if isinstance(value, (list, tuple)):
         if len(value) != 1:

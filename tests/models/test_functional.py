@@ -10,8 +10,18 @@ import pytest
 
 import gpucnn
 from gpucnn import backend, execution, step_runners
-from gpucnn.layers import (Activation, Add, BatchNormalization, Concatenate, Conv2D, Dense, Dropout, Flatten,
-                           GlobalAveragePooling2D, MaxPooling2D)
+from gpucnn.layers import (
+    Activation,
+    Add,
+    BatchNormalization,
+    Concatenate,
+    Conv2D,
+    Dense,
+    Dropout,
+    Flatten,
+    GlobalAveragePooling2D,
+    MaxPooling2D,
+)
 from gpucnn.optimizers import SGD
 
 
@@ -55,7 +65,7 @@ def test_a_layer_called_twice_shares_its_weights_and_sums_both_gradients(cpu):
     shared = Dense(4, name="shared")
     outputs = Dense(3, activation="softmax")(shared(shared(inputs)))
     model = gpucnn.Model(inputs, outputs)
-    assert [layer.name for layer in model.layers][0] == "shared" and len(model.weights) == 4
+    assert model.layers[0].name == "shared" and len(model.weights) == 4
     (w, b, v, c), after = one_sgd_step(model, x, labels)
     h1 = x @ w + b
     h2 = h1 @ w + b
@@ -215,6 +225,10 @@ def test_several_inputs_or_outputs_are_refused_clearly(cpu):
         gpucnn.Model(first, [out, Dense(1)(first)])
     with pytest.raises(TypeError, match="needs both"):
         gpucnn.Model()
+    with pytest.raises(TypeError, match="`inputs` must be a gpucnn.Input.*got the output of layer"):
+        gpucnn.Model(out, Dense(1)(out))
+    with pytest.raises(TypeError, match="dicts of several are not implemented"):
+        gpucnn.Model({"x": first}, out)
 
 
 def test_an_output_computed_eagerly_from_an_array_is_refused(cpu):

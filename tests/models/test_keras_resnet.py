@@ -7,7 +7,14 @@ import numpy as np
 import pytest
 
 import gpucnn
-from gpucnn.layers import Activation, Add, BatchNormalization, Conv2D, Dense, GlobalAveragePooling2D
+from gpucnn.layers import (
+    Activation,
+    Add,
+    BatchNormalization,
+    Conv2D,
+    Dense,
+    GlobalAveragePooling2D,
+)
 
 REFERENCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "keras_resnet", "reference.npz")
 
