@@ -10,8 +10,10 @@ first validated: the relative error ‖result − oracle‖ / ‖oracle‖ of ou
 float64 oracle (the NumPy reference in float64 on the unrounded inputs of the first VALIDATION_SAMPLES
 samples) must stay below MAX_RELATIVE_ERROR[precision].  Then both are timed with CUDA events (median of
 --repeat after --warmup) at the full batch: ours with the autotuned choice and, with --candidates, every
-tile / split-K candidate of the launcher.  Results (errors, ms, TFLOP/s, PyTorch/ours) go to
-<results_dir>/precision-<gpu>-<date>.json.
+tile / split-K candidate of the launcher.  One case per (shape, precision): a failed validation fails
+that case and the run goes on.  Results (errors, ms, TFLOP/s, PyTorch/ours per pass) go to
+<results_dir>/precision-<gpu>-<date>.json, rewritten after every case; the exit status is 1 when a case
+failed.
 
 --dry-run needs neither a GPU nor PyTorch: every case of ours runs on the cpu backend (the NumPy reference
 with the kernels' operand rounding) and is validated against the oracle; nothing is timed and the report
@@ -19,12 +21,14 @@ records no speed.  It checks the script and the error bounds, not the kernels (t
 """
 import argparse
 import contextlib
+import functools
 import math
+import sys
 
 import numpy as np
 from bench_conv import SHAPES as CONV_SHAPES
 from bench_conv import make_inputs, torch_ops
-from benchlib import RESULTS_DIR, device_time_ms, write_report
+from benchlib import RESULTS_DIR, Report, ValidationError, device_time_ms
 
 from gpucnn import backend, profiler, reference
 from gpucnn.reference.precision import PRECISIONS
@@ -141,8 +145,8 @@ def validate(name, host, oracle, ours_for, torch_for, precision, on_gpu):
                    "torch": relative_error(theirs[op], oracle[op]) if theirs else None} for op in PASSES}
     for op, error in errors.items():
         if not error["ours"] < MAX_RELATIVE_ERROR[precision]:
-            raise SystemExit(f"{name} {op} at {precision!r}: relative error {error['ours']:.2e} > "
-                             f"{MAX_RELATIVE_ERROR[precision]:.0e}; not timing a wrong kernel.")
+            raise ValidationError(f"{name} {op} at {precision!r}: relative error {error['ours']:.2e} > "
+                                  f"{MAX_RELATIVE_ERROR[precision]:.0e}; not timing a wrong kernel.")
     return errors
 
 
@@ -164,21 +168,37 @@ def device_arrays():
     return cupy
 
 
-def measure(args, on_gpu):
-    rows = []
+def measure(report, args, on_gpu):
+    """One case of ``report`` per (shape, precision): its errors and, on the GPU, its times per pass."""
     for name, flops, make, ours_for, torch_for in cases(args.batch):
         host, oracle = float64_oracle(make, ours_for)
         for precision in PRECISIONS:
-            errors = validate(name, host, oracle, ours_for, torch_for, precision, on_gpu)
-            inputs = make(device_arrays(), args.batch) if on_gpu else None
-            for op in PASSES:
-                row = {"shape": name, "op": op, "precision": precision, "batch": args.batch, "flops": flops,
-                       "ours_error": errors[op]["ours"], "torch_error": errors[op]["torch"],
-                       "ours_ms": None, "torch_ms": None}
-                if on_gpu:
-                    row.update(time_pass(op, inputs, ours_for, torch_for, precision, flops, args))
-                rows.append(row)
-    return rows
+            case = functools.partial(measure_case, name, flops, make, ours_for, torch_for, host, oracle, precision,
+                                     args, on_gpu)
+            entry = report.case(f"{name} {precision}", case)
+            if entry["status"] == "passed":
+                print_passes(entry)
+
+
+def measure_case(name, flops, make, ours_for, torch_for, host, oracle, precision, args, on_gpu):
+    errors = validate(name, host, oracle, ours_for, torch_for, precision, on_gpu)
+    inputs = make(device_arrays(), args.batch) if on_gpu else None
+    passes = {}
+    for op in PASSES:
+        passes[op] = {"ours_error": errors[op]["ours"], "torch_error": errors[op]["torch"],
+                      "ours_ms": None, "torch_ms": None}
+        if on_gpu:
+            passes[op].update(time_pass(op, inputs, ours_for, torch_for, precision, flops, args))
+    return {"shape": name, "precision": precision, "batch": args.batch, "flops": flops, "passes": passes}
+
+
+def print_passes(entry):
+    for op, r in entry["passes"].items():
+        torch_error = f"{r['torch_error']:>9.1e}" if r["torch_error"] is not None else f"{'-':>9}"
+        speeds = (f"{r['ours_tflops']:>10.2f} {r['torch_tflops']:>10.2f} {r['torch_over_ours']:>10.2f}"
+                  if r["ours_ms"] is not None else f"{'-':>10} {'-':>10} {'-':>10}")
+        print(f"{entry['shape']:<30} {op:<16} {entry['precision']:<9} {r['ours_error']:>9.1e} {torch_error} "
+              f"{speeds}", flush=True)
 
 
 def time_pass(op, inputs, ours_for, torch_for, precision, flops, args):
@@ -217,19 +237,12 @@ def main(argv=None):
     if on_gpu:
         import torch
         env["torch"] = torch.__version__
-    rows = measure(args, on_gpu)
+    report = Report(args.results_dir, "precision", {**env, "settings": vars(args), "timed": on_gpu})
     print(f"{(env.get('gpu') or {}).get('name', 'no GPU: dry run, nothing timed')}, batch {args.batch}")
     print(f"{'shape':<30} {'op':<16} {'precision':<9} {'ours err':>9} {'torch err':>9} {'ours TF/s':>10} "
           f"{'torch TF/s':>10} {'torch/ours':>10}")
-    for r in rows:
-        timed = r["ours_ms"] is not None
-        torch_error = f"{r['torch_error']:>9.1e}" if r["torch_error"] is not None else f"{'-':>9}"
-        speeds = (f"{r['ours_tflops']:>10.2f} {r['torch_tflops']:>10.2f} {r['torch_over_ours']:>10.2f}" if timed
-                  else f"{'-':>10} {'-':>10} {'-':>10}")
-        print(f"{r['shape']:<30} {r['op']:<16} {r['precision']:<9} {r['ours_error']:>9.1e} {torch_error} {speeds}")
-    return write_report(args.results_dir, "precision",
-                        {**env, "settings": vars(args), "timed": on_gpu, "results": rows})
-
+    measure(report, args, on_gpu)
+    return report.finish()
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -3,13 +3,24 @@
 Same names, signatures and semantics as ``gpucnn.reference.conv``; the tile and split-K choice is the
 GEMM one of :mod:`gpucnn.cuda.dense`.  ``precision=None`` means the global setting of gpucnn.config
 ('highest': FP32 kernels of conv.cu; 'high' / 'medium': TF32 / BF16 tensor-core kernels of conv_tc.cu).
+At 'highest', the backward-data of inputs with at most ``NARROW_CHANNELS`` channels, whose GEMM is too
+narrow for any tile, runs ``conv2d_backward_data_narrow`` instead; that kernel is FP32 CUDA-core code, so
+the tensor-core precisions keep their GEMM and the rounding that ``gpucnn.reference.conv`` emulates.
 """
 import numpy as np
 
+from gpucnn import config
 from gpucnn.cuda import runtime
-from gpucnn.cuda.dense import check_gemm_size, launch_gemm
+from gpucnn.cuda.dense import THREADS, check_gemm_size, launch_gemm, sm_count
 from gpucnn.reference.activations import check_activation
-from gpucnn.reference.shapes import normalize_padding, normalize_tuple, prod, window_geometry
+from gpucnn.reference.shapes import (
+    normalize_padding,
+    normalize_tuple,
+    prod,
+    window_geometry,
+)
+
+NARROW_CHANNELS = 4  # NARROW_CHANNELS in kernels/conv.cu
 
 
 def _geometry(x_shape, kernel_size, filters, strides, padding):
@@ -82,6 +93,13 @@ def conv2d_backward_data(dy, w, x_shape, strides, padding, precision=None):
     in_pixels, out_pixels, _, grad_taps = _gemm_sizes(geometry)
     check_gemm_size(max(in_pixels, out_pixels), channels, grad_taps, "conv2d_backward_data")
     dx = runtime.xp().empty(x_shape, dtype=np.float32)
+    precision = config.resolve_precision(precision)
+    if channels <= NARROW_CHANNELS and precision == "highest":  # one warp per input pixel, grid-stride
+        warps = THREADS // 32
+        kernel = runtime.cuda_c_function("conv.cu", "conv2d_backward_data_narrow")
+        kernel((min(runtime.blocks_for(in_pixels, warps), 16 * sm_count()),), (THREADS,),
+               (dy, w, dx, *(np.int32(v) for v in geometry)))
+        return dx
     return launch_gemm("conv.cu", "conv2d_backward_data", dy, w, geometry, in_pixels, channels, grad_taps, dx,
                        precision=precision)
 

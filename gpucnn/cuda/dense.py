@@ -16,12 +16,13 @@ from gpucnn.cuda import autotune, runtime
 from gpucnn.reference.activations import check_activation
 
 # Values of `enum Activation` in kernels/common.cuh.
-ACTIVATION_CODES = {"linear": 0, "relu": 1, "leaky_relu": 2, "sigmoid": 3}
+ACTIVATION_CODES = {"linear": 0, "relu": 1, "leaky_relu": 2, "sigmoid": 3, "tanh": 4}
 
 THREADS = 256       # every tile shape runs 256 threads per block
 TILE_DEPTH = 8      # BK: k values per shared-memory slice (GEMM_BK / CONV_BK in the .cu files)
-SM_COUNT = 132      # H100 SXM; only tunes the tile and split choice, never the result's correctness
-TARGET_BLOCKS = 2 * SM_COUNT
+# SMs assumed off the GPU (H100/H200 SXM); on it, the device's own count.  Only tunes the tile and split
+# choice, never the result's correctness.
+SM_COUNT = 132
 MIN_K_TILES_PER_SPLIT = 32   # below this a split's partial sums cost more than its parallelism brings
 TENSOR_CORE_TILE_DEPTH = 16  # TC_BK of kernels/tensor_core.cuh
 TENSOR_CORE_FILES = {"gemm.cu": "gemm_tc.cu", "conv.cu": "conv_tc.cu"}
@@ -31,10 +32,11 @@ PRECISION_TAGS = {"high": "tf32", "medium": "bf16"}  # entry points <op>_<tag>_<
 class Tile(NamedTuple):
     rows: int
     cols: int
+    blocks_per_sm: int = 1  # > 1: the kernel's __launch_bounds__(256, blocks_per_sm) variant
 
     @property
     def suffix(self):
-        return f"{self.rows}x{self.cols}"
+        return f"{self.rows}x{self.cols}" + (f"_{self.blocks_per_sm}blocks" if self.blocks_per_sm > 1 else "")
 
     def grid(self, m, n):
         return math.ceil(m / self.rows), math.ceil(n / self.cols)
@@ -44,7 +46,22 @@ LARGE_TILE = Tile(128, 128)    # 8×8 outputs per thread: the most FMAs per shar
 SMALL_TILE = Tile(64, 64)      # 4×4 per thread: more blocks for mid-sized problems
 FEW_COLUMNS_TILE = Tile(128, 32)
 FEW_ROWS_TILE = Tile(32, 128)
-TILES = {tile.suffix: tile for tile in (LARGE_TILE, SMALL_TILE, FEW_COLUMNS_TILE, FEW_ROWS_TILE)}
+# Every GEMM entry point (FP32 and tensor-core) exists for these four tiles.
+BASE_TILES = (LARGE_TILE, SMALL_TILE, FEW_COLUMNS_TILE, FEW_ROWS_TILE)
+# FP32 conv2d_backward_filter only (kernels/conv.cu): capped at 128 registers for two blocks per SM.  Never
+# the heuristic's choice; the autotuner times it, and profiling/bench_conv.py beside LARGE_TILE.
+LARGE_TILE_TWO_BLOCKS = Tile(128, 128, 2)
+TILES = {tile.suffix: tile for tile in (*BASE_TILES, LARGE_TILE_TWO_BLOCKS)}
+EXTRA_TILES = {("conv.cu", "conv2d_backward_filter"): (LARGE_TILE_TWO_BLOCKS,)}  # (file, prefix): tiles
+
+
+def sm_count():
+    return runtime.device_sm_count() or SM_COUNT
+
+
+def tiles_of(filename, kernel_prefix):
+    """The tiles that entry points ``<kernel_prefix>_<tile>`` of ``kernels/<filename>`` exist for."""
+    return BASE_TILES + EXTRA_TILES.get((filename, kernel_prefix), ())
 
 
 def choose_tile(m, n, k):
@@ -55,25 +72,27 @@ def choose_tile(m, n, k):
         return FEW_ROWS_TILE
     grid_m, grid_n = LARGE_TILE.grid(m, n)
     # Large tiles when they fill the GPU, or when k is long enough for split-K to fill it.
-    if grid_m * grid_n >= SM_COUNT or math.ceil(k / TILE_DEPTH) >= 2 * MIN_K_TILES_PER_SPLIT:
+    if grid_m * grid_n >= sm_count() or math.ceil(k / TILE_DEPTH) >= 2 * MIN_K_TILES_PER_SPLIT:
         return LARGE_TILE
     return SMALL_TILE
 
 
 def choose_split_k(blocks, k_tiles):
     """(splits, k_tiles_per_split): split the reduction only when the output tiles alone leave SMs idle."""
-    if blocks >= SM_COUNT:
+    sms = sm_count()
+    if blocks >= sms:
         return 1, k_tiles
-    splits = max(1, min(math.ceil(TARGET_BLOCKS / blocks), k_tiles // MIN_K_TILES_PER_SPLIT))
+    # Two blocks per SM: enough for the split partial sums to fill the GPU.
+    splits = max(1, min(math.ceil(2 * sms / blocks), k_tiles // MIN_K_TILES_PER_SPLIT))
     per_split = math.ceil(k_tiles / splits)
     return math.ceil(k_tiles / per_split), per_split
 
 
-def gemm_candidates(m, n, k_tiles):
-    """The (tile suffix, K splits) launches the autotuner times: every tile shape, with the split-K the
+def gemm_candidates(m, n, k_tiles, tiles):
+    """The (tile suffix, K splits) launches the autotuner times: each of ``tiles``, with the split-K the
     heuristic would give its grid and without split-K."""
     candidates = []
-    for tile in TILES.values():
+    for tile in tiles:
         heuristic_splits, _ = choose_split_k(math.prod(tile.grid(m, n)), k_tiles)
         for splits in (heuristic_splits, 1):
             if (tile.suffix, splits) not in candidates:
@@ -84,7 +103,7 @@ def gemm_candidates(m, n, k_tiles):
 # The kernels index rows, columns and k with int32 (element offsets are 64-bit), and the last tile computes
 # indices up to a whole tile past the end before its bounds checks drop them (and k up to BK past K):
 # every size must leave that much room below 2**31.
-INDEX_LIMIT = 2**31 - 1 - max(max(tile) for tile in TILES.values())
+INDEX_LIMIT = 2**31 - 1 - max(max(tile.rows, tile.cols) for tile in TILES.values())
 
 
 def check_gemm_size(m, n, k, what):
@@ -125,7 +144,8 @@ def launch_gemm(filename, kernel_prefix, in0, in1, shape_args, m, n, k, out, bia
     tile = choose_tile(m, n, k)
     heuristic = (tile.suffix, choose_split_k(math.prod(tile.grid(m, n)), k_tiles)[0])
     problem = [kernel_prefix, *(int(v) for v in shape_args)]
-    launch(autotune.choose(problem, filename, gemm_candidates(m, n, k_tiles), launch, heuristic))
+    candidates = gemm_candidates(m, n, k_tiles, tiles_of(filename, kernel_prefix))
+    launch(autotune.choose(problem, filename, candidates, launch, heuristic))
     return out
 
 
@@ -151,7 +171,7 @@ def _launch_tile(filename, name, tile, splits, in0, in1, shape_args, m, n, k_til
             np.int32(per_split)))
     count = m * n
     reduce = runtime.cuda_c_function(filename, "split_k_reduce")
-    reduce((min(runtime.blocks_for(count, THREADS), 16 * SM_COUNT),), (THREADS,),
+    reduce((min(runtime.blocks_for(count, THREADS), 16 * sm_count()),), (THREADS,),
            (partial, np.int32(splits), np.int64(count), np.int32(n), bias, out, code, alpha))
 
 

@@ -1,5 +1,6 @@
 """Launchers of the loss kernels (``kernels/reduce.py``): gradient, mean loss and correct count in one
-launch, the last two as 0-d float32 device arrays (no host sync).
+launch, the last two as 0-d float32 device arrays (no host sync).  Label smoothing reaches the kernels
+as the (keep, offset) of ``gpucnn.reference.losses.smoothing_terms``.
 
 Same names and signatures as ``gpucnn.reference.losses`` (Keras 3 semantics).  Labels must already be
 on the device: float32 for the dense losses, int32 class indices for the sparse ones.
@@ -9,22 +10,29 @@ import numpy as np
 from gpucnn.cuda import runtime
 from gpucnn.cuda._numba_launch import flat, launch_loss
 from gpucnn.kernels import reduce
+from gpucnn.reference.losses import smoothing_terms
 
 
-def _binary(outputs_name, outputs, labels, from_logits):
+def _check_dense_labels(outputs_name, outputs, labels):
+    """Labels shaped like the outputs, or (N,) for outputs (N, 1)."""
     runtime.check_array(outputs_name, outputs)
     runtime.check_array("labels", labels)
     shape = tuple(outputs.shape)
     if tuple(labels.shape) != shape and not (shape[-1:] == (1,) and tuple(labels.shape) == shape[:-1]):
         raise ValueError(f"Argument `labels` must have the shape of `{outputs_name}` {shape}, "
                          f"got {tuple(labels.shape)}.")
+
+
+def _binary(outputs_name, outputs, labels, from_logits, label_smoothing):
+    _check_dense_labels(outputs_name, outputs, labels)
+    keep, offset = smoothing_terms(label_smoothing, 2)
     grad = runtime.xp().empty_like(outputs)
     loss, correct = launch_loss(reduce.binary_crossentropy, outputs.size, flat(outputs), flat(labels),
-                                np.bool_(from_logits), np.float32(outputs.size), flat(grad))
+                                np.bool_(from_logits), keep, offset, np.float32(outputs.size), flat(grad))
     return loss, grad, correct
 
 
-def _categorical(outputs_name, outputs, labels, sparse, from_logits):
+def _categorical(outputs_name, outputs, labels, sparse, from_logits, label_smoothing=0.0):
     runtime.check_array(outputs_name, outputs, ndim=2)
     rows, classes = outputs.shape
     xp = runtime.xp()
@@ -41,38 +49,52 @@ def _categorical(outputs_name, outputs, labels, sparse, from_logits):
             raise ValueError(f"Argument `labels` must have the shape of `{outputs_name}` "
                              f"{tuple(outputs.shape)}, got {tuple(labels.shape)}.")
         dense_labels, class_labels = flat(labels), xp.zeros(1, dtype=np.int32)
+    keep, offset = smoothing_terms(label_smoothing, classes)
     grad = xp.empty_like(outputs)
     loss, correct = launch_loss(reduce.categorical_crossentropy, rows, flat(outputs), dense_labels,
-                                class_labels, np.bool_(sparse), np.bool_(from_logits),
+                                class_labels, np.bool_(sparse), np.bool_(from_logits), keep, offset,
                                 np.int64(classes), np.float32(rows), flat(grad))
     return loss, grad, correct
 
 
-def binary_crossentropy(probs, labels):
+def binary_crossentropy(probs, labels, label_smoothing=0.0):
     """(loss, dprobs, correct) of BCE on probabilities clipped to [1e-7, 1 - 1e-7]."""
-    return _binary("probs", probs, labels, from_logits=False)
+    return _binary("probs", probs, labels, False, label_smoothing)
 
 
-def sigmoid_binary_crossentropy(logits, labels):
+def sigmoid_binary_crossentropy(logits, labels, label_smoothing=0.0):
     """(loss, dlogits, correct) of BCE on sigmoid(logits), in the stable form."""
-    return _binary("logits", logits, labels, from_logits=True)
+    return _binary("logits", logits, labels, True, label_smoothing)
 
 
-def categorical_crossentropy(probs, labels):
+def categorical_crossentropy(probs, labels, label_smoothing=0.0):
     """(loss, dprobs, correct) of CE on row-normalized, clipped probabilities; labels (N, K) float32."""
-    return _categorical("probs", probs, labels, sparse=False, from_logits=False)
+    return _categorical("probs", probs, labels, False, False, label_smoothing)
 
 
-def softmax_categorical_crossentropy(logits, labels):
+def softmax_categorical_crossentropy(logits, labels, label_smoothing=0.0):
     """(loss, dlogits, correct) of CE on softmax(logits); labels (N, K) float32."""
-    return _categorical("logits", logits, labels, sparse=False, from_logits=True)
+    return _categorical("logits", logits, labels, False, True, label_smoothing)
 
 
 def sparse_categorical_crossentropy(probs, labels):
     """:func:`categorical_crossentropy` with int32 class labels of shape (N,) or (N, 1)."""
-    return _categorical("probs", probs, labels, sparse=True, from_logits=False)
+    return _categorical("probs", probs, labels, True, False)
 
 
 def sparse_softmax_categorical_crossentropy(logits, labels):
     """:func:`softmax_categorical_crossentropy` with int32 class labels of shape (N,) or (N, 1)."""
-    return _categorical("logits", logits, labels, sparse=True, from_logits=True)
+    return _categorical("logits", logits, labels, True, True)
+
+
+def mean_squared_error(outputs, labels):
+    """(loss, doutputs, correct) of mean((p - y)²); correct as Keras' 'accuracy' for these outputs."""
+    _check_dense_labels("outputs", outputs, labels)
+    if outputs.ndim == 0:
+        raise ValueError("Argument `outputs` must have at least one axis (the last holds the units).")
+    width = outputs.shape[-1]
+    grad = runtime.xp().empty_like(outputs)
+    loss, correct = launch_loss(reduce.mean_squared_error, outputs.size // width if width else 0,
+                                flat(outputs), flat(labels), np.int64(width), np.float32(outputs.size),
+                                flat(grad))
+    return loss, grad, correct

@@ -11,7 +11,8 @@ from gpucnn.kernels import pool
 from gpucnn.reference.conv import window_layout
 
 
-def _geometry_args(geometry):
+def geometry_args(geometry):
+    """The window geometry as the kernels take it: (pool_h, pool_w, stride_h, stride_w, pad_top, pad_left)."""
     (pool_h, pool_w), (stride_h, stride_w) = geometry.window, geometry.strides
     return tuple(np.int64(v) for v in (pool_h, pool_w, stride_h, stride_w, geometry.pad_top,
                                        geometry.pad_left))
@@ -25,7 +26,7 @@ def max_pool_forward(x, pool_size, strides, padding):
     shape = (x.shape[0], geometry.out_h, geometry.out_w, x.shape[3])
     y = xp.empty(shape, dtype=np.float32)
     argmax = xp.empty(shape, dtype=np.int32)
-    launch_grid_stride(pool.max_pool_forward, y.size, x, y, argmax, *_geometry_args(geometry))
+    launch_grid_stride(pool.max_pool_forward, y.size, x, y, argmax, *geometry_args(geometry))
     return y, argmax
 
 
@@ -39,5 +40,5 @@ def max_pool_backward(dy, argmax, x_shape, pool_size, strides, padding):
     check_shape("dy", dy, pooled, f"(the pooled shape of x_shape {x_shape})")
     check_shape("argmax", argmax, pooled, f"(the pooled shape of x_shape {x_shape})")
     dx = runtime.xp().empty(x_shape, dtype=np.float32)
-    launch_grid_stride(pool.max_pool_backward, dx.size, dy, argmax, dx, *_geometry_args(geometry))
+    launch_grid_stride(pool.max_pool_backward, dx.size, dy, argmax, dx, *geometry_args(geometry))
     return dx

@@ -121,7 +121,6 @@ def test_project_sources_hold_no_include_for_nvrtc_to_resolve():
 def test_every_entry_point_the_launchers_ask_for_is_compiled():
     # launch_gemm builds kernel names from an op prefix and the tile it picks: each must exist in the cubin.
     from gpucnn.cuda import dense
-    tiles = (dense.LARGE_TILE, dense.SMALL_TILE, dense.FEW_COLUMNS_TILE, dense.FEW_ROWS_TILE)
     prefixes = {"conv.cu": ("conv2d_forward", "conv2d_backward_data", "conv2d_backward_filter"),
                 "gemm.cu": ("gemm_nn", "gemm_nt", "gemm_tn")}
     for base_file, ops in prefixes.items():
@@ -129,7 +128,8 @@ def test_every_entry_point_the_launchers_ask_for_is_compiled():
             variants = {dense.kernel_variant(base_file, op, precision) for op in ops}
             (filename,) = {variant[0] for variant in variants}
             compiled = {kernel.name for kernel in _compiled(filename).kernels}
-            wanted = {f"{prefix}_{tile.suffix}" for _, prefix, _ in variants for tile in tiles} | {"split_k_reduce"}
+            wanted = {f"{prefix}_{tile.suffix}" for file, prefix, _ in variants
+                      for tile in dense.tiles_of(file, prefix)} | {"split_k_reduce"}
             assert wanted <= compiled, (filename, sorted(wanted - compiled))
 
 
@@ -142,13 +142,16 @@ def _instruction_mix(filename):
 def test_tensor_core_kernels_use_tensor_cores(filename):
     mix = _instruction_mix(filename)
     assert set(mix) == {kernel.name for kernel in _compiled(filename).kernels}
+    from gpucnn.cuda import dense
+    tile_suffixes = tuple(dense.TILES)  # GEMM tiles; not split_k_reduce or conv2d_backward_data_narrow
     for name, counts in mix.items():
-        if name == "split_k_reduce" or not filename.endswith("_tc.cu"):
-            assert counts["HMMA"] == 0, (name, counts)
-        else:
+        gemm_tile = name.endswith(tile_suffixes)
+        if gemm_tile and filename.endswith("_tc.cu"):
             # BF16 m16n16k16 is two HMMA.16816 per fragment pair, TF32 m16n16k8 two HMMA.1684 per k step.
             assert counts["HMMA"] >= 4, (name, counts)
-        if not filename.endswith("_tc.cu") and name != "split_k_reduce":
+        else:
+            assert counts["HMMA"] == 0, (name, counts)
+        if gemm_tile and not filename.endswith("_tc.cu"):
             assert counts["FFMA"] >= 64, (name, counts)  # the 4×4 (or 8×8) register-blocked FMAs
 
 
