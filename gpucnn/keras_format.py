@@ -9,9 +9,9 @@ in model order (``conv2d``, ``conv2d_1``, ...; not the layer's name), the variab
 (Conv2D/Dense kernel then bias, BatchNormalization gamma, beta, moving_mean, moving_variance), Conv2D
 kernels HWIO and Dense kernels (in, out) as in gpucnn.  The optimizer's variables are in
 ``optimizer/vars``: the iteration count, the learning rate, then per trainable weight (model order)
-Adam's m and v interleaved, or SGD's momentum (none without momentum).  gpucnn keeps those states in
-flat buffers, so they are split by weight on writing and joined on reading: training continues in the
-other library.  Not carried (gpucnn-only): the Dropout layers' mask counters, so masks differ after a
+Adam's (or AdamW's) m and v interleaved, or SGD's momentum (none without momentum).  gpucnn keeps
+those states in flat buffers, so they are split by weight on writing and joined on reading: training
+continues in the other library.  Not carried (gpucnn-only): the Dropout layers' mask counters, so masks differ after a
 round trip, and gpucnn's random generator state.
 
 Configs are translated option by option through ``_LAYERS``: an option gpucnn implements becomes the
@@ -74,6 +74,12 @@ _LAYERS = {
          "lora_alpha": _ANY}),
     "MaxPooling2D": _LayerSpec("max_pooling2d", ("pool_size", "strides", "padding"),
                                {"data_format": "channels_last"}),
+    # Both average only the cells inside the input in 'same' windows, as Keras does.
+    "AveragePooling2D": _LayerSpec("average_pooling2d", ("pool_size", "strides", "padding"),
+                                   {"data_format": "channels_last"}),
+    "GlobalAveragePooling2D": _LayerSpec("global_average_pooling2d", ("keepdims",),
+                                         {"data_format": "channels_last"}),
+    "ZeroPadding2D": _LayerSpec("zero_padding2d", ("padding",), {"data_format": "channels_last"}),
     "Flatten": _LayerSpec("flatten", (), {"data_format": "channels_last"}),
     "Activation": _LayerSpec("activation", ("activation",)),
     "ReLU": _LayerSpec("re_lu", ("negative_slope",), {"max_value": None, "threshold": 0.0}),
@@ -90,18 +96,22 @@ _LAYERS = {
 # Keras writes these with every layer; gpucnn reads name and trainable, and computes in float32 only.
 _BASE_OPTIONS = ("name", "trainable", "dtype")
 
-_OPTIMIZER_FIXED = {"weight_decay": None, "clipnorm": None, "global_clipnorm": None, "clipvalue": None,
-                    "use_ema": False, "ema_overwrite_frequency": None, "loss_scale_factor": None,
+_OPTIMIZER_OPTIONS = ("learning_rate", "weight_decay") + optimizers.CLIP_ARGUMENTS
+_OPTIMIZER_FIXED = {"use_ema": False, "ema_overwrite_frequency": None, "loss_scale_factor": None,
                     "gradient_accumulation_steps": None}
-_OPTIMIZERS = {"Adam": (("learning_rate", "beta_1", "beta_2", "epsilon"),
-                        {**_OPTIMIZER_FIXED, "amsgrad": False}),
-               "SGD": (("learning_rate", "momentum", "nesterov"), _OPTIMIZER_FIXED)}
+_ADAM = (_OPTIMIZER_OPTIONS + ("beta_1", "beta_2", "epsilon"), {**_OPTIMIZER_FIXED, "amsgrad": False})
+# AdamW is Adam with a weight decay that must be set: the same options and variables.
+_OPTIMIZERS = {"Adam": _ADAM, "AdamW": _ADAM,
+               "SGD": (_OPTIMIZER_OPTIONS + ("momentum", "nesterov"), _OPTIMIZER_FIXED)}
 # Options that change nothing gpucnn computes: the optimizer's name, EMA momentum without EMA, and
 # how Keras runs steps.
 _OPTIMIZER_IGNORED = ("name", "ema_momentum")
 _COMPILE_IGNORED = ("run_eagerly", "steps_per_execution", "jit_compile", "auto_scale_loss")
+# Keras' loss options gpucnn does not have; each loss class reads the options its get_config names
+# (from_logits, and label_smoothing for the binary and categorical cross-entropies).
 _LOSS_FIXED = {"label_smoothing": 0.0, "axis": -1, "reduction": "sum_over_batch_size",
                "ignore_class": None}
+_LOSS_IGNORED = ("name",)
 _METRIC_CLASSES = {"BinaryAccuracy": "binary_accuracy", "CategoricalAccuracy": "categorical_accuracy",
                    "SparseCategoricalAccuracy": "sparse_categorical_accuracy"}
 
@@ -190,8 +200,10 @@ def _keras_compile_config(model):
     optimizer_config = {"name": type(optimizer).__name__.lower(),
                         **{option: settings[option] for option in arguments}, **fixed}
     loss = model.loss
-    loss_entry = (_keras_object("keras.losses", type(loss).__name__, {"from_logits": True})
-                  if loss.from_logits else loss.name)
+    # Keras' name when every option is at its default (from_logits, label_smoothing), else the class.
+    settings = loss.get_config()
+    loss_entry = (_keras_object("keras.losses", type(loss).__name__, settings) if any(settings.values())
+                  else loss.name)
     return {"optimizer": _keras_object("keras.optimizers", type(optimizer).__name__, optimizer_config),
             "loss": loss_entry, "loss_weights": None, "metrics": list(model.metrics),
             "weighted_metrics": None, "run_eagerly": False, "steps_per_execution": 1,
@@ -517,8 +529,15 @@ def _loss(entry):
     if class_name not in classes:
         raise _unsupported("The compiled loss", "loss", class_name, f"the losses {sorted(classes)}")
     config = entry.get("config") or {}
-    _check_fixed(f"The compiled loss ({class_name})", config, _LOSS_FIXED)
-    return classes[class_name](from_logits=bool(config.get("from_logits", False)))
+    where = f"The compiled loss ({class_name})"
+    arguments = classes[class_name]().get_config()
+    unknown = sorted(set(config) - set(arguments) - set(_LOSS_FIXED) - set(_LOSS_IGNORED) - {"dtype"})
+    if unknown:
+        raise ValueError(f"{where}: option(s) {unknown} are not known to gpucnn, which reads "
+                         f"{sorted(set(arguments) | set(_LOSS_FIXED))}.")
+    _check_dtype(where, config.get("dtype"))
+    _check_fixed(where, config, {k: v for k, v in _LOSS_FIXED.items() if k not in arguments})
+    return classes[class_name](**{option: config[option] for option in arguments if option in config})
 
 
 def _metrics(entry):

@@ -18,20 +18,25 @@ import gpucnn
 from gpucnn import losses, optimizers, saving, utils
 from gpucnn.layers import (
     Activation,
+    AveragePooling2D,
     BatchNormalization,
     Conv2D,
     Dense,
     Dropout,
     Flatten,
+    GlobalAveragePooling2D,
     LeakyReLU,
     MaxPooling2D,
     ReLU,
+    ZeroPadding2D,
 )
 from gpucnn.saving import CorruptModelFileError
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 KERAS_FILES = ROOT / "tests" / "data" / "keras"
-KERAS_MODELS = ["sigmoid_cnn", "softmax_cnn", "sgd_dense"]
+KERAS_MODELS = ["sigmoid_cnn", "softmax_cnn", "sgd_dense", "pooling_cnn", "mse_gap", "clipvalue_logits"]
+# The models without Dropout: their files hold Keras' weights after one more training step.
+KERAS_STEPPED = [name for name in KERAS_MODELS if name != "sigmoid_cnn"]
 # Keras sums in another order than gpucnn: float32 results differ in the last bits.
 TOLERANCE = 1e-5
 
@@ -97,7 +102,13 @@ def test_keras_compile_config_and_optimizer_state_are_read(cpu, name):
     assert type(model.optimizer).__name__ == compiled["optimizer"]["class_name"]
     for option, value in model.optimizer.get_config().items():
         assert value == settings[option], option
-    assert model.loss.name == compiled["loss"] and model.metrics == compiled["metrics"]
+    loss = compiled["loss"]
+    if isinstance(loss, dict):
+        assert type(model.loss).__name__ == loss["class_name"]
+        assert model.loss.get_config() == {k: loss["config"][k] for k in model.loss.get_config()}
+    else:
+        assert model.loss.name == {"mse": "mean_squared_error"}.get(loss, loss)
+    assert model.metrics == compiled["metrics"]
     assert model.optimizer.iterations == int(saved["optimizer/vars/0"]) > 0
     names = model.optimizer.state_names()
     per_weight = [saved[f"optimizer/vars/{i}"] for i in range(2, 2 + len(names) * len(model.weights))
@@ -108,7 +119,7 @@ def test_keras_compile_config_and_optimizer_state_are_read(cpu, name):
         assert flat.any()
 
 
-@pytest.mark.parametrize("name", ["softmax_cnn", "sgd_dense"])
+@pytest.mark.parametrize("name", KERAS_STEPPED)
 def test_training_continues_from_keras_optimizer_state(cpu, name):
     expected = np.load(keras_file(f"{name}.npz"))
     model = gpucnn.load_model(keras_file(f"{name}.keras"))
@@ -164,6 +175,28 @@ def test_keras_layer_configs_become_gpucnn_layers(cpu):
     assert (pool.pool_size, pool.strides, pool.padding) == ((3, 3), (2, 2), "same")
     norm = model.layers[3]
     assert (norm.momentum, norm.epsilon) == (0.9, 0.01)
+
+
+def test_keras_pooling_and_padding_configs_become_gpucnn_layers(cpu):
+    model = gpucnn.load_model(keras_file("pooling_cnn.keras"))
+    pads = [layer.padding for layer in model.layers if isinstance(layer, ZeroPadding2D)]
+    assert pads == [((1, 1), (2, 1)), ((1, 1), (1, 1)), ((0, 0), (1, 1))]  # Keras' three forms
+    pools = [(layer.pool_size, layer.strides, layer.padding) for layer in model.layers
+             if isinstance(layer, AveragePooling2D)]
+    assert pools == [((3, 3), (2, 2), "same"), ((2, 1), (2, 1), "valid")]
+    assert model.layers[7].keepdims is True and model.layers[1].activation == "tanh"
+    assert type(model.optimizer) is optimizers.AdamW
+    assert (model.optimizer.weight_decay, model.optimizer.clipnorm) == (0.05, 0.05)
+    assert model.loss.label_smoothing == 0.1
+
+
+@pytest.mark.parametrize("class_name", ["AveragePooling2D", "GlobalAveragePooling2D", "ZeroPadding2D"])
+def test_channels_first_pooling_and_padding_are_refused_by_name(cpu, tmp_path, class_name):
+    path = rewrite_archive(keras_file("pooling_cnn.keras"), tmp_path / "edited.keras",
+                           edit_config=edit_layer(class_name, data_format="channels_first"))
+    with pytest.raises(ValueError, match=rf"\({class_name}\): option `data_format='channels_first'`.*"
+                                         r"only data_format='channels_last'"):
+        gpucnn.load_model(path)
 
 
 # -- gpucnn -> Keras files -> gpucnn -------------------------------------------------------------
@@ -234,6 +267,43 @@ def test_training_continues_identically_after_a_keras_round_trip(cpu, tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
+def pooling_model(units, activation):
+    utils.set_random_seed(4)
+    return gpucnn.Sequential([
+        ZeroPadding2D(((2, 0), (1, 3)), input_shape=(6, 5, 2)), Conv2D(3, 3, activation="tanh"),
+        AveragePooling2D(2, strides=1, padding="same"), ZeroPadding2D((1, 0)), AveragePooling2D((2, 3)),
+        ZeroPadding2D(1), GlobalAveragePooling2D(keepdims=True), Flatten(), Dense(units, activation)],
+        name="pooling")
+
+
+@pytest.mark.parametrize("optimizer, loss, units, activation", [
+    (optimizers.AdamW(learning_rate=0.01, weight_decay=0.1, clipnorm=0.5),
+     losses.CategoricalCrossentropy(from_logits=True, label_smoothing=0.2), 2, None),
+    (optimizers.SGD(0.1, momentum=0.5, weight_decay=0.01, global_clipnorm=0.3), "mse", 2, "tanh"),
+    (optimizers.Adam(clipvalue=0.01), losses.BinaryCrossentropy(label_smoothing=0.1), 1, "sigmoid"),
+], ids=["adamw-clipnorm-smoothing", "sgd-global-clipnorm-mse", "adam-clipvalue-binary"])
+def test_pooling_layers_and_optimizer_options_round_trip(cpu, tmp_path, optimizer, loss, units, activation):
+    model = pooling_model(units, activation)
+    model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"])
+    rng = np.random.default_rng(0)
+    x = rng.random((4,) + model.input_shape[1:], np.float32)
+    labels = rng.random((4,) + model.output_shape[1:]).astype(np.float32)
+    model.train_on_batch(x, labels)
+    model.save(tmp_path / "m.keras")
+    written = keras_config(tmp_path / "m.keras")
+    assert [entry["config"]["padding"] for entry in written["config"]["layers"]
+            if entry["class_name"] == "ZeroPadding2D"] == [[[2, 0], [1, 3]], [[1, 1], [0, 0]], [[1, 1], [1, 1]]]
+    assert layer_config(written, "GlobalAveragePooling2D")["keepdims"] is True
+    loaded = gpucnn.load_model(tmp_path / "m.keras")
+    assert_same_model(model, loaded)
+    assert_same_optimizer(model, loaded)
+    assert loaded.loss.get_config() == model.loss.get_config() and loaded.loss.name == model.loss.name
+    for m in (model, loaded):
+        m.train_on_batch(x, labels)
+    for a, b in zip(model.get_weights(), loaded.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 @pytest.mark.parametrize("optimizer", [optimizers.SGD(0.1, momentum=0.9, nesterov=True), "sgd"],
                          ids=["momentum", "plain"])
 def test_weights_file_round_trip_with_sgd_is_bit_identical(cpu, tmp_path, optimizer):
@@ -286,7 +356,8 @@ def test_written_config_is_keras_config(cpu, tmp_path):
     compiled = document["compile_config"]
     assert compiled["optimizer"]["class_name"] == "Adam"
     assert compiled["loss"] == {"module": "keras.losses", "class_name": "CategoricalCrossentropy",
-                                "config": {"from_logits": True}, "registered_name": None}
+                                "config": {"from_logits": True, "label_smoothing": 0.0},
+                                "registered_name": None}
     with zipfile.ZipFile(tmp_path / "m.keras") as zf:
         assert zf.namelist() == ["metadata.json", "config.json", "model.weights.h5"]
         assert json.loads(zf.read("metadata.json"))["keras_version"].startswith("3.")
@@ -376,7 +447,17 @@ def edit_compile(**options):
     (edit_layer("InputLayer", sparse=True), r"the InputLayer: option `sparse=True`"),
     (edit_compile(optimizer__class_name="RMSprop"),
      r"optimizer \('RMSprop'\) is not supported.*'Adam'.*compile=False"),
-    (edit_compile(optimizer__config__clipnorm=1.0), r"option `clipnorm=1.0`.*only clipnorm=None"),
+    (edit_compile(optimizer__config__use_ema=True), r"option `use_ema=True`.*only use_ema=False"),
+    (edit_compile(optimizer__config__clipnorm=1.0, optimizer__config__clipvalue=0.5),
+     r"Only one of `clipnorm`, `clipvalue` and `global_clipnorm`.*compile=False"),
+    (edit_compile(optimizer__class_name="AdamW", optimizer__config__weight_decay=None),
+     r"`weight_decay` must be a float for AdamW"),
+    (edit_compile(loss={"class_name": "BinaryCrossentropy", "config": {"label_smoothing": 0.1, "axis": 1}}),
+     r"\(BinaryCrossentropy\): option `axis=1`.*only axis=-1"),
+    (edit_compile(loss={"class_name": "MeanSquaredError", "config": {"from_logits": True}}),
+     r"\(MeanSquaredError\): option\(s\) \['from_logits'\] are not known"),
+    (edit_compile(loss={"class_name": "SparseCategoricalCrossentropy", "config": {"label_smoothing": 0.1}}),
+     r"option `label_smoothing=0.1`.*only label_smoothing=0.0"),
     (edit_compile(optimizer__config__learning_rate={"class_name": "ExponentialDecay"}),
      r"`learning_rate='ExponentialDecay'`.*constant float"),
     (edit_compile(loss="hinge"), r"option `loss='hinge'`.*binary_crossentropy"),

@@ -6,7 +6,9 @@ dependency):
     python tests/data/keras/check_in_keras.py --keras-python /path/to/keras-venv/bin/python
 
 gpucnn builds and briefly trains a few models (the faces example's, the article's, one with
-LeakyReLU/Activation/softmax, one with SGD momentum and a from_logits loss), saves each as ``.keras`` and
+LeakyReLU/Activation/softmax, one with SGD momentum and a from_logits loss, and ones with
+ZeroPadding2D, AveragePooling2D, GlobalAveragePooling2D, tanh, AdamW, weight decay, the three clips,
+label smoothing and mean squared error), saves each as ``.keras`` and
 ``.weights.h5`` with its predictions on fixed inputs and, for models without Dropout, its weights
 after one more ``train_on_batch``.  Then Keras, in a subprocess, loads each ``.keras`` with
 ``keras.saving.load_model`` (no custom objects), checks the predictions, the optimizer's iteration
@@ -40,12 +42,15 @@ def gpucnn_models():
     from gpucnn import losses, optimizers
     from gpucnn.layers import (
         Activation,
+        AveragePooling2D,
         BatchNormalization,
         Conv2D,
         Dense,
         Flatten,
+        GlobalAveragePooling2D,
         LeakyReLU,
         MaxPooling2D,
+        ZeroPadding2D,
     )
 
     faces = faces_cnn.build_model()
@@ -67,6 +72,27 @@ def gpucnn_models():
     logits.compile(optimizer=optimizers.SGD(learning_rate=0.1, momentum=0.5, nesterov=False),
                    loss=losses.BinaryCrossentropy(from_logits=True), metrics=["binary_accuracy"])
     yield logits, (3, 4, 1), "binary"
+    pooling = gpucnn.Sequential([
+        ZeroPadding2D(((1, 1), (2, 1)), input_shape=(7, 8, 2)), Conv2D(4, 3, activation="tanh"),
+        # 'same' padding equal on both sides: Keras' torch backend repeats the edge cells into uneven
+        # 'same' windows (its TensorFlow and JAX backends, like gpucnn, average the cells inside only).
+        AveragePooling2D(3, strides=2, padding="same"), ZeroPadding2D(1), Conv2D(3, 2),
+        ZeroPadding2D((0, 1)), AveragePooling2D((2, 1)), GlobalAveragePooling2D(keepdims=True), Flatten(),
+        Dense(3, activation="softmax")], name="pooling_adamw")
+    pooling.compile(optimizer=optimizers.AdamW(learning_rate=0.01, weight_decay=0.05, clipnorm=0.05),
+                    loss=losses.CategoricalCrossentropy(label_smoothing=0.1), metrics=["accuracy"])
+    yield pooling, (7, 8, 2), "one_hot"
+    mse = gpucnn.Sequential([Conv2D(4, 2, padding="same", activation="relu", input_shape=(5, 6, 3)),
+                             GlobalAveragePooling2D(), Dense(2, activation="tanh")], name="gap_mse")
+    mse.compile(optimizer=optimizers.SGD(learning_rate=0.1, momentum=0.5, weight_decay=0.02,
+                                         global_clipnorm=0.1), loss="mse", metrics=["accuracy"])
+    yield mse, (5, 6, 3), "regression"
+    clipped = gpucnn.Sequential([AveragePooling2D(2, strides=1, input_shape=(4, 4, 1)), Flatten(), Dense(1)],
+                                name="clipvalue_logits")
+    clipped.compile(optimizer=optimizers.Adam(learning_rate=0.02, clipvalue=0.01, weight_decay=0.1),
+                    loss=losses.BinaryCrossentropy(from_logits=True, label_smoothing=0.2),
+                    metrics=["binary_accuracy"])
+    yield clipped, (4, 4, 1), "binary"
     unfit = gpucnn.Sequential([Flatten(input_shape=(2, 3, 1)), Dense(3, activation="softmax")],
                               name="compiled_unfit")
     unfit.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
@@ -76,6 +102,8 @@ def gpucnn_models():
 def labels(kind, rng, count, classes=3):
     if kind == "binary":
         return (rng.random(count) > 0.5).astype(np.float32)
+    if kind == "regression":
+        return rng.random((count, 2), np.float32)
     return np.eye(classes, dtype=np.float32)[rng.integers(0, classes, count)]
 
 

@@ -76,6 +76,59 @@ def sgd_dense():
     return model, lambda rng, n: (rng.random(n) > 0.5).astype("float32")
 
 
+def pooling_cnn():
+    """ZeroPadding2D in its three forms, tanh, AveragePooling2D ('same', averaging the cells inside the
+    input only, and 'valid'), GlobalAveragePooling2D(keepdims=True); AdamW with clipnorm, label
+    smoothing.  The clip and decay are large enough to change every step.  The 'same' pooling pads
+    both sides equally: where it cannot, Keras' torch backend pads by repeating the edge cells and
+    averages those too, unlike its TensorFlow and JAX backends and gpucnn."""
+    model = keras.Sequential([
+        keras.Input((7, 8, 2)),
+        layers.ZeroPadding2D(((1, 1), (2, 1))),
+        layers.Conv2D(4, 3, activation="tanh"),
+        layers.AveragePooling2D(3, strides=2, padding="same"),
+        layers.ZeroPadding2D(1),
+        layers.Conv2D(5, 2),
+        layers.ZeroPadding2D((0, 1)),
+        layers.AveragePooling2D((2, 1)),
+        layers.GlobalAveragePooling2D(keepdims=True),
+        layers.Flatten(),
+        layers.Dense(3, activation="softmax"),
+    ], name="pooling_cnn")
+    model.compile(optimizer=keras.optimizers.AdamW(learning_rate=0.01, weight_decay=0.05, clipnorm=0.05),
+                  loss=keras.losses.CategoricalCrossentropy(label_smoothing=0.1), metrics=["accuracy"])
+    return model, lambda rng, n: np.eye(3, dtype="float32")[rng.integers(0, 3, n)]
+
+
+def mse_gap():
+    """GlobalAveragePooling2D into Dense, mean squared error ('mse'), SGD with momentum, weight decay
+    and global_clipnorm."""
+    model = keras.Sequential([
+        keras.Input((5, 6, 3)),
+        layers.Conv2D(4, 2, padding="same", activation="relu"),
+        layers.GlobalAveragePooling2D(),
+        layers.Dense(2, activation="tanh"),
+    ], name="mse_gap")
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.1, momentum=0.5, weight_decay=0.02,
+                                                 global_clipnorm=0.1),
+                  loss="mse", metrics=["accuracy"])
+    return model, lambda rng, n: rng.random((n, 2)).astype("float32")
+
+
+def clipvalue_logits():
+    """Adam with clipvalue and weight decay, binary cross-entropy from logits with label smoothing."""
+    model = keras.Sequential([
+        keras.Input((4, 4, 1)),
+        layers.AveragePooling2D(2, strides=1),
+        layers.Flatten(),
+        layers.Dense(1),
+    ], name="clipvalue_logits")
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=0.02, clipvalue=0.01, weight_decay=0.1),
+                  loss=keras.losses.BinaryCrossentropy(from_logits=True, label_smoothing=0.2),
+                  metrics=["binary_accuracy"])
+    return model, lambda rng, n: (rng.random(n) > 0.5).astype("float32")
+
+
 def compiled_unfit():
     """Compiled, never trained: Keras' optimizer is not built yet, its variables are the iteration and
     the learning rate only."""
@@ -103,7 +156,7 @@ def unsupported():
 
 def main():
     keras.utils.set_random_seed(0)
-    for build in (sigmoid_cnn, softmax_cnn, sgd_dense):
+    for build in (sigmoid_cnn, softmax_cnn, sgd_dense, pooling_cnn, mse_gap, clipvalue_logits):
         model, labels_for = build()
         name = model.name
         rng = np.random.default_rng(len(name))
