@@ -18,9 +18,14 @@ Configs are translated option by option through ``_LAYERS``: an option gpucnn im
 gpucnn argument, an option gpucnn does not implement must hold Keras' default (else a ValueError names
 the layer, the option and what gpucnn supports), an option this module does not know is refused the
 same way, so a loaded model never computes something other than the Keras model did.  The model config
-is read by its class: Sequential now; a Functional config (``keras.Model(inputs, outputs)``) is refused
-by name until gpucnn has the Functional API, when a reader for it joins ``_MODEL_READERS`` (the weight
-layout is the same, keyed over ``model.layers``).
+is read by its class (``_MODEL_READERS``: the reader into gpucnn's config, then the model's maker).  A
+Functional config (``keras.Model(inputs, outputs)``: ``layers`` with the calls each makes as
+``inbound_nodes`` of serialized Keras tensors, ``input_layers``, ``output_layers``) is read into gpucnn's
+graph config (the layers in Keras' order, each call as the ``[layer, call]`` references it reads) and
+checked: one input and one output, merge layers (Add, Concatenate) called on lists and the others on one
+tensor, every reference to a call the config has, no cycle.  Making the model waits for gpucnn's
+Functional API: until then such a file is refused by name.  (Keras keys its H5 groups over the same
+layer order, with an ``input_layer`` group that holds no variables.)
 
 Files are built in memory and written atomically (``saving.write_atomically``).
 """
@@ -80,6 +85,9 @@ _LAYERS = {
     "GlobalAveragePooling2D": _LayerSpec("global_average_pooling2d", ("keepdims",),
                                          {"data_format": "channels_last"}),
     "ZeroPadding2D": _LayerSpec("zero_padding2d", ("padding",), {"data_format": "channels_last"}),
+    # Merge layers: only in Functional models (gpucnn's refuse a Sequential stack's single tensor).
+    "Add": _LayerSpec("add"),
+    "Concatenate": _LayerSpec("concatenate", ("axis",)),
     "Flatten": _LayerSpec("flatten", (), {"data_format": "channels_last"}),
     "Activation": _LayerSpec("activation", ("activation",)),
     "ReLU": _LayerSpec("re_lu", ("negative_slope",), {"max_value": None, "threshold": 0.0}),
@@ -483,15 +491,150 @@ def _sequential_from_keras(entry, filepath):
     return {"name": config.get("name"), "input_shape": input_shape, "layers": gpucnn_layers}
 
 
-def _functional_not_yet(entry, filepath):
-    raise ValueError(f"{filepath!r} holds a Keras Functional model (keras.Model(inputs, outputs)); "
-                     f"gpucnn has only Sequential models so far. Fix: rebuild it as keras.Sequential "
-                     f"and save it again, or load it in Keras.")
+def _keras_tensor(value, where, filepath):
+    """``[layer name, call index]`` of one serialized Keras tensor that a layer call reads."""
+    is_tensor = isinstance(value, dict) and value.get("class_name") == "__keras_tensor__"
+    config = value.get("config") if is_tensor else None
+    history = config.get("keras_history") if isinstance(config, dict) else None
+    if not (isinstance(history, list) and len(history) == 3 and isinstance(history[0], str)
+            and all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in history[1:])):
+        raise _corrupt(filepath, "archive", f"{where} reads {value!r}, which is not a Keras tensor "
+                                            f"(a __keras_tensor__ with keras_history [layer, node, index])")
+    if history[2] != 0:
+        raise _corrupt(filepath, "archive", f"{where} reads output {history[2]} of layer "
+                                            f"{history[0]!r}, whose layers have one output each")
+    return history[:2]
 
 
-# Keras model classes by config class name; the Functional API's reader replaces the refusal.
-_MODEL_READERS = {"Sequential": _sequential_from_keras, "Functional": _functional_not_yet,
-                  "Model": _functional_not_yet}
+def _layer_calls(entry, merge, where, filepath):
+    """The calls a Keras Functional config records for one layer (``inbound_nodes``), each as the list
+    of ``[layer name, call index]`` it reads: one tensor, or the list a merge layer joins."""
+    calls = []
+    for node in entry.get("inbound_nodes") or []:
+        args = node.get("args") if isinstance(node, dict) else None
+        kwargs = node.get("kwargs", {}) if isinstance(node, dict) else None
+        if not isinstance(args, list) or len(args) != 1 or not isinstance(kwargs, dict):
+            raise _corrupt(filepath, "archive", f"{where} has a call {node!r} that is not one "
+                                                f"{'list of tensors' if merge else 'tensor'} (args, kwargs)")
+        for option, value in kwargs.items():
+            if option != "mask" or value is not None:
+                raise _unsupported(f"{where}, call {len(calls)}", option, value,
+                                   "layer calls on their input tensors only (mask=None)")
+        tensors = args[0]
+        if merge != isinstance(tensors, list) or (merge and len(tensors) < 2):
+            raise ValueError(f"{where}: call {len(calls)} reads {'one tensor' if merge else 'a list'}, but "
+                             f"{'a merge layer joins a list of at least 2' if merge else 'the layer takes one'}"
+                             f". Fix: save a model that calls the layer as Keras' API does.")
+        calls.append([_keras_tensor(t, where, filepath) for t in (tensors if merge else [tensors])])
+    if not calls:
+        raise _corrupt(filepath, "archive", f"{where} is never called in the model's graph")
+    return calls
+
+
+def _one_endpoint(value, what, filepath):
+    """The ``[layer, node]`` of a Functional config's ``input_layers`` / ``output_layers``: one tensor
+    ([layer, node, index], or a list of one), as gpucnn models have one input and one output."""
+    if isinstance(value, list) and len(value) == 1 and isinstance(value[0], list):
+        value = value[0]
+    if isinstance(value, dict) or (isinstance(value, list) and value and isinstance(value[0], list)):
+        raise ValueError(f"{filepath!r}: the Keras model has several {what} ({value!r}); gpucnn models "
+                         f"have one input and one output. Fix: save a model with one of each, or load it "
+                         f"in Keras.")
+    if not (isinstance(value, list) and len(value) == 3 and isinstance(value[0], str)):
+        raise _corrupt(filepath, "archive", f"the Functional config's {what} is {value!r}, not "
+                                            f"[layer, node, index]")
+    return _keras_tensor({"class_name": "__keras_tensor__", "config": {"keras_history": value}},
+                         f"the model's {what}", filepath)
+
+
+def _check_call_order(model_input, layers, output, filepath):
+    """Make every layer call in an order that respects what each reads (a layer's calls in their own
+    order, as Keras rebuilds them), or name the calls that cannot be made: they read a layer or call
+    the config lacks, or wait on each other (a cycle)."""
+    made = {tuple(model_input)}
+    pending = [(entry["config"]["name"], index, refs) for entry in layers
+               for index, refs in enumerate(entry["inbound_nodes"])]
+    while pending:
+        ready = [call for call in pending if all(tuple(ref) in made for ref in call[2])
+                 and (call[1] == 0 or (call[0], call[1] - 1) in made)]
+        if not ready:
+            names = {entry["config"]["name"]: len(entry["inbound_nodes"]) for entry in layers}
+            names[model_input[0]] = 1
+            missing = sorted({f"{name!r} call {index}" for _, _, refs in pending for name, index in refs
+                              if index >= names.get(name, 0)})
+            why = (f"they read {', '.join(missing)}, which the config does not have" if missing else
+                   "they wait on each other's outputs (a cycle)")
+            calls = "; ".join(f"{name!r} call {index} on {refs}" for name, index, refs in pending)
+            raise _corrupt(filepath, "archive", f"the Functional graph cannot be built: the layer calls "
+                                                f"{calls} cannot be made: {why}")
+        made.update((name, index) for name, index, _ in ready)
+        pending = [call for call in pending if (call[0], call[1]) not in made]
+    if tuple(output) not in made - {tuple(model_input)}:
+        raise _corrupt(filepath, "archive", f"the model's output {output} is not a layer call of the "
+                                            f"Functional config")
+
+
+def _functional_from_keras(entry, filepath):
+    """gpucnn's Functional config (``gpucnn.Model(inputs, outputs).get_config()``: the input, the layers
+    with the calls each makes as ``inbound_nodes`` of ``[layer name, call index]``, the output) from a
+    Keras Functional config (``keras/src/models/functional.py``: ``layers`` with ``inbound_nodes`` of
+    serialized Keras tensors, ``input_layers``, ``output_layers``), every layer, call and reference
+    checked."""
+    from gpucnn.layers import _CLASSES
+    from gpucnn.layers.merging import Merge
+
+    config = entry.get("config") or {}
+    layers = config.get("layers")
+    if not isinstance(layers, list) or not all(isinstance(e, dict) for e in layers):
+        raise _corrupt(filepath, "archive", "the Functional config has no list of layers")
+    model_input = _one_endpoint(config.get("input_layers"), "inputs", filepath)
+    output = _one_endpoint(config.get("output_layers"), "outputs", filepath)
+    names = [layer_entry.get("name", (layer_entry.get("config") or {}).get("name")) for layer_entry in layers]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated or not all(isinstance(name, str) for name in names):
+        raise _corrupt(filepath, "archive", f"the Functional config's layer names {names} are not unique "
+                                            f"strings")
+    inputs = [name for name, e in zip(names, layers) if e.get("class_name") == "InputLayer"]
+    if inputs != [model_input[0]] or model_input[1] != 0:
+        raise ValueError(f"{filepath!r}: the Keras model has the input layers {inputs} and takes "
+                         f"{model_input}; gpucnn models have one input. Fix: save a model with one "
+                         f"keras.Input, or load it in Keras.")
+    input_entry = layers[names.index(model_input[0])]
+    gpucnn_layers = []
+    for name, layer_entry in zip(names, layers):
+        if layer_entry is input_entry:
+            continue
+        layer = _gpucnn_layer(layer_entry, filepath)
+        where = f"{filepath!r}: layer {name!r} ({layer['class_name']})"
+        if layer["config"].get("name") != name:
+            raise _corrupt(filepath, "archive", f"layer {name!r} is named {layer['config'].get('name')!r} "
+                                                f"in its config")
+        merge = issubclass(_CLASSES[layer["class_name"]], Merge)
+        gpucnn_layers.append({**layer, "inbound_nodes": _layer_calls(layer_entry, merge, where, filepath)})
+    _check_call_order(model_input, gpucnn_layers, output, filepath)
+    return {"name": config.get("name"),
+            "input": {"name": model_input[0], "shape": _input_shape(input_entry, filepath)},
+            "layers": gpucnn_layers, "output": output}
+
+
+def _functional_not_yet(gpucnn_config):
+    raise ValueError(f"a Keras Functional model (keras.Model(inputs, outputs)) "
+                     f"'{gpucnn_config['name']}': gpucnn read and checked its graph, but Functional models "
+                     f"are not supported yet: gpucnn builds only Sequential models so far. Fix: rebuild it as "
+                     f"keras.Sequential and save it again, or load it in Keras.")
+
+
+def _sequential_model(gpucnn_config):
+    from gpucnn.models import Sequential
+
+    return Sequential.from_config(gpucnn_config)
+
+
+# Keras model classes by config class name: (the reader of the Keras config into gpucnn's config, the
+# maker of the gpucnn model from that).
+_MODEL_READERS = {"Sequential": (_sequential_from_keras, _sequential_model),
+                  "Functional": (_functional_from_keras, _functional_not_yet),
+                  "Model": (_functional_from_keras, _functional_not_yet)}
 
 
 def _optimizer(entry):
@@ -612,17 +755,16 @@ def _read_archive(filepath):
 
 def load_model(filepath, compile=True):
     """A gpucnn model from a Keras 3 ``.keras`` archive (weights, compile settings, optimizer state)."""
-    from gpucnn.models import Sequential
-
     filepath = saving.check_filepath(filepath)
     config, arrays = _read_archive(filepath)
     class_name = config.get("class_name")
     if class_name not in _MODEL_READERS:
         raise ValueError(f"{filepath!r} holds a Keras model of class {class_name!r}; gpucnn reads "
                          f"Sequential models. Fix: rebuild it as keras.Sequential, or load it in Keras.")
-    gpucnn_config = _MODEL_READERS[class_name](config, filepath)
+    read, make = _MODEL_READERS[class_name]
+    gpucnn_config = read(config, filepath)
     try:
-        model = Sequential.from_config(gpucnn_config)
+        model = make(gpucnn_config)
     except (ValueError, TypeError) as error:
         # gpucnn's layers refuse what they cannot compute (e.g. Dense on a 4-D input, which Keras
         # applies to the last axis): the same refusal, naming the file.

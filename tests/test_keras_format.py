@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import gpucnn
-from gpucnn import losses, optimizers, saving, utils
+from gpucnn import keras_format, losses, optimizers, saving, utils
 from gpucnn.layers import (
     Activation,
     AveragePooling2D,
@@ -196,6 +196,107 @@ def test_channels_first_pooling_and_padding_are_refused_by_name(cpu, tmp_path, c
                            edit_config=edit_layer(class_name, data_format="channels_first"))
     with pytest.raises(ValueError, match=rf"\({class_name}\): option `data_format='channels_first'`.*"
                                          r"only data_format='channels_last'"):
+        gpucnn.load_model(path)
+
+
+# -- Functional configs (read and checked; gpucnn.Model(inputs, outputs) is not on this branch yet) -----
+KERAS_FUNCTIONAL = ["residual_functional", "concat_functional"]
+
+
+def keras_calls(entry):
+    """The [layer, call] references of each call of a Keras Functional layer entry, read directly."""
+    calls = []
+    for node in entry["inbound_nodes"]:
+        tensors = node["args"][0] if isinstance(node["args"][0], list) else [node["args"][0]]
+        calls.append([t["config"]["keras_history"][:2] for t in tensors])
+    return calls
+
+
+@pytest.mark.parametrize("name", KERAS_FUNCTIONAL)
+def test_keras_functional_config_becomes_gpucnn_graph_config(cpu, name):
+    path = keras_file(f"{name}.keras")
+    document = keras_config(path)
+    graph = keras_format._functional_from_keras(document, str(path))
+    keras_layers = [entry for entry in document["config"]["layers"] if entry["class_name"] != "InputLayer"]
+    # Keras' layer order is the order of the weights in get_weights and of the H5 keys: kept.
+    assert [(e["class_name"], e["config"]["name"]) for e in graph["layers"]] == \
+        [(e["class_name"], e["name"]) for e in keras_layers]
+    assert [e["inbound_nodes"] for e in graph["layers"]] == [keras_calls(e) for e in keras_layers]
+    input_entry = document["config"]["layers"][0]
+    assert graph["input"] == {"name": input_entry["name"], "shape": input_entry["config"]["batch_shape"][1:]}
+    assert graph["output"] == document["config"]["output_layers"][:2] == [keras_layers[-1]["name"], 0]
+    classes = {e["class_name"]: e["config"] for e in graph["layers"]}
+    assert ("Add" in classes) != ("Concatenate" in classes)
+    assert classes.get("Concatenate", {"axis": -1})["axis"] == -1
+
+
+@pytest.mark.parametrize("name", KERAS_FUNCTIONAL)
+def test_keras_functional_files_are_refused_until_gpucnn_has_the_functional_api(cpu, name):
+    path = keras_file(f"{name}.keras")
+    with pytest.raises(ValueError, match=rf"Functional model .*'{name}': gpucnn read and checked its graph, "
+                                         r"but Functional models are not supported yet.*keras\.Sequential"):
+        gpucnn.load_model(path)
+
+
+def edit_functional(edit):
+    """An edit of the residual_functional config: ``edit(layers by name, config)``."""
+    def apply(document):
+        edit({entry["name"]: entry for entry in document["config"]["layers"]}, document["config"])
+    return apply
+
+
+def read_from(layer, call=0, output=0):
+    return {"class_name": "__keras_tensor__", "config": {"shape": [None], "keras_history": [layer, call, output]}}
+
+
+def set_reads(layers, name, *references):
+    layers[name]["inbound_nodes"][0]["args"] = [read_from(*references[0])] if len(references) == 1 else \
+        [[read_from(*reference) for reference in references]]
+
+
+@pytest.mark.parametrize("edit, match", [
+    (lambda layers, config: set_reads(layers, "dense_8", ("nothing",)),
+     (r"not a valid Keras archive: the Functional graph cannot be built: the layer calls 'dense_8' call 0 "
+      r"on \[\['nothing', 0\]\] cannot be made: they read 'nothing' call 0, which the config does not have")),
+    (lambda layers, config: set_reads(layers, "dense_8", ("global_average_pooling2d_2", 1)),
+     r"they read 'global_average_pooling2d_2' call 1, which the config does not have"),
+    (lambda layers, config: set_reads(layers, "conv2d_7", ("activation_1",)),
+     r"'conv2d_7' call 0 on \[\['activation_1', 0\]\];.*they wait on each other's outputs \(a cycle\)"),
+    (lambda layers, config: config.update(output_layers=[["dense_8", 0, 0], ["add", 0, 0]]),
+     r"several outputs.*one input and one output"),
+    (lambda layers, config: config.update(output_layers=["add", 1, 0]),
+     r"the model's output \['add', 1\] is not a layer call"),
+    (lambda layers, config: config.update(input_layers=["conv2d_7", 0, 0]),
+     r"input layers \['input_layer_6'\] and takes \['conv2d_7', 0\].*one input"),
+    (lambda layers, config: set_reads(layers, "dense_8", ("global_average_pooling2d_2", 0, 1)),
+     r"reads output 1 of layer 'global_average_pooling2d_2', whose layers have one output each"),
+    (lambda layers, config: layers["add"]["inbound_nodes"][0].update(args=[read_from("conv2d_7")]),
+     r"layer 'add' \(Add\): call 0 reads one tensor, but a merge layer joins a list of at least 2"),
+    (lambda layers, config: set_reads(layers, "dense_8", ("conv2d_7",), ("add",)),
+     r"layer 'dense_8' \(Dense\): call 0 reads a list, but the layer takes one"),
+    (lambda layers, config: layers["batch_normalization_2"]["inbound_nodes"][0].update(
+        kwargs={"training": True}),
+     (r"layer 'batch_normalization_2' \(BatchNormalization\), call 0: option `training=True` is not "
+      r"supported.*mask=None")),
+    (lambda layers, config: layers["add"].update(class_name="Multiply"),
+     r"layer 'add' \(Multiply\): Keras layer class 'Multiply' is not supported.*'Add', .*'Concatenate'"),
+    (lambda layers, config: layers["max_pooling2d_2"].update(inbound_nodes=[]),
+     r"layer 'max_pooling2d_2' \(MaxPooling2D\) is never called"),
+    (lambda layers, config: layers["add"]["config"].update(name="other"), r"layer 'add' is named 'other'"),
+])
+def test_bad_functional_graphs_are_refused_by_name(cpu, tmp_path, edit, match):
+    path = rewrite_archive(keras_file("residual_functional.keras"), tmp_path / "edited.keras",
+                           edit_config=edit_functional(edit))
+    with pytest.raises(ValueError, match=match) as error:
+        gpucnn.load_model(path)
+    assert str(path) in str(error.value)
+
+
+def test_merge_layer_in_a_sequential_keras_file_is_refused_by_name(cpu, tmp_path):
+    def add_merge(document):
+        document["config"]["layers"].insert(2, {"class_name": "Add", "config": {"name": "add"}})
+    path = rewrite_archive(keras_file("sigmoid_cnn.keras"), tmp_path / "merge.keras", edit_config=add_merge)
+    with pytest.raises(ValueError, match=r"merge\.keras.*'add' \(Add\) merges a list.*Sequential"):
         gpucnn.load_model(path)
 
 
@@ -405,9 +506,9 @@ def test_example_models_round_trip(cpu, tmp_path, example):
     ("unsupported_groups", r"\(Conv2D\): option `groups=2`.*only groups=1"),
     ("unsupported_channels_first", (r"\(Conv2D\): option `data_format='channels_first'`.*only "
                                     r"data_format='channels_last'")),
-    ("unsupported_depthwise", r"'DepthwiseConv2D' is not supported.*'BatchNormalization', 'Conv2D'"),
+    ("unsupported_depthwise", r"'DepthwiseConv2D' is not supported.*'BatchNormalization', 'Concatenate', 'Conv2D'"),
     ("unsupported_lambda", r"layer 'lambda' \(Lambda\).*not supported.*'Conv2D'"),
-    ("unsupported_functional", r"Functional model.*only Sequential.*keras\.Sequential"),
+    ("unsupported_functional", r"Functional model.*not supported yet.*only Sequential.*keras\.Sequential"),
 ])
 def test_keras_files_with_what_gpucnn_lacks_are_refused_by_name(cpu, name, match):
     path = keras_file(f"{name}.keras")

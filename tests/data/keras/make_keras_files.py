@@ -129,6 +129,39 @@ def clipvalue_logits():
     return model, lambda rng, n: (rng.random(n) > 0.5).astype("float32")
 
 
+def residual_functional():
+    """Functional: a residual block (Conv2D + BatchNormalization on one branch, Add with the shortcut),
+    then MaxPooling2D, GlobalAveragePooling2D and a softmax Dense; Adam, sparse cross-entropy."""
+    inputs = keras.Input((8, 8, 3))
+    x = layers.Conv2D(4, 3, padding="same", activation="relu")(inputs)
+    y = layers.Conv2D(4, 3, padding="same", use_bias=False)(x)
+    y = layers.BatchNormalization()(y)
+    x = layers.Activation("relu")(layers.Add()([x, y]))
+    x = layers.GlobalAveragePooling2D()(layers.MaxPooling2D(2)(x))
+    outputs = layers.Dense(3, activation="softmax")(x)
+    model = keras.Model(inputs, outputs, name="residual_functional")
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=0.01), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    return model, lambda rng, n: rng.integers(0, 3, n).astype("int32")
+
+
+def concat_functional():
+    """Functional: three branches from the input joined by Concatenate (axis=-1), one of them through
+    a Conv2D that is also called on another branch (a shared layer: two calls, one set of weights),
+    then BatchNormalization, GlobalAveragePooling2D, a sigmoid Dense; SGD with momentum."""
+    inputs = keras.Input((6, 6, 2))
+    shared = layers.Conv2D(2, 3, padding="same", activation="relu")
+    a = shared(inputs)
+    b = shared(layers.Conv2D(2, 1)(inputs))
+    c = layers.AveragePooling2D(3, strides=1, padding="same")(inputs)
+    x = layers.BatchNormalization()(layers.Concatenate()([a, b, c]))
+    outputs = layers.Dense(1, activation="sigmoid")(layers.GlobalAveragePooling2D()(x))
+    model = keras.Model(inputs, outputs, name="concat_functional")
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.1, momentum=0.9), loss="binary_crossentropy",
+                  metrics=["accuracy"])
+    return model, lambda rng, n: (rng.random(n) > 0.5).astype("float32")
+
+
 def compiled_unfit():
     """Compiled, never trained: Keras' optimizer is not built yet, its variables are the iteration and
     the learning rate only."""
@@ -156,7 +189,8 @@ def unsupported():
 
 def main():
     keras.utils.set_random_seed(0)
-    for build in (sigmoid_cnn, softmax_cnn, sgd_dense, pooling_cnn, mse_gap, clipvalue_logits):
+    for build in (sigmoid_cnn, softmax_cnn, sgd_dense, pooling_cnn, mse_gap, clipvalue_logits,
+                  residual_functional, concat_functional):
         model, labels_for = build()
         name = model.name
         rng = np.random.default_rng(len(name))
