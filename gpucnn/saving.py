@@ -80,7 +80,8 @@ def serialize_model(model, epoch=None, include_compile=True):
 
     model.build()
     payload = []
-    header = {"format_version": FORMAT_VERSION, "model": model.get_config(),
+    header = {"format_version": FORMAT_VERSION, "model_class": type(model).__name__,
+              "model": model.get_config(),
               "weights": _tensor_table([(w.name, w.numpy()) for w in model.weights], payload),
               "compile": None, "optimizer_state": None, "dropout_counters": _dropout_counters(model),
               "training_state": None}
@@ -388,6 +389,7 @@ def set_optimizer_state(model, iterations, state):
 def load_model(filepath, compile=True):
     """A model written by ``save_model`` (or by Keras, for a name ending in .keras)."""
     from gpucnn import losses, optimizers
+    from gpucnn.functional import Functional
     from gpucnn.models import Sequential
 
     filepath = check_filepath(filepath)
@@ -396,7 +398,12 @@ def load_model(filepath, compile=True):
     if filepath.endswith(KERAS_SUFFIX):
         return _keras_format().load_model(filepath, compile=compile)
     header, tensors = _read(filepath)
-    model = Sequential.from_config(header["model"])
+    classes = {"Sequential": Sequential, "Functional": Functional}
+    class_name = header.get("model_class", "Sequential")
+    if class_name not in classes:
+        raise CorruptModelFileError(f"{filepath!r} holds a model of class {class_name!r}; gpucnn reads "
+                                    f"{sorted(classes)}. Fix: save it again with this gpucnn version.")
+    model = classes[class_name].from_config(header["model"])
     model.set_weights(tensors(header["weights"]))
     _set_dropout_counters(model, header.get("dropout_counters"))
     if compile and header.get("compile"):

@@ -254,3 +254,14 @@ def test_bench_train_step_per_layer_profile_runs_on_the_cpu_backend(cpu, monkeyp
     profile = result["profile"]
     assert profile["backend"] == "cpu" and profile["batch_size"] == 4 and profile["steps"] == 1
     json.dumps(result)  # goes into the report as it is
+
+
+def test_bench_reference_times_the_residual_model_without_torch(tmp_path):
+    result = subprocess.run([sys.executable, str(PROFILING / "bench_reference.py"), "--models", "resnet",
+                             "--repeats", "1", "--resnet-batch", "2", "--no-torch", "--json",
+                             str(tmp_path / "r.json")], capture_output=True, text=True, timeout=300,
+                            cwd=PROFILING.parent)
+    assert result.returncode == 0, result.stderr
+    assert "--no-torch: timing gpucnn alone" in result.stdout and "(no PyTorch peer)" in result.stdout
+    [row] = json.loads((tmp_path / "r.json").read_text())["models"]
+    assert row["batch"] == 2 and row["gpucnn_ms_per_step"] > 0 and row["torch_ms_per_step"] is None

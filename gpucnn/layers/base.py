@@ -12,6 +12,7 @@ import collections
 import numpy as np
 
 from gpucnn import activations, backend, initializers
+from gpucnn.layers import symbolic
 
 _name_counts = collections.Counter()
 
@@ -66,6 +67,7 @@ class Layer:
     ``call``, ``backward`` and ``get_config``; layers with weights also override ``build``."""
 
     default_name = "layer"
+    merges_inputs = False  # True for layers called on a list of tensors (Add, Concatenate)
     # Layers with an `activation` argument set these; the model may ask the last layer to return
     # pre-activation logits (``output_logits = True``) so the loss can use its stable fused form.
     activation = "linear"
@@ -114,7 +116,15 @@ class Layer:
 
     # -- computation --------------------------------------------------------------------------------
     def __call__(self, x, training=False):
-        """Run the layer on a batch, building it from the batch's shape on first use."""
+        """Run the layer on a batch, building it from the batch's shape on first use; called on a
+        symbolic tensor (``gpucnn.Input(...)`` or a layer's symbolic output), record the call in the
+        graph of a model being built and return the symbolic output (:mod:`gpucnn.layers.symbolic`)."""
+        if symbolic.is_symbolic_call(x):
+            return symbolic.call_layer(self, x)
+        return self.eager_call(x, training)
+
+    def eager_call(self, x, training):
+        """``__call__`` on a batch of data."""
         x = backend.current().asarray(x)
         if not self.built:
             self.build(tuple(x.shape[1:]))

@@ -5,13 +5,16 @@ import numpy as np
 
 from gpucnn import activations, utils
 from gpucnn.counters import StepCounter
-from gpucnn.layers.base import (KernelLayer, Layer, _check_input_shape, check_data_format, format_shape,
-                                positive_int)
+from gpucnn.layers.base import (KernelLayer, Layer, _check_input_shape, _unique_name, check_data_format,
+                                format_shape, positive_int)
+from gpucnn.layers.symbolic import SymbolicTensor
 
 
-class Input:
-    """Declares the model's input shape (without the batch axis), as ``keras.Input(shape=...)`` in a
-    Sequential model.  It holds no weights and does not appear in ``summary()``."""
+class Input(SymbolicTensor):
+    """The model's input, as ``keras.Input(shape=...)``: a symbolic tensor of ``shape`` (one sample,
+    without the batch axis) to call layers on and pass to ``gpucnn.Model(inputs, outputs)``, or the
+    first entry of a Sequential model.  Its ``shape`` has the batch axis first, as None.  It holds no
+    weights; summary() lists it as Keras does for a functional model only."""
 
     def __init__(self, shape=None, batch_size=None, dtype=None, batch_shape=None, name=None):
         if shape is None and batch_shape is not None:
@@ -22,15 +25,14 @@ class Input:
         if dtype not in (None, "float32", np.float32):
             raise ValueError(f"Input: argument `dtype` must be 'float32' (the only dtype gpucnn computes "
                              f"in), got {dtype!r}.")
-        self.shape = _check_input_shape(shape)
         if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
                                        or batch_size <= 0):
             raise ValueError(f"Argument `batch_size` must be a positive int or None, got {batch_size!r}.")
+        if name is not None and (not isinstance(name, str) or not name):
+            raise ValueError(f"Argument `name` must be a non-empty string, got {name!r}.")
+        super().__init__(_check_input_shape(shape))
         self.batch_size = batch_size
-        self.name = name
-
-    def __repr__(self):
-        return f"<Input shape={format_shape(self.shape)}>"
+        self.name = name or _unique_name("input_layer")
 
 
 InputLayer = Input
