@@ -19,13 +19,14 @@ gpucnn argument, an option gpucnn does not implement must hold Keras' default (e
 the layer, the option and what gpucnn supports), an option this module does not know is refused the
 same way, so a loaded model never computes something other than the Keras model did.  The model config
 is read by its class (``_MODEL_READERS``: the reader into gpucnn's config, then the model's maker).  A
-Functional config (``keras.Model(inputs, outputs)``: ``layers`` with the calls each makes as
-``inbound_nodes`` of serialized Keras tensors, ``input_layers``, ``output_layers``) is read into gpucnn's
-graph config (the layers in Keras' order, each call as the ``[layer, call]`` references it reads) and
-checked: one input and one output, merge layers (Add, Concatenate) called on lists and the others on one
-tensor, every reference to a call the config has, no cycle.  Making the model waits for gpucnn's
-Functional API: until then such a file is refused by name.  (Keras keys its H5 groups over the same
-layer order, with an ``input_layer`` group that holds no variables.)
+Functional config (``keras/src/models/functional.py``, ``keras.Model(inputs, outputs)``: ``layers`` with
+the calls each makes as ``inbound_nodes`` of serialized Keras tensors, ``input_layers``,
+``output_layers``) is read into the config of ``gpucnn.Model(inputs, outputs)`` (the layers in Keras'
+order, each call as the ``[layer, call]`` references it reads) and checked first: one input and one
+output, merge layers (Add, Concatenate) called on lists and the others on one tensor, every reference to
+a call the config has, no cycle; and written back the same way.  Keras keys the H5 groups of both model
+kinds over the same layer order (a Functional model's ``model.layers`` is Keras' order), a Functional
+one with an extra ``input_layer`` group that holds no variables.
 
 Files are built in memory and written atomically (``saving.write_atomically``).
 """
@@ -197,8 +198,10 @@ def _keras_layer(layer):
         value = config[option]
         keras_config[option] = _keras_initializer(value) if option.endswith("_initializer") else value
     keras_config.update(spec.fixed)
+    shape = layer.input_shape  # a merge layer's: one per input
+    input_shape = [[None, *s] for s in shape] if isinstance(shape, list) else [None, *shape]
     return _keras_object("keras.layers", type(layer).__name__, keras_config,
-                         build_config={"input_shape": [None, *layer.input_shape]})
+                         build_config={"input_shape": input_shape})
 
 
 def _keras_compile_config(model):
@@ -218,15 +221,48 @@ def _keras_compile_config(model):
             "jit_compile": False}
 
 
+def _keras_input_layer(model, name):
+    return _keras_object("keras.layers", "InputLayer",
+                         {"batch_shape": [None, *model.input_shape[1:]], "dtype": "float32", "sparse": False,
+                          "name": name})
+
+
+def _keras_functional_layers(model, graph):
+    """Keras' Functional ``layers`` from gpucnn's graph config: each layer's Keras config with its
+    name and calls, every tensor a call reads serialized as Keras serializes a KerasTensor."""
+    shapes = {layer.name: layer.output_shape for layer in model.layers}
+    shapes[graph["input"]["name"]] = tuple(graph["input"]["shape"])
+
+    def tensor(reference):
+        name, index = reference
+        return {"class_name": "__keras_tensor__",
+                "config": {"shape": [None, *shapes[name]], "dtype": "float32",
+                           "keras_history": [name, index, 0]}}
+
+    entries = [{**_keras_input_layer(model, graph["input"]["name"]), "name": graph["input"]["name"],
+                "inbound_nodes": []}]
+    for layer, layer_graph in zip(model.layers, graph["layers"]):
+        calls = [{"args": [[tensor(r) for r in refs] if layer.merges_inputs else tensor(refs[0])],
+                  "kwargs": {}} for refs in layer_graph["inbound_nodes"]]
+        entries.append({**_keras_layer(layer), "name": layer.name, "inbound_nodes": calls})
+    return entries
+
+
 def _keras_config(model):
     batch_shape = [None, *model.input_shape[1:]]
-    input_layer = _keras_object("keras.layers", "InputLayer",
-                                {"batch_shape": batch_shape, "dtype": "float32", "sparse": False,
-                                 "name": "input_layer"})
-    config = {"name": model.name, "trainable": model.trainable, "dtype": _dtype_policy(),
-              "layers": [input_layer] + [_keras_layer(layer) for layer in model.layers],
-              "build_input_shape": batch_shape}
-    entry = _keras_object("keras", "Sequential", config, build_config={"input_shape": batch_shape})
+    if _is_functional(model):
+        graph = model.get_config()
+        config = {"name": model.name, "trainable": model.trainable,
+                  "layers": _keras_functional_layers(model, graph),
+                  "input_layers": [graph["input"]["name"], 0, 0], "output_layers": [*graph["output"], 0]}
+        entry = {**_keras_object("keras.src.models.functional", "Functional", config),
+                 "registered_name": "Functional", "build_config": {"input_shape": None}}
+    else:
+        config = {"name": model.name, "trainable": model.trainable, "dtype": _dtype_policy(),
+                  "layers": [_keras_input_layer(model, "input_layer")]
+                  + [_keras_layer(layer) for layer in model.layers],
+                  "build_input_shape": batch_shape}
+        entry = _keras_object("keras", "Sequential", config, build_config={"input_shape": batch_shape})
     if model.loss is not None:
         entry["compile_config"] = _keras_compile_config(model)
     return entry
@@ -253,9 +289,18 @@ def _optimizer_variables(model):
     return variables
 
 
+def _is_functional(model):
+    from gpucnn.functional import Functional
+
+    return isinstance(model, Functional)
+
+
 def _write_h5(model, stream):
     with h5py.File(stream, "w") as h5:
         h5.create_group("vars").attrs["name"] = model.name
+        if _is_functional(model):
+            # Keras' Functional models list their InputLayer among the layers: a group without variables.
+            h5.create_group("layers/input_layer/vars").attrs["name"] = model.input.name
         for key, layer in zip(_layer_keys(model), model.layers):
             group = h5.create_group(f"layers/{key}/vars")
             group.attrs["name"] = layer.name
@@ -581,7 +626,6 @@ def _functional_from_keras(entry, filepath):
     serialized Keras tensors, ``input_layers``, ``output_layers``), every layer, call and reference
     checked."""
     from gpucnn.layers import _CLASSES
-    from gpucnn.layers.merging import Merge
 
     config = entry.get("config") or {}
     layers = config.get("layers")
@@ -609,7 +653,7 @@ def _functional_from_keras(entry, filepath):
         if layer["config"].get("name") != name:
             raise _corrupt(filepath, "archive", f"layer {name!r} is named {layer['config'].get('name')!r} "
                                                 f"in its config")
-        merge = issubclass(_CLASSES[layer["class_name"]], Merge)
+        merge = _CLASSES[layer["class_name"]].merges_inputs
         gpucnn_layers.append({**layer, "inbound_nodes": _layer_calls(layer_entry, merge, where, filepath)})
     _check_call_order(model_input, gpucnn_layers, output, filepath)
     return {"name": config.get("name"),
@@ -617,11 +661,10 @@ def _functional_from_keras(entry, filepath):
             "layers": gpucnn_layers, "output": output}
 
 
-def _functional_not_yet(gpucnn_config):
-    raise ValueError(f"a Keras Functional model (keras.Model(inputs, outputs)) "
-                     f"'{gpucnn_config['name']}': gpucnn read and checked its graph, but Functional models "
-                     f"are not supported yet: gpucnn builds only Sequential models so far. Fix: rebuild it as "
-                     f"keras.Sequential and save it again, or load it in Keras.")
+def _functional_model(gpucnn_config):
+    from gpucnn.functional import Functional
+
+    return Functional.from_config(gpucnn_config)
 
 
 def _sequential_model(gpucnn_config):
@@ -633,8 +676,8 @@ def _sequential_model(gpucnn_config):
 # Keras model classes by config class name: (the reader of the Keras config into gpucnn's config, the
 # maker of the gpucnn model from that).
 _MODEL_READERS = {"Sequential": (_sequential_from_keras, _sequential_model),
-                  "Functional": (_functional_from_keras, _functional_not_yet),
-                  "Model": (_functional_from_keras, _functional_not_yet)}
+                  "Functional": (_functional_from_keras, _functional_model),
+                  "Model": (_functional_from_keras, _functional_model)}
 
 
 def _optimizer(entry):

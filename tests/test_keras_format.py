@@ -18,8 +18,10 @@ import gpucnn
 from gpucnn import keras_format, losses, optimizers, saving, utils
 from gpucnn.layers import (
     Activation,
+    Add,
     AveragePooling2D,
     BatchNormalization,
+    Concatenate,
     Conv2D,
     Dense,
     Dropout,
@@ -34,7 +36,9 @@ from gpucnn.saving import CorruptModelFileError
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 KERAS_FILES = ROOT / "tests" / "data" / "keras"
-KERAS_MODELS = ["sigmoid_cnn", "softmax_cnn", "sgd_dense", "pooling_cnn", "mse_gap", "clipvalue_logits"]
+KERAS_FUNCTIONAL = ["residual_functional", "concat_functional"]
+KERAS_MODELS = ["sigmoid_cnn", "softmax_cnn", "sgd_dense", "pooling_cnn", "mse_gap", "clipvalue_logits",
+                *KERAS_FUNCTIONAL]
 # The models without Dropout: their files hold Keras' weights after one more training step.
 KERAS_STEPPED = [name for name in KERAS_MODELS if name != "sigmoid_cnn"]
 # Keras sums in another order than gpucnn: float32 results differ in the last bits.
@@ -199,10 +203,7 @@ def test_channels_first_pooling_and_padding_are_refused_by_name(cpu, tmp_path, c
         gpucnn.load_model(path)
 
 
-# -- Functional configs (read and checked; gpucnn.Model(inputs, outputs) is not on this branch yet) -----
-KERAS_FUNCTIONAL = ["residual_functional", "concat_functional"]
-
-
+# -- Functional models ---------------------------------------------------------------------------
 def keras_calls(entry):
     """The [layer, call] references of each call of a Keras Functional layer entry, read directly."""
     calls = []
@@ -228,14 +229,74 @@ def test_keras_functional_config_becomes_gpucnn_graph_config(cpu, name):
     classes = {e["class_name"]: e["config"] for e in graph["layers"]}
     assert ("Add" in classes) != ("Concatenate" in classes)
     assert classes.get("Concatenate", {"axis": -1})["axis"] == -1
+    built = gpucnn.load_model(path).get_config()  # the model gpucnn builds from it
+    assert [(e["class_name"], e["config"]["name"], e["inbound_nodes"]) for e in built["layers"]] == \
+        [(e["class_name"], e["config"]["name"], e["inbound_nodes"]) for e in graph["layers"]]
+    assert (built["input"], built["output"]) == (graph["input"], graph["output"])
+
+
+def functional_model():
+    """Add (a residual shortcut), Concatenate, a Conv2D called twice, BatchNormalization, GAP, softmax."""
+    utils.set_random_seed(5)
+    inputs = gpucnn.Input(shape=(6, 5, 2))
+    x = Conv2D(3, 3, padding="same", activation="relu")(inputs)
+    y = BatchNormalization(momentum=0.8)(Conv2D(3, 3, padding="same", use_bias=False)(x))
+    x = Activation("relu")(Add()([x, y]))
+    shared = Conv2D(2, 1, name="shared")
+    x = Concatenate()([shared(x), MaxPooling2D(1)(shared(x)), AveragePooling2D(3, 1, "same")(x)])
+    outputs = Dense(3, activation="softmax")(GlobalAveragePooling2D()(x))
+    return gpucnn.Model(inputs, outputs, name="graph")
+
+
+def test_functional_round_trip_is_bit_identical_and_training_continues(cpu, tmp_path):
+    model = functional_model()
+    x, labels = train(model, optimizers.AdamW(learning_rate=0.01, clipnorm=0.5))
+    model.save(tmp_path / "m.keras")
+    model.save_weights(tmp_path / "w.weights.h5")
+    loaded = gpucnn.load_model(tmp_path / "m.keras")
+    assert loaded.get_config() == model.get_config()
+    assert_same_model(model, loaded)
+    assert_same_optimizer(model, loaded)
+    fresh = functional_model()  # other initial weights
+    fresh.compile(optimizer=optimizers.AdamW(learning_rate=0.01, clipnorm=0.5),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    fresh.load_weights(tmp_path / "w.weights.h5")
+    assert_same_optimizer(model, fresh)
+    for m in (model, loaded, fresh):
+        m.train_on_batch(x, labels)
+    for a, b, c in zip(model.get_weights(), loaded.get_weights(), fresh.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(a, c)
+
+
+def keras_graph(document):
+    """Per layer of a Keras Functional config: class, name and the calls it makes."""
+    return [(e["class_name"], e["name"], [[(t["config"]["keras_history"], t["config"]["shape"]) for t in
+               (node["args"][0] if isinstance(node["args"][0], list) else [node["args"][0]])]
+              for node in e["inbound_nodes"]]) for e in document["config"]["layers"]]
 
 
 @pytest.mark.parametrize("name", KERAS_FUNCTIONAL)
-def test_keras_functional_files_are_refused_until_gpucnn_has_the_functional_api(cpu, name):
+def test_written_functional_config_and_h5_are_keras_own(cpu, tmp_path, name):
     path = keras_file(f"{name}.keras")
-    with pytest.raises(ValueError, match=rf"Functional model .*'{name}': gpucnn read and checked its graph, "
-                                         r"but Functional models are not supported yet.*keras\.Sequential"):
-        gpucnn.load_model(path)
+    gpucnn.load_model(path).save(tmp_path / "m.keras")
+    written, original = keras_config(tmp_path / "m.keras"), keras_config(path)
+    assert (written["module"], written["class_name"]) == (original["module"], original["class_name"])
+    assert keras_graph(written) == keras_graph(original)
+    for ours, keras_entry in zip(written["config"]["layers"], original["config"]["layers"]):
+        if "build_config" in keras_entry:  # (Keras leaves it out for layers without a build step)
+            assert ours["build_config"] == keras_entry["build_config"], ours["name"]
+    for key in ("input_layers", "output_layers"):
+        assert written["config"][key] == original["config"][key]
+    assert written["config"]["layers"][0]["config"]["batch_shape"] == \
+        original["config"]["layers"][0]["config"]["batch_shape"]
+    saved, keras_saved = archive_h5(tmp_path / "m.keras"), archive_h5(path)
+    layer_arrays = sorted(p for p in keras_saved if p.startswith("layers/"))
+    assert sorted(p for p in saved if p.startswith("layers/")) == layer_arrays
+    for key in layer_arrays:
+        np.testing.assert_array_equal(saved[key], keras_saved[key])
+    with zipfile.ZipFile(tmp_path / "m.keras") as zf, h5py.File(io.BytesIO(zf.read("model.weights.h5"))) as h5:
+        assert "layers/input_layer/vars" in h5  # Keras' group for the InputLayer, without variables
 
 
 def edit_functional(edit):
@@ -485,10 +546,12 @@ def load_example(name):
     return module
 
 
-@pytest.mark.parametrize("example", ["faces_cnn", "textures_cnn"])
-def test_example_models_round_trip(cpu, tmp_path, example):
+@pytest.mark.parametrize("example, loss", [("faces_cnn", "binary_crossentropy"),
+                                           ("textures_cnn", "binary_crossentropy"),
+                                           ("resnet_cnn", "categorical_crossentropy")])
+def test_example_models_round_trip(cpu, tmp_path, example, loss):
     model = load_example(example).build_model()  # the article's model at full width (textures_cnn)
-    model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
+    model.compile(optimizer="adam", loss=loss, metrics=["accuracy"])
     model.save(tmp_path / "m.keras")
     model.save_weights(tmp_path / "w.weights.h5")
     loaded = gpucnn.load_model(tmp_path / "m.keras")
@@ -508,7 +571,6 @@ def test_example_models_round_trip(cpu, tmp_path, example):
                                     r"data_format='channels_last'")),
     ("unsupported_depthwise", r"'DepthwiseConv2D' is not supported.*'BatchNormalization', 'Concatenate', 'Conv2D'"),
     ("unsupported_lambda", r"layer 'lambda' \(Lambda\).*not supported.*'Conv2D'"),
-    ("unsupported_functional", r"Functional model.*not supported yet.*only Sequential.*keras\.Sequential"),
 ])
 def test_keras_files_with_what_gpucnn_lacks_are_refused_by_name(cpu, name, match):
     path = keras_file(f"{name}.keras")

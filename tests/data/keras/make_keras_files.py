@@ -182,9 +182,6 @@ def unsupported():
     yield conv_model("unsupported_channels_first",
                      layers.Conv2D(2, 3, data_format="channels_first"), shape=(2, 6, 6))
     yield conv_model("unsupported_lambda", layers.Lambda(lambda t: t * 2.0))
-    inputs = keras.Input((6, 6, 2))
-    outputs = layers.Dense(1)(layers.Flatten()(layers.Conv2D(2, 3)(inputs)))
-    yield "unsupported_functional", keras.Model(inputs, outputs)
 
 
 def main():
