@@ -24,7 +24,7 @@ the calls each makes as ``inbound_nodes`` of serialized Keras tensors, ``input_l
 ``output_layers``) is read into the config of ``gpucnn.Model(inputs, outputs)`` (the layers in Keras'
 order, each call as the ``[layer, call]`` references it reads) and checked first: one input and one
 output, merge layers (Add, Concatenate) called on lists and the others on one tensor, every reference to
-a call the config has, no cycle; and written back the same way.  Keras keys the H5 groups of both model
+a call the config has (``Functional.from_config`` refuses cycles); and written back the same way.  Keras keys the H5 groups of both model
 kinds over the same layer order (a Functional model's ``model.layers`` is Keras' order), a Functional
 one with an extra ``input_layer`` group that holds no variables.
 
@@ -592,31 +592,18 @@ def _one_endpoint(value, what, filepath):
                          f"the model's {what}", filepath)
 
 
-def _check_call_order(model_input, layers, output, filepath):
-    """Make every layer call in an order that respects what each reads (a layer's calls in their own
-    order, as Keras rebuilds them), or name the calls that cannot be made: they read a layer or call
-    the config lacks, or wait on each other (a cycle)."""
-    made = {tuple(model_input)}
-    pending = [(entry["config"]["name"], index, refs) for entry in layers
-               for index, refs in enumerate(entry["inbound_nodes"])]
-    while pending:
-        ready = [call for call in pending if all(tuple(ref) in made for ref in call[2])
-                 and (call[1] == 0 or (call[0], call[1] - 1) in made)]
-        if not ready:
-            names = {entry["config"]["name"]: len(entry["inbound_nodes"]) for entry in layers}
-            names[model_input[0]] = 1
-            missing = sorted({f"{name!r} call {index}" for _, _, refs in pending for name, index in refs
-                              if index >= names.get(name, 0)})
-            why = (f"they read {', '.join(missing)}, which the config does not have" if missing else
-                   "they wait on each other's outputs (a cycle)")
-            calls = "; ".join(f"{name!r} call {index} on {refs}" for name, index, refs in pending)
-            raise _corrupt(filepath, "archive", f"the Functional graph cannot be built: the layer calls "
-                                                f"{calls} cannot be made: {why}")
-        made.update((name, index) for name, index, _ in ready)
-        pending = [call for call in pending if (call[0], call[1]) not in made]
-    if tuple(output) not in made - {tuple(model_input)}:
-        raise _corrupt(filepath, "archive", f"the model's output {output} is not a layer call of the "
-                                            f"Functional config")
+def _check_references(model_input, layers, output, filepath):
+    """Every ``[layer, call]`` a call reads, and the output, must be a call the config has (the input
+    counts as one); the order of the calls (and cycles) is ``Functional.from_config``'s to check."""
+    calls = {entry["config"]["name"]: len(entry["inbound_nodes"]) for entry in layers}
+    reads = [(f"layer {entry['config']['name']!r} call {index}", reference) for entry in layers
+             for index, references in enumerate(entry["inbound_nodes"]) for reference in references]
+    for where, (name, index) in reads + [("the model's output", output)]:
+        # The input is a tensor calls read, but not an output of the model.
+        count = 1 if name == model_input[0] and where != "the model's output" else calls.get(name, 0)
+        if index >= count:
+            raise _corrupt(filepath, "archive", f"{where} reads {[name, index]}, which is not a layer "
+                                                f"call of the Functional config")
 
 
 def _functional_from_keras(entry, filepath):
@@ -655,7 +642,7 @@ def _functional_from_keras(entry, filepath):
                                                 f"in its config")
         merge = _CLASSES[layer["class_name"]].merges_inputs
         gpucnn_layers.append({**layer, "inbound_nodes": _layer_calls(layer_entry, merge, where, filepath)})
-    _check_call_order(model_input, gpucnn_layers, output, filepath)
+    _check_references(model_input, gpucnn_layers, output, filepath)
     return {"name": config.get("name"),
             "input": {"name": model_input[0], "shape": _input_shape(input_entry, filepath)},
             "layers": gpucnn_layers, "output": output}
@@ -803,7 +790,8 @@ def load_model(filepath, compile=True):
     class_name = config.get("class_name")
     if class_name not in _MODEL_READERS:
         raise ValueError(f"{filepath!r} holds a Keras model of class {class_name!r}; gpucnn reads "
-                         f"Sequential models. Fix: rebuild it as keras.Sequential, or load it in Keras.")
+                         f"Sequential and Functional models. Fix: rebuild it as keras.Sequential or "
+                         f"keras.Model(inputs, outputs), or load it in Keras.")
     read, make = _MODEL_READERS[class_name]
     gpucnn_config = read(config, filepath)
     try:

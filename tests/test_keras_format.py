@@ -317,16 +317,18 @@ def set_reads(layers, name, *references):
 
 @pytest.mark.parametrize("edit, match", [
     (lambda layers, config: set_reads(layers, "dense_8", ("nothing",)),
-     (r"not a valid Keras archive: the Functional graph cannot be built: the layer calls 'dense_8' call 0 "
-      r"on \[\['nothing', 0\]\] cannot be made: they read 'nothing' call 0, which the config does not have")),
+     (r"not a valid Keras archive: layer 'dense_8' call 0 reads \['nothing', 0\], which is not a layer call "
+      r"of the Functional config")),
     (lambda layers, config: set_reads(layers, "dense_8", ("global_average_pooling2d_2", 1)),
-     r"they read 'global_average_pooling2d_2' call 1, which the config does not have"),
+     r"layer 'dense_8' call 0 reads \['global_average_pooling2d_2', 1\], which is not a layer call"),
     (lambda layers, config: set_reads(layers, "conv2d_7", ("activation_1",)),
-     r"'conv2d_7' call 0 on \[\['activation_1', 0\]\];.*they wait on each other's outputs \(a cycle\)"),
+     r"'conv2d_7' call 0 on \[\['activation_1', 0\]\].*they wait on each other's outputs \(a cycle\)"),
     (lambda layers, config: config.update(output_layers=[["dense_8", 0, 0], ["add", 0, 0]]),
      r"several outputs.*one input and one output"),
     (lambda layers, config: config.update(output_layers=["add", 1, 0]),
-     r"the model's output \['add', 1\] is not a layer call"),
+     r"the model's output reads \['add', 1\], which is not a layer call"),
+    (lambda layers, config: config.update(output_layers=["input_layer_6", 0, 0]),
+     r"the model's output reads \['input_layer_6', 0\], which is not a layer call"),
     (lambda layers, config: config.update(input_layers=["conv2d_7", 0, 0]),
      r"input layers \['input_layer_6'\] and takes \['conv2d_7', 0\].*one input"),
     (lambda layers, config: set_reads(layers, "dense_8", ("global_average_pooling2d_2", 0, 1)),
