@@ -355,6 +355,14 @@ def test_bad_functional_graphs_are_refused_by_name(cpu, tmp_path, edit, match):
     assert str(path) in str(error.value)
 
 
+def test_concatenate_on_another_axis_is_refused_by_name(cpu, tmp_path):
+    path = rewrite_archive(keras_file("concat_functional.keras"), tmp_path / "axis.keras",
+                           edit_config=edit_layer("Concatenate", axis=1))
+    with pytest.raises(ValueError, match=r"axis\.keras.*'concatenate' \(Concatenate\): argument `axis=1` is "
+                                         r"not supported.*channels axis only"):
+        gpucnn.load_model(path)
+
+
 def test_merge_layer_in_a_sequential_keras_file_is_refused_by_name(cpu, tmp_path):
     def add_merge(document):
         document["config"]["layers"].insert(2, {"class_name": "Add", "config": {"name": "add"}})
@@ -628,6 +636,8 @@ def edit_compile(**options):
     (edit_compile(loss="hinge"), r"option `loss='hinge'`.*binary_crossentropy"),
     (edit_compile(loss_weights=[2.0]), r"option `loss_weights=\[2.0\]`"),
     (edit_compile(metrics=["auc"]), r"unsupported metric 'auc'.*'binary_accuracy'.*compile=False"),
+    (lambda document: document.update(class_name="CustomModel"),
+     r"model of class 'CustomModel'; gpucnn reads Sequential and Functional models"),
 ])
 def test_unsupported_options_are_refused_by_name(cpu, tmp_path, edit, match):
     path = rewrite_archive(keras_file("sigmoid_cnn.keras"), tmp_path / "edited.keras", edit_config=edit)
