@@ -1,12 +1,12 @@
 """Convolution launchers (kernels/conv.cu): implicit GEMMs over NHWC activations and HWIO kernels.
 
 Same names, signatures and semantics as ``gpucnn.reference.conv``; the tile and split-K choice is the
-GEMM one of :mod:`gpucnn.cuda.dense`.
+GEMM one of :mod:`gpucnn.cuda.gemm`.
 """
 import numpy as np
 
 from gpucnn.cuda import runtime
-from gpucnn.cuda.dense import check_gemm_size, launch_gemm
+from gpucnn.cuda.gemm import check_gemm_size, launch_gemm
 from gpucnn.reference.activations import check_activation
 from gpucnn.reference.shapes import normalize_padding, normalize_tuple, prod, window_geometry
 

@@ -6,7 +6,7 @@ from typing import NamedTuple
 import numpy as np
 import pytest
 
-from gpucnn.cuda import dense as gemm_launch
+from gpucnn.cuda import gemm as gemm_launch
 from gpucnn.cuda import runtime
 
 ACTIVATIONS = ("linear", "relu", "leaky_relu", "sigmoid")

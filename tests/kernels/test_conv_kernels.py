@@ -10,7 +10,7 @@ from cuda_c_helpers import (ACTIVATIONS, ALL_TILES, TILE_IDS, assert_close, asse
 
 from gpucnn import reference
 from gpucnn.cuda import conv as conv_launchers
-from gpucnn.cuda import dense as gemm_launch
+from gpucnn.cuda import gemm as gemm_launch
 
 # (x shape, kernel (kh, kw, filters), strides, padding)
 CASES = [

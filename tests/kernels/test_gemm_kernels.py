@@ -10,6 +10,7 @@ from cuda_c_helpers import (ACTIVATIONS, ALL_TILES, TILE_IDS, assert_close, asse
 
 from gpucnn import reference
 from gpucnn.cuda import dense as dense_launchers
+from gpucnn.cuda import gemm
 
 
 def _check_all_ops(rng, batch, features, units, activation="relu", with_bias=True):
@@ -59,7 +60,7 @@ def test_every_tile_shape_crosses_tile_edges(emulated, monkeypatch, launches, ti
 def test_split_k_is_deterministic_and_applies_the_epilogue(emulated, monkeypatch, launches):
     # SM_COUNT 1 caps split_k_reduce at 16 blocks of 256 threads: 70×68 outputs make its grid-stride loop
     # wrap around.
-    monkeypatch.setattr(dense_launchers, "SM_COUNT", 1)
+    monkeypatch.setattr(gemm, "SM_COUNT", 1)
     force(monkeypatch, splits=3)
     rng = np.random.default_rng(4)
     _check_all_ops(rng, 70, 50, 68, "leaky_relu")
@@ -72,25 +73,25 @@ def test_split_k_is_deterministic_and_applies_the_epilogue(emulated, monkeypatch
 
 def test_tile_and_split_choice():
     # Independent of any kernel: the policy the launcher documents.
-    assert dense_launchers.choose_tile(10_000, 512, 9) == dense_launchers.LARGE_TILE
-    assert dense_launchers.choose_tile(1000, 64, 64) == dense_launchers.SMALL_TILE
-    assert dense_launchers.choose_tile(10_000, 8, 64) == dense_launchers.FEW_COLUMNS_TILE
-    assert dense_launchers.choose_tile(9, 512, 10**6) == dense_launchers.FEW_ROWS_TILE
-    assert dense_launchers.choose_split_k(1000, 500) == (1, 500)
-    splits, per_split = dense_launchers.choose_split_k(4, 10_000)
+    assert gemm.choose_tile(10_000, 512, 9) == gemm.LARGE_TILE
+    assert gemm.choose_tile(1000, 64, 64) == gemm.SMALL_TILE
+    assert gemm.choose_tile(10_000, 8, 64) == gemm.FEW_COLUMNS_TILE
+    assert gemm.choose_tile(9, 512, 10**6) == gemm.FEW_ROWS_TILE
+    assert gemm.choose_split_k(1000, 500) == (1, 500)
+    splits, per_split = gemm.choose_split_k(4, 10_000)
     assert splits > 1 and splits * per_split >= 10_000 > (splits - 1) * per_split
 
 
 MISALIGNED_OUTPUT = """
 import numpy as np
 import gpucnn
-from gpucnn.cuda import dense
+from gpucnn.cuda import gemm
 gpucnn.set_backend("emulated")
 rng = np.random.default_rng(0)
 x, w = rng.standard_normal((5, 8), dtype=np.float32), rng.standard_normal((8, 12), dtype=np.float32)
 out = np.zeros(5 * 12 + 1, np.float32)[1:].reshape(5, 12)   # 4 bytes past a 16-byte boundary
 assert out.ctypes.data % 16 == 4
-dense.launch_gemm("gemm.cu", "gemm_nn", x, w, (5, 12, 8), 5, 12, 8, out)
+gemm.launch_gemm("gemm.cu", "gemm_nn", x, w, (5, 12, 8), 5, 12, 8, out)
 np.testing.assert_allclose(out, x @ w, rtol=1e-5, atol=1e-5)
 print("ok")
 """
@@ -110,7 +111,7 @@ def test_output_view_off_a_16_byte_boundary_on_gpu(gpu):
     x, w = random(rng, (5, 8), gpu.xp), random(rng, (8, 12), gpu.xp)
     out = gpu.xp.zeros(5 * 12 + 1, np.float32)[1:].reshape(5, 12)
     assert out.data.ptr % 16 == 4
-    dense_launchers.launch_gemm("gemm.cu", "gemm_nn", x, w, (5, 12, 8), 5, 12, 8, out)
+    gemm.launch_gemm("gemm.cu", "gemm_nn", x, w, (5, 12, 8), 5, 12, 8, out)
     assert_close(out, x.get() @ w.get(), rtol=1e-5, atol=1e-5)
 
 
@@ -121,9 +122,9 @@ def test_sizes_leave_room_for_the_last_tiles_int32_indices(position):
     sizes = [1, 1, 1]
     sizes[position] = 2**31 - 64
     with pytest.raises(ValueError, match=r"exceed 2147483519 \(2\*\*31 - 1 less a tile\).*Fix: split the batch"):
-        dense_launchers.check_gemm_size(*sizes, "op")
+        gemm.check_gemm_size(*sizes, "op")
     sizes[position] = 2**31 - 1 - 128
-    dense_launchers.check_gemm_size(*sizes, "op")
+    gemm.check_gemm_size(*sizes, "op")
 
 
 def test_launcher_rejects_bad_arguments(emulated):
