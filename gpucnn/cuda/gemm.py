@@ -9,10 +9,9 @@ from typing import NamedTuple
 
 import numpy as np
 
+from gpucnn.contract.activations import ACTIVATION_CODES
+from gpucnn.contract.shapes import check_not_empty
 from gpucnn.cuda import runtime
-
-# Values of `enum Activation` in kernels/common.cuh.
-ACTIVATION_CODES = {"linear": 0, "relu": 1, "leaky_relu": 2, "sigmoid": 3}
 
 THREADS = 256       # every tile shape runs 256 threads per block
 TILE_DEPTH = 8      # BK: k values per shared-memory slice (GEMM_BK / CONV_BK in the .cu files)
@@ -74,6 +73,15 @@ def check_gemm_size(m, n, k, what):
             raise ValueError(f"{what}: the GEMM {name} {value} exceed {INDEX_LIMIT} (2**31 - 1 less a tile), "
                              f"the most the kernels' int32 indices allow. Fix: split the batch into smaller "
                              f"pieces.")
+
+
+def check_operands(**arrays):
+    """The checks only a launch needs, before the op's contract checks: each array (None skipped) is a
+    C-contiguous float32 array of the backend, and not empty (a kernel cannot launch an empty grid)."""
+    for name, array in arrays.items():
+        if array is not None:
+            runtime.check_array(name, array)
+            check_not_empty(name, array)
 
 
 def launch_gemm(filename, kernel_prefix, in0, in1, shape_args, m, n, k, out, bias=None,

@@ -6,6 +6,7 @@ on the device: float32 for the dense losses, int32 class indices for the sparse 
 """
 import numpy as np
 
+from gpucnn.contract.losses import check_binary, check_categorical
 from gpucnn.cuda import runtime
 from gpucnn.cuda._numba_launch import flat, launch_loss
 from gpucnn.kernels import reduce
@@ -14,10 +15,7 @@ from gpucnn.kernels import reduce
 def _binary(outputs_name, outputs, labels, from_logits):
     runtime.check_array(outputs_name, outputs)
     runtime.check_array("labels", labels)
-    shape = tuple(outputs.shape)
-    if tuple(labels.shape) != shape and not (shape[-1:] == (1,) and tuple(labels.shape) == shape[:-1]):
-        raise ValueError(f"Argument `labels` must have the shape of `{outputs_name}` {shape}, "
-                         f"got {tuple(labels.shape)}.")
+    check_binary(outputs_name, outputs, labels)
     grad = runtime.xp().empty_like(outputs)
     loss, correct = launch_loss(reduce.binary_crossentropy, outputs.size, flat(outputs), flat(labels),
                                 np.bool_(from_logits), np.float32(outputs.size), flat(grad))
@@ -25,21 +23,15 @@ def _binary(outputs_name, outputs, labels, from_logits):
 
 
 def _categorical(outputs_name, outputs, labels, sparse, from_logits):
-    runtime.check_array(outputs_name, outputs, ndim=2)
+    runtime.check_array(outputs_name, outputs)
+    runtime.check_array("labels", labels, dtype=np.int32 if sparse else np.float32)
+    check_categorical(outputs_name, outputs, labels, sparse)
     rows, classes = outputs.shape
     xp = runtime.xp()
     if sparse:
-        runtime.check_array("labels", labels, dtype=np.int32)
-        if tuple(labels.shape) not in ((rows,), (rows, 1)):
-            raise ValueError(f"Argument `labels` must be int32 class indices of shape ({rows},) or "
-                             f"({rows}, 1), got {tuple(labels.shape)}.")
         # The kernel reads one labels array; the other argument is a placeholder it never touches.
         dense_labels, class_labels = flat(outputs), flat(labels)
     else:
-        runtime.check_array("labels", labels, ndim=2)
-        if labels.shape != outputs.shape:
-            raise ValueError(f"Argument `labels` must have the shape of `{outputs_name}` "
-                             f"{tuple(outputs.shape)}, got {tuple(labels.shape)}.")
         dense_labels, class_labels = flat(labels), xp.zeros(1, dtype=np.int32)
     grad = xp.empty_like(outputs)
     loss, correct = launch_loss(reduce.categorical_crossentropy, rows, flat(outputs), dense_labels,

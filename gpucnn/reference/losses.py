@@ -6,6 +6,8 @@ network output (probabilities or logits), in the dtype of that output.
 """
 import numpy as np
 
+from gpucnn.contract.losses import check_binary, check_categorical
+
 from .activations import sigmoid_forward
 
 #: Keras' backend epsilon: probabilities are clipped to [EPSILON, 1 - EPSILON] before the log.
@@ -16,24 +18,25 @@ def _float32(value):
     return np.asarray(value, dtype=np.float32)
 
 
-def _dense_labels(labels, outputs):
+def _dense_labels(labels, outputs, outputs_name):
     """Float labels shaped like ``outputs``; (N,) labels are accepted for (N, 1) outputs."""
     labels = np.asarray(labels)
-    if labels.shape != outputs.shape and not (outputs.shape[-1:] == (1,) and labels.shape == outputs.shape[:-1]):
-        raise ValueError(f"Argument `labels` must have the shape of the predictions {outputs.shape}, "
-                         f"got {labels.shape}.")
+    check_binary(outputs_name, outputs, labels)
     return labels.astype(outputs.dtype, copy=False).reshape(outputs.shape)
 
 
-def _class_labels(labels, outputs):
+def _row_labels(labels, outputs, outputs_name):
+    """Float label rows shaped like the (N, classes) ``outputs``."""
+    labels = np.asarray(labels)
+    check_categorical(outputs_name, outputs, labels, sparse=False)
+    return labels.astype(outputs.dtype, copy=False)
+
+
+def _class_labels(labels, outputs, outputs_name):
     """Int class labels of shape (N,) (or (N, 1)) as one-hot rows shaped like ``outputs`` (N, K)."""
     labels = np.asarray(labels)
-    if outputs.ndim != 2:
-        raise ValueError(f"Categorical losses expect predictions of shape (N, classes), got {outputs.shape}.")
+    check_categorical(outputs_name, outputs, labels, sparse=True)
     n, classes = outputs.shape
-    if labels.shape not in ((n,), (n, 1)) or labels.dtype.kind not in "iu":
-        raise ValueError(f"Argument `labels` must be integer class indices of shape ({n},) or ({n}, 1), "
-                         f"got {labels.dtype} {labels.shape}.")
     labels = labels.reshape(n)
     if n and (labels.min() < 0 or labels.max() >= classes):
         raise ValueError(f"Argument `labels` holds class indices outside [0, {classes}): "
@@ -51,7 +54,7 @@ def _clip(probs):
 
 def binary_crossentropy(probs, labels):
     """mean(-(y log p + (1-y) log(1-p))) with p clipped; correct counts elements with (p > 0.5) == y."""
-    labels = _dense_labels(labels, probs)
+    labels = _dense_labels(labels, probs, "probs")
     p, passed = _clip(probs)
     loss = -np.mean(labels * np.log(p) + (1 - labels) * np.log(1 - p))
     dprobs = ((1 - labels) / (1 - p) - labels / p) * passed / probs.size
@@ -61,7 +64,7 @@ def binary_crossentropy(probs, labels):
 
 def sigmoid_binary_crossentropy(logits, labels):
     """BCE on sigmoid(z) in the stable form mean(max(z, 0) - z·y + log(1 + exp(-|z|)))."""
-    labels = _dense_labels(labels, logits)
+    labels = _dense_labels(labels, logits, "logits")
     loss = np.mean(np.maximum(logits, 0) - logits * labels + np.log1p(np.exp(-np.abs(logits))))
     dlogits = (sigmoid_forward(logits) - labels) / logits.dtype.type(logits.size)
     correct = np.count_nonzero((logits > 0) == labels)
@@ -75,9 +78,7 @@ def _count_same_argmax(scores, labels):
 
 def categorical_crossentropy(probs, labels):
     """mean over rows of -Σ y log p, with p divided by its row sum and clipped (gradient of exactly that)."""
-    labels = _dense_labels(labels, probs)
-    if probs.ndim != 2:
-        raise ValueError(f"Categorical losses expect predictions of shape (N, classes), got {probs.shape}.")
+    labels = _row_labels(labels, probs, "probs")
     n = probs.shape[0]
     row_sum = probs.sum(axis=-1, keepdims=True)
     p, passed = _clip(probs / row_sum)
@@ -90,9 +91,7 @@ def categorical_crossentropy(probs, labels):
 
 def softmax_categorical_crossentropy(logits, labels):
     """mean over rows of -Σ y log softmax(z); dz = (softmax(z)·Σy - y) / N."""
-    labels = _dense_labels(labels, logits)
-    if logits.ndim != 2:
-        raise ValueError(f"Categorical losses expect logits of shape (N, classes), got {logits.shape}.")
+    labels = _row_labels(labels, logits, "logits")
     n = logits.shape[0]
     shifted = logits - logits.max(axis=-1, keepdims=True)
     # exp(shifted) / its row sum is softmax_forward(logits), computed once for the loss and the gradient.
@@ -107,9 +106,9 @@ def softmax_categorical_crossentropy(logits, labels):
 
 def sparse_categorical_crossentropy(probs, labels):
     """:func:`categorical_crossentropy` with int class labels of shape (N,) or (N, 1)."""
-    return categorical_crossentropy(probs, _class_labels(labels, probs))
+    return categorical_crossentropy(probs, _class_labels(labels, probs, "probs"))
 
 
 def sparse_softmax_categorical_crossentropy(logits, labels):
     """:func:`softmax_categorical_crossentropy` with int class labels of shape (N,) or (N, 1)."""
-    return softmax_categorical_crossentropy(logits, _class_labels(labels, logits))
+    return softmax_categorical_crossentropy(logits, _class_labels(labels, logits, "logits"))

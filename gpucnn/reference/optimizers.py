@@ -7,29 +7,15 @@ import math
 
 import numpy as np
 
+from gpucnn.contract.optimizers import check_adam_update, check_sgd_update
+
 from .steps import step_value
-
-
-def _check_same_shape(param, **state):
-    for name, array in state.items():
-        if array.shape != param.shape:
-            raise ValueError(f"Argument `{name}` must have the shape of param {param.shape}, got {array.shape}.")
 
 
 def adam_step_size(step, learning_rate, beta_1, beta_2):
     """alpha = lr·sqrt(1-β₂ᵗ)/(1-β₁ᵗ) in float64, for the int ``step`` t (the kernel computes the same
     expression in the same order from its step counter)."""
     return learning_rate * math.sqrt(1 - beta_2**step) / (1 - beta_1**step)
-
-
-def sgd_buffers(grad, velocity, momentum):
-    """The buffers an SGD step must check against param's shape; ``velocity=None`` needs momentum 0."""
-    if velocity is None:
-        if momentum != 0:
-            raise ValueError(f"Argument `velocity` is required when momentum is {momentum!r}. "
-                             f"Fix: pass a zero-initialized buffer shaped like param.")
-        return {"grad": grad}
-    return {"grad": grad, "velocity": velocity}
 
 
 def adam_update(param, grad, m, v, step, learning_rate, beta_1, beta_2, epsilon):
@@ -39,7 +25,7 @@ def adam_update(param, grad, m, v, step, learning_rate, beta_1, beta_2, epsilon)
     alpha = lr·sqrt(1-β₂ᵗ)/(1-β₁ᵗ);  m += (g - m)(1 - β₁);  v += (g² - v)(1 - β₂);
     param -= (m·alpha) / (sqrt(v) + ε).
     """
-    _check_same_shape(param, grad=grad, m=m, v=v)
+    check_adam_update(param, grad, m, v, step)
     alpha = adam_step_size(step_value(step, 1), learning_rate, beta_1, beta_2)
     dtype = param.dtype.type
     # One scratch buffer and in-place ufuncs: a model's flat buffer is large and this runs every step.
@@ -63,7 +49,7 @@ def sgd_update(param, grad, velocity, learning_rate, momentum, nesterov):
     With ``velocity``: v = momentum·v - lr·g, then param += momentum·v - lr·g (nesterov) or param += v.
     Without (``velocity=None``, momentum 0): param -= lr·g.
     """
-    _check_same_shape(param, **sgd_buffers(grad, velocity, momentum))
+    check_sgd_update(param, grad, velocity, momentum)
     dtype = param.dtype.type
     lr_grad = dtype(learning_rate) * grad
     if velocity is None:
