@@ -13,7 +13,7 @@ import argparse
 import numpy as np
 from benchlib import RESULTS_DIR, device_time_ms, write_report
 
-from gpucnn.reference import shapes
+from gpucnn.contract import shapes
 
 # (name, x shape without batch, kernel (kh, kw, filters), strides, padding)
 SHAPES = [

@@ -5,10 +5,12 @@ every fused activation, every tile shape and the split-K path.  gpu: the article
 """
 import numpy as np
 import pytest
-from cuda_c_helpers import (ACTIVATIONS, ALL_TILES, TILE_IDS, assert_close, assert_crosses_tiles, force,
-                            launches, random)  # noqa: F401 (fixture)
+from cuda_c_helpers import (ALL_TILES, GEMM_TOL, TILE_IDS, assert_crosses_tiles, force,
+                            launches)  # noqa: F401 (fixture)
+from ops import assert_close, random
 
 from gpucnn import reference
+from gpucnn.contract.activations import FUSED_ACTIVATIONS
 from gpucnn.cuda import conv as conv_launchers
 from gpucnn.cuda import gemm as gemm_launch
 
@@ -22,11 +24,11 @@ CASES = [
 CASE_IDS = ["c1-batch1", "stride2-same-odd", "even-kernel", "big-strides"]
 
 
-def _problem(rng, case, xp=np):
+def _problem(rng, case):
     x_shape, (kh, kw, filters), strides, padding = case
-    x = random(rng, x_shape, xp)
-    w = random(rng, (kh, kw, x_shape[3], filters), xp)
-    b = random(rng, (filters,), xp)
+    x = random(x_shape, rng)
+    w = random((kh, kw, x_shape[3], filters), rng)
+    b = random((filters,), rng)
     return x, w, b, strides, padding
 
 
@@ -34,12 +36,12 @@ def _check_all_ops(case, rng, activation="relu", with_bias=True):
     x, w, b, strides, padding = _problem(rng, case)
     b = b if with_bias else None
     y = reference.conv2d_forward(x, w, b, strides, padding, activation, 0.3)
-    assert_close(conv_launchers.conv2d_forward(x, w, b, strides, padding, activation, 0.3), y)
-    dy = random(rng, y.shape)
+    assert_close(conv_launchers.conv2d_forward(x, w, b, strides, padding, activation, 0.3), y, **GEMM_TOL)
+    dy = random(y.shape, rng)
     assert_close(conv_launchers.conv2d_backward_data(dy, w, x.shape, strides, padding),
-                 reference.conv2d_backward_data(dy, w, x.shape, strides, padding))
+                 reference.conv2d_backward_data(dy, w, x.shape, strides, padding), **GEMM_TOL)
     assert_close(conv_launchers.conv2d_backward_filter(x, dy, w.shape[:2], strides, padding),
-                 reference.conv2d_backward_filter(x, dy, w.shape[:2], strides, padding))
+                 reference.conv2d_backward_filter(x, dy, w.shape[:2], strides, padding), **GEMM_TOL)
 
 
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
@@ -47,7 +49,7 @@ def test_conv_ops_match_reference(emulated, case):
     _check_all_ops(case, np.random.default_rng(1))
 
 
-@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("activation", FUSED_ACTIVATIONS)
 def test_forward_epilogue_applies_each_activation(emulated, activation):
     _check_all_ops(CASES[1], np.random.default_rng(2), activation)
 
@@ -88,12 +90,12 @@ def test_split_k_partial_sums_and_epilogue(emulated, monkeypatch, activation):
 def test_backward_filter_is_deterministic(emulated, monkeypatch):
     force(monkeypatch, splits=4)
     rng = np.random.default_rng(6)
-    x = random(rng, (2, 10, 10, 3))
-    dy = random(rng, (2, 8, 8, 9))
+    x = random((2, 10, 10, 3), rng)
+    dy = random((2, 8, 8, 9), rng)
     first = conv_launchers.conv2d_backward_filter(x, dy, (3, 3), (1, 1), "valid")
     second = conv_launchers.conv2d_backward_filter(x, dy, (3, 3), (1, 1), "valid")
     assert np.array_equal(first, second)
-    assert_close(first, reference.conv2d_backward_filter(x, dy, (3, 3), (1, 1), "valid"))
+    assert_close(first, reference.conv2d_backward_filter(x, dy, (3, 3), (1, 1), "valid"), **GEMM_TOL)
 
 
 def test_launcher_rejects_bad_arguments(emulated):
@@ -143,7 +145,7 @@ def test_conv_ops_match_reference_on_gpu(gpu, case):
     y = reference.conv2d_forward(x, w, b, strides, padding, "relu")
     x_d, w_d, b_d = cupy.asarray(x), cupy.asarray(w), cupy.asarray(b)
     assert_close(conv_launchers.conv2d_forward(x_d, w_d, b_d, strides, padding, "relu"), y, **tol)
-    dy = random(rng, y.shape)
+    dy = random(y.shape, rng)
     dy_d = cupy.asarray(dy)
     assert_close(conv_launchers.conv2d_backward_data(dy_d, w_d, x.shape, strides, padding),
                  reference.conv2d_backward_data(dy, w, x.shape, strides, padding), **tol)

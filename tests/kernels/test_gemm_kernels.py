@@ -5,23 +5,26 @@ import sys
 
 import numpy as np
 import pytest
-from cuda_c_helpers import (ACTIVATIONS, ALL_TILES, TILE_IDS, assert_close, assert_crosses_tiles, force,
-                            launches, random)  # noqa: F401 (fixture)
+from cuda_c_helpers import (ALL_TILES, GEMM_TOL, TILE_IDS, assert_crosses_tiles, force,
+                            launches)  # noqa: F401 (fixture)
+from ops import assert_close, on_device, random
 
 from gpucnn import reference
+from gpucnn.contract.activations import FUSED_ACTIVATIONS
 from gpucnn.cuda import dense as dense_launchers
 from gpucnn.cuda import gemm
 
 
 def _check_all_ops(rng, batch, features, units, activation="relu", with_bias=True):
-    x = random(rng, (batch, features))
-    w = random(rng, (features, units))
-    b = random(rng, (units,)) if with_bias else None
+    x = random((batch, features), rng)
+    w = random((features, units), rng)
+    b = random((units,), rng) if with_bias else None
     assert_close(dense_launchers.dense_forward(x, w, b, activation, 0.3),
-                 reference.dense_forward(x, w, b, activation, 0.3))
-    dy = random(rng, (batch, units))
-    assert_close(dense_launchers.dense_backward_data(dy, w), reference.dense_backward_data(dy, w))
-    assert_close(dense_launchers.dense_backward_weights(x, dy), reference.dense_backward_weights(x, dy))
+                 reference.dense_forward(x, w, b, activation, 0.3), **GEMM_TOL)
+    dy = random((batch, units), rng)
+    assert_close(dense_launchers.dense_backward_data(dy, w), reference.dense_backward_data(dy, w), **GEMM_TOL)
+    assert_close(dense_launchers.dense_backward_weights(x, dy), reference.dense_backward_weights(x, dy),
+                 **GEMM_TOL)
 
 
 @pytest.mark.parametrize("batch, features, units", [(1, 1, 1), (3, 5, 7), (5, 70, 9), (2, 9, 33)])
@@ -29,7 +32,7 @@ def test_dense_ops_match_reference(emulated, batch, features, units):
     _check_all_ops(np.random.default_rng(batch * 100 + units), batch, features, units)
 
 
-@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("activation", FUSED_ACTIVATIONS)
 def test_forward_epilogue_applies_each_activation(emulated, activation):
     _check_all_ops(np.random.default_rng(1), 4, 12, 6, activation)
 
@@ -66,7 +69,7 @@ def test_split_k_is_deterministic_and_applies_the_epilogue(emulated, monkeypatch
     _check_all_ops(rng, 70, 50, 68, "leaky_relu")
     reduces = [launch for launch in launches if launch.name == "split_k_reduce"]
     assert len(reduces) == 3 and reduces[0].grid[0] * 256 < 70 * 68, reduces
-    x, dy = random(rng, (60, 5)), random(rng, (60, 3))
+    x, dy = random((60, 5), rng), random((60, 3), rng)
     first = dense_launchers.dense_backward_weights(x, dy)
     assert np.array_equal(first, dense_launchers.dense_backward_weights(x, dy))
 
@@ -108,7 +111,7 @@ def test_output_view_off_a_16_byte_boundary_gets_scalar_stores():
 @pytest.mark.gpu
 def test_output_view_off_a_16_byte_boundary_on_gpu(gpu):
     rng = np.random.default_rng(0)
-    x, w = random(rng, (5, 8), gpu.xp), random(rng, (8, 12), gpu.xp)
+    x, w = on_device(gpu, random((5, 8), rng)), on_device(gpu, random((8, 12), rng))
     out = gpu.xp.zeros(5 * 12 + 1, np.float32)[1:].reshape(5, 12)
     assert out.data.ptr % 16 == 4
     gemm.launch_gemm("gemm.cu", "gemm_nn", x, w, (5, 12, 8), 5, 12, 8, out)
@@ -149,8 +152,8 @@ def test_launcher_rejects_bad_arguments(emulated):
 def test_dense_ops_match_reference_on_gpu(gpu, batch, features, units):
     import cupy
     rng = np.random.default_rng(5)
-    x, w, b = random(rng, (batch, features)), random(rng, (features, units)), random(rng, (units,))
-    dy = random(rng, (batch, units))
+    x, w, b = random((batch, features), rng), random((features, units), rng), random((units,), rng)
+    dy = random((batch, units), rng)
     tol = dict(rtol=2e-3, atol=2e-3 * np.sqrt(max(batch, features)))
     x_d, w_d, b_d, dy_d = (cupy.asarray(a) for a in (x, w, b, dy))
     assert_close(dense_launchers.dense_forward(x_d, w_d, b_d, "sigmoid"),

@@ -1,7 +1,7 @@
 """Adam and SGD kernels vs the NumPy reference, over several steps on one flat parameter buffer."""
 import numpy as np
 import pytest
-from numba_helpers import assert_close, device, on_device, pick, random, with_devices  # noqa: F401 (fixture)
+from ops import assert_close, on_backends, on_device, pick, random
 
 from gpucnn import cuda as launchers
 from gpucnn import reference
@@ -9,41 +9,41 @@ from gpucnn import reference
 STEPS = 3
 
 
-def _buffers(device, *seeds):
-    size = pick(device, 70, 5_000_000)  # 70: a partial block and a grid-stride wrap when emulated
+def _buffers(backend, *seeds):
+    size = pick(backend, 70, 5_000_000)  # 70: a partial block and a grid-stride wrap when emulated
     return [random((size,), seed) for seed in seeds]
 
 
-@with_devices
-def test_adam_matches_reference(device):
-    param, m, v = _buffers(device, 0, 1, 2)
+@on_backends()
+def test_adam_matches_reference(backend):
+    param, m, v = _buffers(backend, 0, 1, 2)
     v = np.abs(v)
-    on = list(on_device(device, param, m, v))
-    step, on_step = np.zeros(1, np.int64), on_device(device, np.zeros(1, np.int64))
+    on = list(on_device(backend, param, m, v))
+    step, on_step = np.zeros(1, np.int64), on_device(backend, np.zeros(1, np.int64))
     for update in range(1, STEPS + 1):
         step += 1
-        on_step += 1  # advanced on the device, as the optimizer does: the kernel reads the count
+        on_step += 1  # advanced on the backend, as the optimizer does: the kernel reads the count
         grad = random(param.shape, seed=10 + update)
-        launchers.adam_update(on[0], on_device(device, grad), on[1], on[2], on_step, 1e-2, 0.9, 0.999, 1e-7)
+        launchers.adam_update(on[0], on_device(backend, grad), on[1], on[2], on_step, 1e-2, 0.9, 0.999, 1e-7)
         reference.adam_update(param, grad, m, v, step, 1e-2, 0.9, 0.999, 1e-7)
     for actual, expected in zip(on, (param, m, v)):
-        assert_close(device, actual, expected, rtol=1e-5, atol=1e-6)
+        assert_close(actual, expected, rtol=1e-5, atol=1e-6)
 
 
-@with_devices
+@on_backends()
 @pytest.mark.parametrize("momentum, nesterov", [(0.0, False), (0.9, False), (0.9, True)])
-def test_sgd_matches_reference(device, momentum, nesterov):
-    param, velocity = _buffers(device, 3, 4)
+def test_sgd_matches_reference(backend, momentum, nesterov):
+    param, velocity = _buffers(backend, 3, 4)
     velocity = None if momentum == 0 else velocity
-    on_param = on_device(device, param)
-    on_velocity = None if velocity is None else on_device(device, velocity)
+    on_param = on_device(backend, param)
+    on_velocity = None if velocity is None else on_device(backend, velocity)
     for step in range(STEPS):
         grad = random(param.shape, seed=20 + step)
-        launchers.sgd_update(on_param, on_device(device, grad), on_velocity, 0.05, momentum, nesterov)
+        launchers.sgd_update(on_param, on_device(backend, grad), on_velocity, 0.05, momentum, nesterov)
         reference.sgd_update(param, grad, velocity, 0.05, momentum, nesterov)
-    assert_close(device, on_param, param, rtol=1e-6, atol=1e-6)
+    assert_close(on_param, param, rtol=1e-6, atol=1e-6)
     if velocity is not None:
-        assert_close(device, on_velocity, velocity, rtol=1e-6, atol=1e-6)
+        assert_close(on_velocity, velocity, rtol=1e-6, atol=1e-6)
 
 
 def test_optimizer_arguments_are_checked(emulated):

@@ -1,7 +1,7 @@
 """Max-pool kernels vs the NumPy reference: argmax and tie rule, overlapping windows, 'same' padding."""
 import numpy as np
 import pytest
-from numba_helpers import assert_close, device, on_device, pick, random, with_devices  # noqa: F401 (fixture)
+from ops import assert_close, on_backends, on_device, pick, random
 
 from gpucnn import cuda as launchers
 from gpucnn import reference
@@ -36,21 +36,21 @@ def _values(kind, shape, seed):
     return random(shape, seed)
 
 
-@with_devices
+@on_backends()
 @pytest.mark.parametrize("values", ["random", "ties", "negative"])
-def test_max_pool_matches_reference(device, values):
-    for case, (shape, pool_size, strides, padding) in enumerate(pick(device, EMULATED_CASES, GPU_CASES)):
+def test_max_pool_matches_reference(backend, values):
+    for case, (shape, pool_size, strides, padding) in enumerate(pick(backend, EMULATED_CASES, GPU_CASES)):
         x = _values(values, shape, seed=case)
-        y, argmax = launchers.max_pool_forward(on_device(device, x), pool_size, strides, padding)
+        y, argmax = launchers.max_pool_forward(on_device(backend, x), pool_size, strides, padding)
         expected_y, expected_argmax = reference.max_pool_forward(x, pool_size, strides, padding)
-        assert_close(device, y, expected_y, exact=True)
-        assert_close(device, argmax, expected_argmax, exact=True)
+        assert_close(y, expected_y, exact=True)
+        assert_close(argmax, expected_argmax, exact=True)
 
         dy = random(expected_y.shape, seed=case + 10)
-        dx = launchers.max_pool_backward(*on_device(device, dy, expected_argmax), shape, pool_size, strides,
+        dx = launchers.max_pool_backward(*on_device(backend, dy, expected_argmax), shape, pool_size, strides,
                                          padding)
         expected_dx = reference.max_pool_backward(dy, expected_argmax, shape, pool_size, strides, padding)
-        assert_close(device, dx, expected_dx)
+        assert_close(dx, expected_dx)
 
 
 def test_max_pool_arguments_are_checked(emulated):
