@@ -48,3 +48,48 @@ def assert_close(actual, expected, rtol=2e-6, atol=1e-6, exact=False):
         np.testing.assert_array_equal(actual, expected)
     else:
         np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol)
+
+
+# The sliding-window cases of the conv and pool tests: (x shape NHWC, window (kh, kw), strides, padding,
+# filters (conv only)).  Together they cover batch 1 and 2, 1 to 4 channels, stride 2, 'same' on odd sizes,
+# odd total padding (the extra row/column at the bottom/right), windows that overlap, tile the input or skip
+# rows, non-square windows, 1x1 and input-sized windows, window indices past 255, more than 32 filters.
+WINDOW_CASES = [
+    ((2, 7, 6, 3), (3, 3), (1, 1), "valid", 4),
+    ((1, 7, 5, 1), (3, 2), (2, 2), "same", 2),
+    ((1, 7, 5, 1), (3, 3), (2, 2), "same", 1),      # overlapping windows, 'same' on odd sizes
+    ((2, 5, 9, 3), (5, 3), (2, 1), "same", 1),
+    ((1, 6, 5, 3), (3, 3), (2, 2), "valid", 2),
+    ((2, 9, 8, 3), (3, 3), (2, 2), "same", 7),
+    ((2, 8, 7, 1), (2, 2), (3, 3), "same", 3),      # strides larger than the window: rows in no window
+    ((1, 8, 7, 2), (2, 2), (3, 3), "valid", 2),
+    ((1, 4, 4, 2), (4, 4), (1, 1), "valid", 2),     # a window as large as the input
+    ((1, 5, 5, 3), (1, 1), (2, 2), "same", 2),
+    ((2, 6, 7, 3), (4, 3), (1, 1), "same", 2),      # odd total padding: one more row at the bottom
+    ((1, 8, 8, 2), (3, 3), (2, 2), "same", 2),      # pad 0 on top, 1 at the bottom
+    ((2, 6, 6, 3), (2, 2), (2, 2), "valid", 2),     # tiling windows (Keras' pooling default)
+    ((1, 6, 6, 2), (2, 2), (2, 2), "same", 2),
+    ((2, 5, 8, 2), (3, 2), (1, 1), "same", 2),
+    ((1, 7, 7, 3), (3, 3), (2, 1), "valid", 2),
+    ((1, 4, 6, 2), (1, 3), (1, 3), "valid", 2),
+    ((1, 5, 4, 2), (2, 2), (1, 1), "same", 2),      # odd total padding on both axes
+    ((2, 5, 5, 2), (2, 2), (1, 1), "same", 2),      # 100 pooled outputs wrap the emulated 2 × 32-thread grid
+    ((2, 6, 7, 4), (2, 3), (1, 2), "same", 33),     # even kernel (pad only on one side), F > 32
+    ((1, 11, 10, 2), (5, 4), (2, 3), "valid", 3),   # strides that skip input rows and columns
+    ((1, 18, 17, 2), (17, 17), (1, 1), "valid", 2),   # window indices past 255, overlapping
+    ((1, 17, 35, 1), (17, 17), (17, 17), "same", 1),  # the same, tiling windows with padding
+]
+WINDOW_IDS = [f"{'x'.join(map(str, x))}-w{w[0]}{w[1]}-s{s[0]}{s[1]}-{p}-f{f}" for x, w, s, p, f in WINDOW_CASES]
+
+
+def window_cases(test):
+    """Parametrize ``test(x_shape, window, strides, padding, filters, ...)`` with :data:`WINDOW_CASES`."""
+    return pytest.mark.parametrize("x_shape, window, strides, padding, filters", WINDOW_CASES,
+                                   ids=WINDOW_IDS)(test)
+
+
+def window_case(x_shape, window, strides, padding, filters):
+    """One of :data:`WINDOW_CASES`, by value (a test that needs one case says which)."""
+    case = (x_shape, window, strides, padding, filters)
+    assert case in WINDOW_CASES, case
+    return case

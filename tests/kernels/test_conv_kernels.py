@@ -7,25 +7,19 @@ import numpy as np
 import pytest
 from cuda_c_helpers import (ALL_TILES, GEMM_TOL, TILE_IDS, assert_crosses_tiles, force,
                             launches)  # noqa: F401 (fixture)
-from ops import assert_close, random
+from ops import assert_close, random, window_case, window_cases
 
 from gpucnn import reference
 from gpucnn.contract.activations import FUSED_ACTIVATIONS
 from gpucnn.cuda import conv as conv_launchers
 from gpucnn.cuda import gemm as gemm_launch
 
-# (x shape, kernel (kh, kw, filters), strides, padding)
-CASES = [
-    ((1, 5, 7, 1), (3, 3, 5), (1, 1), "valid"),     # one input channel, batch 1
-    ((2, 9, 8, 3), (3, 3, 7), (2, 2), "same"),      # odd size, stride 2, three channels
-    ((2, 6, 7, 4), (2, 3, 33), (1, 2), "same"),     # even kernel (pad only on one side), F > 32
-    ((1, 11, 10, 2), (5, 4, 3), (2, 3), "valid"),   # strides that skip input rows and columns
-]
-CASE_IDS = ["c1-batch1", "stride2-same-odd", "even-kernel", "big-strides"]
+# The stride-2 'same' case on an odd size with three channels, for the per-activation and no-bias tests.
+STRIDE_2_SAME = window_case((2, 9, 8, 3), (3, 3), (2, 2), "same", 7)
 
 
 def _problem(rng, case):
-    x_shape, (kh, kw, filters), strides, padding = case
+    x_shape, (kh, kw), strides, padding, filters = case
     x = random(x_shape, rng)
     w = random((kh, kw, x_shape[3], filters), rng)
     b = random((filters,), rng)
@@ -44,26 +38,26 @@ def _check_all_ops(case, rng, activation="relu", with_bias=True):
                  reference.conv2d_backward_filter(x, dy, w.shape[:2], strides, padding), **GEMM_TOL)
 
 
-@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
-def test_conv_ops_match_reference(emulated, case):
-    _check_all_ops(case, np.random.default_rng(1))
+@window_cases
+def test_conv_ops_match_reference(emulated, x_shape, window, strides, padding, filters):
+    _check_all_ops((x_shape, window, strides, padding, filters), np.random.default_rng(1))
 
 
 @pytest.mark.parametrize("activation", FUSED_ACTIVATIONS)
 def test_forward_epilogue_applies_each_activation(emulated, activation):
-    _check_all_ops(CASES[1], np.random.default_rng(2), activation)
+    _check_all_ops(STRIDE_2_SAME, np.random.default_rng(2), activation)
 
 
 def test_forward_without_bias(emulated):
-    _check_all_ops(CASES[0], np.random.default_rng(3), "linear", with_bias=False)
+    _check_all_ops(STRIDE_2_SAME, np.random.default_rng(3), "linear", with_bias=False)
 
 
 # The three ops of each case cross tiles along M and N for every tile shape, with partial last tiles: M is
 # 162 input or output pixels or 4·C+ taps, N is 129+ channels or 130+ filters.  Scalar stores: N odd or 2
 # mod 4; float4 stores: every N a multiple of 4 (and split in 2 along K, so each tile's split-K path runs).
 TILE_CASES = {
-    "scalar": (((2, 9, 9, 129), (3, 2, 130), (1, 1), "same"), 1),
-    "float4-split": (((2, 9, 9, 132), (2, 2, 132), (1, 1), "same"), 2),
+    "scalar": (((2, 9, 9, 129), (3, 2), (1, 1), "same", 130), 1),
+    "float4-split": (((2, 9, 9, 132), (2, 2), (1, 1), "same", 132), 2),
 }
 
 
@@ -84,7 +78,7 @@ def test_every_tile_shape_crosses_tile_edges(emulated, monkeypatch, launches, ti
 @pytest.mark.parametrize("activation", ["linear", "sigmoid"])
 def test_split_k_partial_sums_and_epilogue(emulated, monkeypatch, activation):
     force(monkeypatch, tile=gemm_launch.SMALL_TILE, splits=3)
-    _check_all_ops(((2, 8, 9, 6), (3, 3, 10), (1, 1), "valid"), np.random.default_rng(5), activation)
+    _check_all_ops(((2, 8, 9, 6), (3, 3), (1, 1), "valid", 10), np.random.default_rng(5), activation)
 
 
 def test_backward_filter_is_deterministic(emulated, monkeypatch):
@@ -124,12 +118,12 @@ def test_launcher_rejects_bad_arguments(emulated):
 # The article model (100x100x1 -> Conv 512 -> pool 3 -> Conv 256 -> pool 3 -> Conv 128, 3x3 'valid') and
 # two common shapes.  Batches are cut where the float64-free NumPy reference would take too long.
 GPU_CASES = [
-    ((16, 100, 100, 1), (3, 3, 512), (1, 1), "valid"),
-    ((16, 32, 32, 512), (3, 3, 256), (1, 1), "valid"),
-    ((128, 10, 10, 256), (3, 3, 128), (1, 1), "valid"),
-    ((8, 56, 56, 64), (3, 3, 64), (1, 1), "same"),
-    ((128, 28, 28, 1), (3, 3, 32), (1, 1), "same"),
-    ((8, 57, 57, 3), (3, 3, 40), (2, 2), "same"),
+    ((16, 100, 100, 1), (3, 3), (1, 1), "valid", 512),
+    ((16, 32, 32, 512), (3, 3), (1, 1), "valid", 256),
+    ((128, 10, 10, 256), (3, 3), (1, 1), "valid", 128),
+    ((8, 56, 56, 64), (3, 3), (1, 1), "same", 64),
+    ((128, 28, 28, 1), (3, 3), (1, 1), "same", 32),
+    ((8, 57, 57, 3), (3, 3), (2, 2), "same", 40),
 ]
 
 
