@@ -14,8 +14,8 @@ from gpucnn.kernels import elementwise
 
 def _dropout(name, x, rate, seed, step):
     runtime.check_array(name, x)
-    runtime.check_array("step", step, dtype=np.int64)
     check_dropout(rate, seed, step)
+    runtime.check_array("step", step, dtype=np.int64)
     # Kept iff (hash >> 8)·2⁻²⁴ >= float32(rate): both sides are exact in float64, so the integer
     # threshold ceil(float32(rate)·2²⁴) decides exactly as the contract's float comparison.
     threshold = math.ceil(float(np.float32(rate)) * 2.0**24)

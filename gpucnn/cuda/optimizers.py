@@ -23,8 +23,8 @@ def adam_update(param, grad, m, v, step, learning_rate, beta_1, beta_2, epsilon)
     array, >= 1: it is read by the kernel, so a count of 0 is not caught here and gives NaN); updates
     param, m and v in place."""
     _check_flat_buffers(param=param, grad=grad, m=m, v=v)
-    runtime.check_array("step", step, dtype=np.int64)
     check_adam_update(param, grad, m, v, step)
+    runtime.check_array("step", step, dtype=np.int64)
     launch_grid_stride(elementwise.adam_update, param.size, param, grad, m, v, step,
                        np.float64(learning_rate), np.float64(beta_1), np.float64(beta_2),
                        np.float32(epsilon))

@@ -70,26 +70,10 @@ def test_dropout_is_bit_identical_to_reference(backend, rate, seed, count):
     assert_close(dx, reference.dropout_backward(dy, rate, seed, step), exact=True)
 
 
-def test_arguments_are_checked(emulated):
+def test_launchers_check_dtype_and_layout(emulated):
+    # The op's own argument checks are the contract's, tested on every backend in test_contract.py.
     x = random((2, 3), seed=0)
     with pytest.raises(TypeError, match="`x`.*float32"):
         launchers.relu_forward(x.astype(np.float64))
     with pytest.raises(ValueError, match="`x`.*C-contiguous"):
         launchers.sigmoid_forward(np.asfortranarray(random((3, 4))))
-    with pytest.raises(ValueError, match="`y`"):
-        launchers.relu_backward(x, random((3, 2)))
-    with pytest.raises(ValueError, match="`b`"):
-        launchers.bias_add(x, random((2,)))
-    with pytest.raises(ValueError, match="`alpha`"):
-        launchers.leaky_relu_forward(x, -0.1)
-    step = np.zeros(1, np.int64)
-    with pytest.raises(ValueError, match="`rate`"):
-        launchers.dropout_forward(x, 1.0, 0, step)
-    with pytest.raises(ValueError, match="`seed`"):
-        launchers.dropout_forward(x, 0.5, 2**32, step)
-    with pytest.raises(TypeError, match="`step`.*ndarray"):
-        launchers.dropout_forward(x, 0.5, 0, 3)
-    with pytest.raises(TypeError, match="`step`.*int64"):
-        launchers.dropout_backward(x, 0.5, 0, np.zeros(1, np.int32))
-    with pytest.raises(ValueError, match="`step`.*1-element"):
-        launchers.dropout_forward(x, 0.5, 0, np.zeros(2, np.int64))

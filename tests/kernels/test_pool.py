@@ -43,14 +43,9 @@ def test_max_pool_matches_reference(backend, values):
         assert_close(dx, expected_dx)
 
 
-def test_max_pool_arguments_are_checked(emulated):
+def test_max_pool_launchers_check_the_argmax_dtype(emulated):
+    # The op's own argument checks are the contract's, tested on every backend in test_contract.py.
     x = random((1, 4, 4, 2))
-    with pytest.raises(ValueError, match="rank 4"):
-        launchers.max_pool_forward(random((4, 4, 2)), (2, 2), (2, 2), "valid")
-    with pytest.raises(ValueError, match="padding"):
-        launchers.max_pool_forward(x, (2, 2), (2, 2), "full")
     y, argmax = launchers.max_pool_forward(x, (2, 2), (2, 2), "valid")
-    with pytest.raises(ValueError, match="`dy`"):
-        launchers.max_pool_backward(random((1, 3, 3, 2)), argmax, x.shape, (2, 2), (2, 2), "valid")
     with pytest.raises(TypeError, match="`argmax`.*int32"):
         launchers.max_pool_backward(y, argmax.astype(np.int64), x.shape, (2, 2), (2, 2), "valid")

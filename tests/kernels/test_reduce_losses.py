@@ -100,13 +100,7 @@ def test_sparse_losses_match_reference(backend, op, dense_op):
         np.testing.assert_allclose(actual, wanted, rtol=1e-5, atol=1e-7)
 
 
-def test_loss_arguments_are_checked(emulated):
-    logits = random((4, 3))
+def test_sparse_labels_must_be_int32(emulated):
+    # The op's own argument checks are the contract's, tested on every backend in test_contract.py.
     with pytest.raises(TypeError, match="`labels`.*int32"):
-        launchers.sparse_softmax_categorical_crossentropy(logits, np.zeros(4, dtype=np.int64))
-    with pytest.raises(ValueError, match="`labels`"):
-        launchers.softmax_categorical_crossentropy(logits, random((4, 2)))
-    with pytest.raises(ValueError, match="`labels`"):
-        launchers.sigmoid_binary_crossentropy(logits, random((4,)))
-    with pytest.raises(ValueError, match="`gamma`"):
-        launchers.batchnorm_forward_training(random((2, 3)), random((2,)), random((3,)), 1e-3)
+        launchers.sparse_softmax_categorical_crossentropy(random((4, 3)), np.zeros(4, dtype=np.int64))

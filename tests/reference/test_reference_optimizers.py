@@ -74,17 +74,9 @@ def test_plain_sgd_without_velocity():
     np.testing.assert_allclose(param, expected, rtol=1e-5, atol=1e-6)
 
 
-def test_misuse_raises_clear_errors():
+def test_a_step_count_below_one_raises():
+    # Only the reference reads the count on the host; the other checks are the contract's (test_contract.py).
     param = np.zeros(4, np.float32)
-    with pytest.raises(ValueError, match="velocity"):
-        sgd_update(param, param.copy(), None, 0.1, 0.9, False)
-    with pytest.raises(ValueError, match="`grad`"):
-        sgd_update(param, np.zeros(3, np.float32), None, 0.1, 0.0, False)
     with pytest.raises(ValueError, match="`step` must hold a count >= 1"):
         adam_update(param, param.copy(), param.copy(), param.copy(), np.zeros(1, np.int64), 1e-3, 0.9,
                     0.999, 1e-7)
-    with pytest.raises(TypeError, match="`step`.*int64 array.*got 1"):
-        adam_update(param, param.copy(), param.copy(), param.copy(), 1, 1e-3, 0.9, 0.999, 1e-7)
-    with pytest.raises(ValueError, match="`v`"):
-        adam_update(param, param.copy(), param.copy(), np.zeros(5, np.float32), np.ones(1, np.int64),
-                    1e-3, 0.9, 0.999, 1e-7)
