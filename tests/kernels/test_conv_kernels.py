@@ -38,7 +38,7 @@ def _check_all_ops(case, rng, activation="relu", with_bias=True):
                  reference.conv2d_backward_filter(x, dy, w.shape[:2], strides, padding), **GEMM_TOL)
 
 
-@window_cases
+@window_cases()
 def test_conv_ops_match_reference(emulated, x_shape, window, strides, padding, filters):
     _check_all_ops((x_shape, window, strides, padding, filters), np.random.default_rng(1))
 

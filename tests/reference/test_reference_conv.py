@@ -38,7 +38,7 @@ def _operands(x_shape, kernel, filters, dtype, seed=0):
     return x, w
 
 
-@window_cases
+@window_cases()
 def test_forward_matches_scipy_correlate(x_shape, window, strides, padding, filters):
     x, w = _operands(x_shape, window, filters, np.float64)
     b = np.linspace(-1, 1, filters)
@@ -49,7 +49,7 @@ def test_forward_matches_scipy_correlate(x_shape, window, strides, padding, filt
     np.testing.assert_allclose(y, _scipy_conv(x, w, strides, padding) + b, rtol=1e-12, atol=1e-12)
 
 
-@window_cases
+@window_cases()
 def test_backward_data_matches_finite_differences(x_shape, window, strides, padding, filters):
     x, w = _operands(x_shape, window, filters, np.float64)
     dy = projection(conv2d_forward(x, w, None, strides, padding).shape)
@@ -58,7 +58,7 @@ def test_backward_data_matches_finite_differences(x_shape, window, strides, padd
     assert_gradient(lambda v: conv2d_forward(v, w, None, strides, padding), x, dy, dx)
 
 
-@window_cases
+@window_cases()
 def test_backward_filter_matches_finite_differences(x_shape, window, strides, padding, filters):
     x, w = _operands(x_shape, window, filters, np.float64)
     dy = projection(conv2d_forward(x, w, None, strides, padding).shape)

@@ -6,7 +6,7 @@ import pytest
 from skimage.measure import block_reduce
 
 from gradcheck import assert_gradient, projection
-from ops import window_cases
+from ops import SMALL_WINDOW_CASES, window_cases
 from gpucnn.reference import max_pool_backward, max_pool_forward
 
 def _loop_max_pool(x, pool_size, strides, padding):
@@ -49,7 +49,7 @@ def _loop_backward(dy, argmax, x_shape, pool_size, strides, origin):
     return dx
 
 
-@window_cases
+@window_cases()
 def test_forward_and_backward_match_loop_oracle_with_ties(x_shape, window, strides, padding, filters):
     # Few distinct, all-negative values: many ties, and padding zeros would win if padding could.
     x = np.random.default_rng(1).integers(-4, 0, size=x_shape).astype(np.float32)
@@ -66,7 +66,7 @@ def test_forward_and_backward_match_loop_oracle_with_ties(x_shape, window, strid
                                atol=1e-6)
 
 
-@window_cases
+@window_cases(SMALL_WINDOW_CASES)
 def test_backward_matches_finite_differences(x_shape, window, strides, padding, filters):
     # Distinct values 0.1 apart: no ties, and the finite-difference step cannot change a winner.
     rng = np.random.default_rng(2)
