@@ -323,8 +323,9 @@ class ModelCheckpoint(Callback):
     """Saves the model (or only its weights, ``save_weights_only=True``) after each epoch to
     ``filepath``, which may hold Keras-style fields such as ``'model-{epoch:02d}-{val_loss:.3f}.gpucnn'``
     (epochs count from 1).  With ``save_best_only`` only when ``monitor`` improves on the best so far
-    (which starts at ``initial_value_threshold`` when given).  Each save is atomic (see
-    ``gpucnn.saving``)."""
+    (which starts at ``initial_value_threshold`` when given).  The suffix chooses the format, as in
+    Keras: ``.keras`` (or ``.weights.h5`` with ``save_weights_only``) writes Keras' format.  Each save is
+    atomic (see ``gpucnn.saving``)."""
 
     def __init__(self, filepath, monitor="val_loss", verbose=0, save_best_only=False,
                  save_weights_only=False, mode="auto", save_freq="epoch", initial_value_threshold=None):
@@ -491,8 +492,7 @@ class BackupAndRestore(Callback):
 
     def on_train_begin(self, logs=None):
         if os.path.exists(self.path):
-            # fit reads the epoch to start from after on_train_begin.
-            self.model._initial_epoch = saving.restore_training_state(self.model, self.path)
+            self.model.set_initial_epoch(saving.restore_training_state(self.model, self.path))
 
     def on_epoch_end(self, epoch, logs=None):
         # An epoch stopped by TerminateOnNaN ends with a non-finite loss: never back that up.
@@ -544,11 +544,11 @@ class TerminateOnNaN(Callback):
         self._check()
 
     def _snapshot(self, when):
-        self._good = self.model._copy_training_state()
+        self._good = self.model.get_training_state()
         self._good_when = when
 
     def _restore(self):
-        self.model._put_training_state(self._good)
+        self.model.set_training_state(self._good)
 
     def _check(self):
         pending = self._losses[self._checked:]

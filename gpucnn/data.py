@@ -1,4 +1,9 @@
-"""Training and inference data on the backend, batch by batch (``Sequential.fit/evaluate/predict``).
+"""The data a model is given: input checks, then placement on the backend, batch by batch (``fit``,
+``evaluate``, ``predict`` and calling a model).
+
+:func:`check_x` / :func:`check_xy` check images and labels against a model (dtype, shape, NaN/Inf,
+sample counts) and turn CuPy, ``__cuda_array_interface__`` and DLPack arrays into CuPy views without a
+copy; NumPy data stays on the host until :func:`place` decides where it goes.
 
 Data that fits in device memory (the usual case, and always on the cpu and emulated backends) is put on
 the device once and every batch is a gather on the device: :class:`DeviceData`.
@@ -16,6 +21,97 @@ import numpy as np
 
 from gpucnn import backend
 
+
+# -- input checks ---------------------------------------------------------------------------------
+def check_x(model, x, argument="x"):
+    """``x`` checked against ``model``'s input (building the model for it when its input shape is not
+    known yet), as a float32 contiguous array where it lives: NumPy data stays on the host
+    (:func:`place` decides whether it goes to the device whole)."""
+    if x is None:
+        raise ValueError(f"Argument `{argument}` is required: an array of images of shape "
+                         f"(samples, height, width, channels).")
+    array = as_array(x)
+    dtype = np.dtype(array.dtype)
+    if not np.issubdtype(dtype, np.floating):
+        # Integer (and bool) images are refused rather than cast: 0..255 pixels fed as-is train badly.
+        fix = "x.astype('float32') / 255 for 8-bit images" if np.issubdtype(dtype, np.integer) or \
+            dtype == bool else "pass a float32 NumPy array of shape (samples, height, width, channels)"
+        raise TypeError(f"Argument `{argument}` must hold floating-point images, got dtype {dtype}. "
+                        f"Fix: {fix}.")
+    if array.ndim == 0 or array.shape[0] == 0:
+        raise ValueError(f"Argument `{argument}` is empty (shape {tuple(array.shape)}): training and "
+                         f"inference need at least one sample. Fix: pass an array of shape "
+                         f"(samples, height, width, channels) with samples >= 1.")
+    if model.input_shape is None:
+        model.build(tuple(array.shape[1:]))
+    expected = model.input_shape
+    if tuple(array.shape[1:]) != tuple(expected[1:]):
+        raise ValueError(f"Argument `{argument}` has shape {tuple(array.shape)}, but model "
+                         f"'{model.name}' expects {expected}. Fix: reshape the data (e.g. add a "
+                         f"channel axis with x[..., None]) or change the first layer's input_shape.")
+    where = np if isinstance(array, np.ndarray) else backend.current().xp  # device data stays there
+    array = where.ascontiguousarray(array, dtype=np.float32)
+    if not _all_finite(array, where):
+        raise ValueError(f"Argument `{argument}` contains NaN or Inf values. Fix: clean or impute "
+                         f"the data before training.")
+    return array
+
+
+def check_xy(model, x, y, x_name="x", y_name="y"):
+    """``x`` as :func:`check_x` leaves it and the labels as a NumPy array, checked for the compiled
+    ``model``'s loss and output shape."""
+    x = check_x(model, x, x_name)
+    if y is None:
+        raise ValueError(f"Argument `{y_name}` is required: labels for every sample of `{x_name}`.")
+    y_host = backend.current().to_numpy(as_array(y))
+    if y_host.ndim == 0 or len(y_host) != len(x):
+        raise ValueError(f"Arguments `{x_name}` and `{y_name}` must have the same number of samples, "
+                         f"got {len(x)} and {y_host.shape[0] if y_host.ndim else 'a scalar'}.")
+    return x, model.loss.prepare_labels(y_host, model.output_shape[1:], y_name)
+
+
+def x_on_backend(model, x):
+    """``x`` checked as :func:`check_x` does, as an array of the backend."""
+    return backend.current().asarray(check_x(model, x))
+
+
+def xy_on_backend(model, x, y):
+    """``x`` and the labels checked as :func:`check_xy` does, as arrays of the backend."""
+    x, labels = check_xy(model, x, y)
+    xp = backend.current().xp
+    return xp.asarray(x), xp.asarray(labels)
+
+
+_FINITE_CHECK_BYTES = 64 << 20
+
+
+def _all_finite(array, where):
+    """Whether ``array`` holds no NaN/Inf.  Host data is checked in slices of about 64 MiB, so data far
+    larger than the device (and a memory-mapped file) needs no full-size temporary mask."""
+    if where is not np:
+        return bool(where.isfinite(array).all())
+    rows = max(1, _FINITE_CHECK_BYTES // max(array[:1].nbytes, 1))
+    return all(np.isfinite(array[start:start + rows]).all() for start in range(0, len(array), rows))
+
+
+# DLPack's device type code for CUDA memory (kDLCUDA).
+_DLPACK_CUDA_DEVICE = 2
+
+
+def as_array(data):
+    """``data`` as an array without copying device data: on the cuda backend, CuPy arrays and objects
+    with ``__cuda_array_interface__`` or CUDA DLPack capsules (PyTorch, JAX, Numba) become CuPy views
+    of the same memory; everything else becomes a NumPy array."""
+    if backend.current().name == "cuda":
+        xp = backend.current().xp
+        if hasattr(data, "__cuda_array_interface__"):
+            return xp.asarray(data)
+        if hasattr(data, "__dlpack_device__") and data.__dlpack_device__()[0] == _DLPACK_CUDA_DEVICE:
+            return xp.from_dlpack(data)
+    return data if isinstance(data, np.ndarray) else np.asarray(data)
+
+
+# -- placement --------------------------------------------------------------------------------------
 DEVICE_FRACTION = 0.5  # data above this share of the device's free memory stays on the host
 CHUNK_BYTES = 256 * 2**20  # samples per host-to-device copy, rounded to whole batches
 

@@ -109,6 +109,7 @@ class SparseCategoricalCrossentropy(Loss):
 
 _BY_NAME = {cls.name: cls for cls in (BinaryCrossentropy, CategoricalCrossentropy,
                                       SparseCategoricalCrossentropy)}
+NAMES = tuple(sorted(_BY_NAME))
 
 
 def get(identifier):

@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from gpucnn import backend
+from gpucnn import backend, data
 
 
 def _figure_class():
@@ -141,7 +141,7 @@ def plot_feature_maps(model, x, layer=None, filepath=None, max_panels=64):
     if image.ndim != len(image_shape) + 1 or len(image) != 1:
         raise ValueError(f"Argument `x` must be one image of shape {image_shape} (or a batch "
                          f"of one), got shape {image.shape}. Fix: pass x[0] for the first image.")
-    out = model._prepare_x(image)
+    out = data.x_on_backend(model, image)
     for current in model.layers:
         out = current.call(out, training=False)
         if current is target:

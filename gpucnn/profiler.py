@@ -28,7 +28,7 @@ import subprocess
 import time
 import tracemalloc
 
-from gpucnn import backend, training, utils
+from gpucnn import backend, utils
 from gpucnn.layers.convolutional import Conv2D, MaxPooling2D
 from gpucnn.layers.core import Dense, Dropout, Flatten
 
@@ -260,27 +260,27 @@ def _one_step(model, units, x, y, mark):
             out = unit.forward(out, True)
         mark()
     with nvtx_range("loss"):
-        _, dy, _ = model._loss_op(out, y)
+        _, dy, _ = model.loss_and_gradient(out, y)
     mark()
     for index in range(len(units) - 1, -1, -1):
         with nvtx_range(units[index].name, "backward"):
             dy = units[index].backward(dy, need_input_grad=index > 0)
         mark()
-    model._apply_optimizer()
+    model.apply_optimizer()
     mark()
 
 
 def _snapshot(model):
     """Everything a training step changes: the model's training state, Dropout seed counters and the
     global RNG (which draws a Dropout layer's first seed)."""
-    return (model._copy_training_state(),
+    return (model.get_training_state(),
             [layer.get_seed_state() for layer in model.layers if isinstance(layer, Dropout)],
             utils.get_rng_state())
 
 
 def _restore(model, snapshot):
     training_state, seed_states, rng_state = snapshot
-    model._put_training_state(training_state)
+    model.set_training_state(training_state)
     for layer, seed_state in zip((layer for layer in model.layers if isinstance(layer, Dropout)), seed_states):
         layer.set_seed_state(seed_state)
     utils.set_rng_state(rng_state)
@@ -299,11 +299,11 @@ def profile(model, x, y, steps=10, warmup=2, print_fn=print):
     ``warmup`` untimed steps come first (kernel compilation, memory pool growth).  The model's weights,
     optimizer state and step count are put back afterwards, so profiling does not train the model.
     """
-    model._check_compiled("profile")
+    model.require_compiled("profile")
     steps = _positive(steps, "steps", 1)
     warmup = _positive(warmup, "warmup", 0)
-    x, y = model._prepare_training(x, y)
-    units = training.execution_units(model)
+    x, y = model.prepare_training(x, y)
+    units = model.execution_plan()
     on_gpu = backend.current().name == "cuda"
     clock = _CudaClock() if on_gpu else _HostClock()
     saved = _snapshot(model)
@@ -317,14 +317,14 @@ def profile(model, x, y, steps=10, warmup=2, print_fn=print):
             marks.append(step_marks)
         clock.finish()
         durations = [[clock.elapsed_ms(a, b) for a, b in zip(m, m[1:])] for m in marks]
-        training.release_activations(model)
+        model.release_activations()
         with (CudaMemoryMeter() if on_gpu else _HostMemory()) as meter:
             peaks = []
             _one_step(model, units, x, y, lambda: peaks.append(meter.interval_peak()))
             memory_in_use = meter.in_use()
     finally:
         _restore(model, saved)
-        training.release_activations(model)
+        model.release_activations()
     result = Profile(backend.current().name, len(x), steps,
                      statistics.median(sum(d) for d in durations),
                      _rows(model, units, len(x), durations, peaks), memory_in_use)
@@ -353,8 +353,8 @@ def _rows(model, units, batch, durations, peaks):
                      "share": (sum(forward) + sum(backward)) / total,
                      "rate": _rate(work_fwd + work_bwd, fwd_ms + bwd_ms, rate_unit),
                      "rate_unit": rate_unit, "peak_bytes": max(peaks[i], peaks[2 * count - i])})
-    outputs = batch * math.prod(model.layers[-1].output_shape)
-    params = model._params.size
+    outputs = batch * math.prod(model.output_layer.output_shape)
+    params = model.flat_parameters.size
     extras = [("loss", type(model.loss).__name__, count, 4 * 3 * outputs),
               ("optimizer", type(model.optimizer).__name__, 2 * count + 1,
                4 * params * (2 * len(model.optimizer.state) + 3))]

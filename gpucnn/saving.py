@@ -17,6 +17,10 @@ Layout (little-endian)::
 
 Files are written to a temporary file in the target's directory, fsynced, then renamed over the target,
 so a save that is interrupted leaves the previous file intact.
+
+The file name's suffix chooses the format, as in Keras: ``.keras`` (a Keras 3 archive) and
+``.weights.h5`` (Keras weights) are read and written by :mod:`gpucnn.keras_format`; any other name is
+this format.
 """
 import hashlib
 import json
@@ -139,14 +143,41 @@ def write_atomically(filepath, data):
         os.close(directory_handle)
 
 
+KERAS_SUFFIX = ".keras"
+KERAS_WEIGHTS_SUFFIX = ".weights.h5"
+
+
+def _keras_format():
+    # Imported on use: h5py loads only when a Keras file is read or written.
+    from gpucnn import keras_format
+
+    return keras_format
+
+
+def _refuse_suffix(filepath, method, suffix, fix):
+    if filepath.endswith(suffix):
+        raise ValueError(f"{method}: {filepath!r} ends in {suffix!r}, which {fix}.")
+
+
 def save_weights(model, filepath):
-    """``model.save_weights``: the model file without compile settings and optimizer state."""
-    write_atomically(filepath, serialize_model(model, include_compile=False))
+    """``model.save_weights``: the model file without compile settings and optimizer state, or Keras'
+    weights file (with the optimizer state, as Keras writes it) for a name ending in .weights.h5."""
+    filepath = check_filepath(filepath)
+    _refuse_suffix(filepath, "save_weights", KERAS_SUFFIX, "names a whole Keras model. Fix: call "
+                   "model.save(filepath), or end the name in '.weights.h5' for Keras weights")
+    if filepath.endswith(KERAS_WEIGHTS_SUFFIX):
+        _keras_format().save_weights(model, filepath)
+    else:
+        write_atomically(filepath, serialize_model(model, include_compile=False))
 
 
 def load_weights(model, filepath):
     """``model.load_weights``: set ``model``'s weights from a file written by ``save_weights`` or
-    ``save``; the weight shapes must match."""
+    ``save`` (gpucnn's or Keras' formats, by suffix); the weight shapes must match."""
+    filepath = check_filepath(filepath)
+    if filepath.endswith((KERAS_SUFFIX, KERAS_WEIGHTS_SUFFIX)):
+        _keras_format().load_weights(model, filepath)
+        return
     header, tensors = _read(filepath)
     _check_weight_shapes(model, header, filepath, "Fix: load weights saved from a model with the same "
                                                   "layers.")
@@ -163,9 +194,18 @@ def _check_weight_shapes(model, header, filepath, fix):
 
 
 def save_model(model, filepath, epoch=None):
-    """Write ``model`` to ``filepath`` atomically; ``epoch`` adds the training state (see the module
-    docstring)."""
-    write_atomically(filepath, serialize_model(model, epoch))
+    """Write ``model`` to ``filepath`` atomically, as a Keras archive for a name ending in .keras;
+    ``epoch`` adds the training state (see the module docstring; gpucnn's format only)."""
+    filepath = check_filepath(filepath)
+    _refuse_suffix(filepath, "save", KERAS_WEIGHTS_SUFFIX, "names Keras weights only. Fix: call "
+                   "model.save_weights(filepath), or end the name in '.keras' or '.gpucnn'")
+    if filepath.endswith(KERAS_SUFFIX):
+        if epoch is not None:
+            raise ValueError(f"save_model: the training state (epoch={epoch!r}) is kept in gpucnn's "
+                             f"format only, not in {filepath!r}. Fix: use a name ending in '.gpucnn'.")
+        _keras_format().save_model(model, filepath)
+    else:
+        write_atomically(filepath, serialize_model(model, epoch))
 
 
 def _parse(data, filepath):
@@ -196,38 +236,54 @@ def _parse(data, filepath):
     return header, tensors
 
 
-def _read(filepath):
-    filepath = check_filepath(filepath)
+def read_bytes(filepath):
+    """The bytes of the model or weights file ``filepath``, or a FileNotFoundError that says so."""
     try:
         with open(filepath, "rb") as stream:
-            data = stream.read()
+            return stream.read()
     except FileNotFoundError:
         raise FileNotFoundError(f"No model file at {filepath!r}. Fix: check the path, or save a model "
-                                f"there first with model.save(filepath).") from None
-    return _parse(data, filepath)
+                                f"there first with model.save(filepath) or model.save_weights(filepath)."
+                                ) from None
+
+
+def _read(filepath):
+    filepath = check_filepath(filepath)
+    return _parse(read_bytes(filepath), filepath)
 
 
 def _restore_optimizer_state(model, header, tensors):
+    state = header.get("optimizer_state")
+    if state:
+        names = [entry["name"] for entry in state["tensors"]]
+        set_optimizer_state(model, state["iterations"], dict(zip(names, tensors(state["tensors"]))))
+
+
+def set_optimizer_state(model, iterations, state):
+    """Set the compiled ``model``'s optimizer update count and its state buffers (``{name: flat
+    array}`` over the model's flat trainable parameters), as saved by either format."""
     from gpucnn.backend import current
 
-    state = header.get("optimizer_state")
-    if not state:
-        return
-    model._pack_parameters()
-    names = [entry["name"] for entry in state["tensors"]]
-    if sorted(names) != sorted(model.optimizer.state):
-        raise ValueError(f"The saved optimizer state holds {names}, but the model's optimizer "
+    model.pack_parameters()
+    if sorted(state) != sorted(model.optimizer.state):
+        raise ValueError(f"The saved optimizer state holds {sorted(state)}, but the model's optimizer "
                          f"{type(model.optimizer).__name__} keeps {sorted(model.optimizer.state)}. Fix: "
                          f"compile with the optimizer the file was saved with.")
-    model.optimizer.iterations = state["iterations"]
-    for name, array in zip(names, tensors(state["tensors"])):
+    model.optimizer.iterations = iterations
+    for name, array in state.items():
         model.optimizer.state[name][...] = current().asarray(array)
 
 
 def load_model(filepath, compile=True):
+    """A model written by ``save_model`` (or by Keras, for a name ending in .keras)."""
     from gpucnn import losses, optimizers
     from gpucnn.models import Sequential
 
+    filepath = check_filepath(filepath)
+    _refuse_suffix(filepath, "load_model", KERAS_WEIGHTS_SUFFIX, "names Keras weights only. Fix: "
+                   "build the model, then call model.load_weights(filepath)")
+    if filepath.endswith(KERAS_SUFFIX):
+        return _keras_format().load_model(filepath, compile=compile)
     header, tensors = _read(filepath)
     model = Sequential.from_config(header["model"])
     model.set_weights(tensors(header["weights"]))

@@ -24,6 +24,17 @@ def nhwc_position(i, shape):
     return rest // shape[1], rest % shape[1], w, c
 
 
+@device
+def covering_windows(padded_position, pool, stride, out_length):
+    """(first, last) index of the windows that contain ``padded_position`` along one axis (inclusive;
+    first > last when none does).  Window o covers [o·stride, o·stride + pool) in padded coordinates."""
+    # Comparisons rather than max()/min(): Numba's built-in CUDA target (numba.cuda without the
+    # numba-cuda package) cannot type the variadic max/min overloads.
+    first = (padded_position - pool) // stride + 1
+    last = padded_position // stride
+    return (first if first > 0 else 0), (last if last < out_length else out_length - 1)
+
+
 @kernel(f"void({TENSOR}, {TENSOR}, {INDICES}, {GEOMETRY})")
 def max_pool_forward(x, y, argmax, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left):
     """y = max over each window, argmax = r·pool_w + c of the first maximum in row-major window order.
@@ -59,10 +70,9 @@ def max_pool_backward(dy, argmax, dx, pool_h, pool_w, stride_h, stride_w, pad_to
     out_height, out_width = dy.shape[1], dy.shape[2]
     for i in range(cuda.grid(1), dx.size, cuda.gridsize(1)):
         n, h, w, c = nhwc_position(i, dx.shape)
-        # (h, w) in padded coordinates; window o covers [o·s, o·s + pool) there.
         hp, wp = h + pad_top, w + pad_left
-        first_h, last_h = max((hp - pool_h) // stride_h + 1, 0), min(hp // stride_h, out_height - 1)
-        first_w, last_w = max((wp - pool_w) // stride_w + 1, 0), min(wp // stride_w, out_width - 1)
+        first_h, last_h = covering_windows(hp, pool_h, stride_h, out_height)
+        first_w, last_w = covering_windows(wp, pool_w, stride_w, out_width)
         total = float32(0)
         for out_h in range(first_h, last_h + 1):
             row_offset = (hp - out_h * stride_h) * pool_w

@@ -52,8 +52,8 @@ def median_ms(function, repeats, warmup=1):
 
 
 def gpucnn_step_ms(model, x, y, repeats):
-    x, labels = model._prepare_training(x, y)  # checked once, as fit does; the step alone is timed
-    return median_ms(lambda: model._train_step(x, labels), repeats)
+    x, labels = model.prepare_training(x, y)  # checked once, as fit does; the step alone is timed
+    return median_ms(lambda: model.train_step(x, labels), repeats)
 
 
 def torch_model(model):

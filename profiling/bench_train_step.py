@@ -120,7 +120,7 @@ def gpucnn_case(build, input_shape, batch, jit_graph, args, profile=False):
     import cupy
 
     import gpucnn
-    from gpucnn import profiler, training
+    from gpucnn import profiler, step_runners
 
     gc.collect()
     pool = cupy.get_default_memory_pool()
@@ -131,18 +131,18 @@ def gpucnn_case(build, input_shape, batch, jit_graph, args, profile=False):
         model = build()
         model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"],
                       jit_graph=jit_graph)
-        x, y = model._prepare_training(*host_batches(input_shape, batch))
+        x, y = model.prepare_training(*host_batches(input_shape, batch))
         batches = [(x[i * batch:(i + 1) * batch], y[i * batch:(i + 1) * batch])
                    for i in range(BATCHES_IN_ROTATION)]
-        runner = training.make_step_runner(model, jit_graph)
+        runner = step_runners.make_step_runner(model, jit_graph)
         result = median_step_ms(runner, batches, "cupy", args)
     result["peak_bytes"] = meter.peak_in_use - used_before
     result["runner"] = type(runner).__name__
-    if isinstance(runner, training.GraphStep):
+    if isinstance(runner, step_runners.GraphStep):
         result.update(captures=runner.captures, replays=runner.replays)
     if profile:
         result["profile"] = model.profile(*batches[0], steps=args.steps, print_fn=print).to_dict()
-    training.release_activations(model)
+    model.release_activations()
     return result, model, batches[0]
 
 

@@ -35,7 +35,7 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     import gpucnn
-    from gpucnn import backend, profiler, training
+    from gpucnn import backend, profiler, step_runners
 
     if args.no_memory_pool and gpucnn.get_backend() == "cuda":
         import cupy
@@ -46,9 +46,9 @@ def main(argv=None):
         model, shape, batch = faces_model(), FACES_SHAPE, args.batch or 32
     jit_graph = None if args.jit_graph is None else args.jit_graph == "on"
     model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"], jit_graph=jit_graph)
-    x, y = model._prepare_training(*host_batches(shape, batch))
+    x, y = model.prepare_training(*host_batches(shape, batch))
     batches = [(x[i:i + batch], y[i:i + batch]) for i in range(0, len(x), batch)]
-    run_step = training.make_step_runner(model, jit_graph)
+    run_step = step_runners.make_step_runner(model, jit_graph)
     print(f"{model.name} on {gpucnn.get_backend()}: batch {batch}, runner {type(run_step).__name__}")
     for i in range(args.warmup):
         run_step(*batches[i % len(batches)])

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import gpucnn
-from gpucnn import optimizers, saving, training
+from gpucnn import optimizers, saving, step_runners
 from gpucnn.callbacks import (BackupAndRestore, Callback, EarlyStopping, LearningRateScheduler,
                               ModelCheckpoint, ReduceLROnPlateau, TerminateOnNaN)
 from gpucnn.layers import Conv2D, Dense, Flatten
@@ -209,8 +209,8 @@ def test_callback_argument_errors(make, match):
 # -- learning-rate callbacks ----------------------------------------------------------------------------
 def test_reduce_lr_on_plateau_follows_keras_rules_and_graphs_recapture(cpu, monkeypatch):
     runners = []
-    make = training.make_step_runner
-    monkeypatch.setattr(training, "make_step_runner", lambda *a: runners.append(make(*a)) or runners[-1])
+    make = step_runners.make_step_runner
+    monkeypatch.setattr(step_runners, "make_step_runner", lambda *a: runners.append(make(*a)) or runners[-1])
     results = []
     for jit_graph in (False, True):
         model = small_model()
@@ -226,7 +226,7 @@ def test_reduce_lr_on_plateau_follows_keras_rules_and_graphs_recapture(cpu, monk
         assert model.optimizer.learning_rate == 0.15
     assert_weights_equal(results[1][1], results[0][1])
     # The graph runner captured the step once per learning rate it trained with.
-    assert type(runners[1]) is training.GraphStep and runners[1].captures == 3
+    assert type(runners[1]) is step_runners.GraphStep and runners[1].captures == 3
 
 
 def test_reduce_lr_on_plateau_prints_and_names_a_missing_monitor(cpu, capsys):

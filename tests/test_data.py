@@ -170,10 +170,10 @@ def test_fit_on_streamed_data_on_the_gpu_matches_device_data(gpu, monkeypatch):
 def test_nan_in_any_slice_of_host_data_is_found_without_a_full_size_mask(cpu, monkeypatch, tmp_path):
     """A memory-mapped float32 file is checked slice by slice, and a NaN in the last slice is still found."""
     import gpucnn
-    from gpucnn import models
+    from gpucnn import data
     from gpucnn.layers import Dense, Flatten
 
-    monkeypatch.setattr(models, "_FINITE_CHECK_BYTES", 2 * 4 * 4)  # two 2x2x1 images per slice
+    monkeypatch.setattr(data, "_FINITE_CHECK_BYTES", 2 * 4 * 4)  # two 2x2x1 images per slice
     x = np.lib.format.open_memmap(tmp_path / "x.npy", mode="w+", dtype=np.float32, shape=(9, 2, 2, 1))
     x[:] = 0.5
     model = gpucnn.Sequential([Flatten(input_shape=(2, 2, 1)), Dense(1, activation="sigmoid")])

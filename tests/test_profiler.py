@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import gpucnn
-from gpucnn import backend, profiler, training
+from gpucnn import backend, profiler
 from gpucnn.layers import BatchNormalization, Conv2D, Dense, Dropout, Flatten, MaxPooling2D
 
 BATCH, SIDE, FILTERS = 8, 24, 16
@@ -143,7 +143,7 @@ def test_nvtx_ranges_cover_every_unit_the_loss_and_the_optimizer(monkeypatch):
         model = profiled_model()
         x, y = batch(4)
         model.fit(x, y, batch_size=4, epochs=1, verbose=0, shuffle=False)
-    units = [unit.name for unit in training.execution_units(model)]
+    units = [unit.name for unit in model.execution_plan()]
     expected = ([f"{u} forward" for u in units] + ["loss"] +
                 [f"{u} backward" for u in reversed(units)] + ["optimizer"])
     pushed = [event[1] for event in events if event[0] == "push"]

@@ -1,4 +1,5 @@
-"""Step runners and the fused Conv2D-ReLU + MaxPooling2D unit (gpucnn/training.py).
+"""Step runners (gpucnn/step_runners.py) and the fused Conv2D-ReLU + MaxPooling2D unit
+(gpucnn/execution.py).
 
 On the host backends the graph runner uses its eager stand-in for capture, so everything but the CuPy
 stream capture itself is checked here; the tests marked `gpu` check the real capture on a device.
@@ -13,7 +14,8 @@ import numpy as np
 import pytest
 
 import gpucnn
-from gpucnn import backend, training
+from gpucnn import backend, execution, step_runners
+from gpucnn.data import x_on_backend
 from gpucnn.layers import Conv2D, Dense, Dropout, Flatten, MaxPooling2D
 
 HOST_BACKENDS = ["cpu", "emulated"]
@@ -36,8 +38,7 @@ def small_model(input_shape=(6, 6, 1), filters=2, seed=3, dropout=0.0):
                                MaxPooling2D((2, 2)), Flatten(), Dropout(dropout, seed=seed),
                                Dense(1, activation="sigmoid")])
     model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
-    model._setup_loss()
-    model._pack_parameters()
+    model.setup_training()
     return model
 
 
@@ -56,11 +57,11 @@ def test_only_conv_relu_followed_by_max_pooling_is_fused():
                   Conv2D(2, 2, activation="sigmoid"), MaxPooling2D(1), Conv2D(2, 1, activation="relu"),
                   Conv2D(2, 1, activation="relu"), Flatten(), Dense(1)]
         model = gpucnn.Sequential(layers)
-    kinds = [type(unit).__name__ for unit in training.plan_units(model.layers)]
+    kinds = [type(unit).__name__ for unit in execution.plan_units(model.layers)]
     assert kinds == ["ConvReluPool", "LayerUnit", "LayerUnit", "LayerUnit", "LayerUnit", "LayerUnit",
                      "LayerUnit"]
-    assert training.plan_units(model.layers)[0].name == f"{layers[0].name}+{layers[1].name}"
-    assert all(type(u).__name__ == "LayerUnit" for u in training.plan_units(model.layers, fuse=False))
+    assert execution.plan_units(model.layers)[0].name == f"{layers[0].name}+{layers[1].name}"
+    assert all(type(u).__name__ == "LayerUnit" for u in execution.plan_units(model.layers, fuse=False))
 
 
 @pytest.mark.parametrize("pool_size, strides, padding", [((3, 3), None, "valid"),
@@ -85,7 +86,7 @@ def test_fused_conv_relu_pool_equals_the_layers_one_after_the_other(host_backend
     dx_layers = conv.backward(pool.backward(dy), need_input_grad=True)
     grads_layers = gradients()
 
-    fused = training.ConvReluPool(conv, pool)
+    fused = execution.ConvReluPool(conv, pool)
     y_fused = fused.forward(x, training=True)
     dx_fused = fused.backward(dy, need_input_grad=True)
     grads_fused = gradients()
@@ -104,11 +105,11 @@ def test_model_predictions_do_not_change_with_fusion():
     with backend.using_backend("cpu"):
         model = small_model()
         (x, _), = batches([5])
-        fused = model._forward(x, training=False)
+        fused = model.forward(x, training=False)
         unfused = x
         for layer in model.layers:
             unfused = layer.call(unfused, training=False)
-    assert type(training.execution_units(model)[0]) is training.ConvReluPool
+    assert type(model.execution_plan()[0]) is execution.ConvReluPool
     np.testing.assert_allclose(fused, unfused, rtol=1e-6, atol=1e-7)
 
 
@@ -124,8 +125,8 @@ def run_steps(runner, data):
 def test_graph_runner_matches_eager_runner(host_backend):
     data = batches([3, 3, 2, 3])  # few steps: each costs seconds in the CUDA simulator
     eager_model, graph_model = small_model(dropout=0.5), small_model(dropout=0.5)
-    runner = training.GraphStep(graph_model, capture=training.EagerCapture())
-    eager_losses = run_steps(training.EagerStep(eager_model), data)
+    runner = step_runners.GraphStep(graph_model, capture=step_runners.EagerCapture())
+    eager_losses = run_steps(step_runners.EagerStep(eager_model), data)
     graph_losses = run_steps(runner, data)
     assert graph_losses == eager_losses
     for got, want in zip(graph_model.get_weights(), eager_model.get_weights()):
@@ -141,8 +142,8 @@ def test_a_new_learning_rate_is_captured_anew():
     with backend.using_backend("cpu"):
         data = batches([4] * 5)
         eager_model, graph_model = small_model(), small_model()
-        runner = training.GraphStep(graph_model, capture=training.EagerCapture())
-        eager, graph = training.EagerStep(eager_model), runner
+        runner = step_runners.GraphStep(graph_model, capture=step_runners.EagerCapture())
+        eager, graph = step_runners.EagerStep(eager_model), runner
         for index, (x, y) in enumerate(data):
             if index == 3:
                 eager_model.optimizer.learning_rate = graph_model.optimizer.learning_rate = 0.1
@@ -153,7 +154,7 @@ def test_a_new_learning_rate_is_captured_anew():
         np.testing.assert_array_equal(got, want)
 
 
-class BufferReusingCapture(training.EagerCapture):
+class BufferReusingCapture(step_runners.EagerCapture):
     """Like a real graph, every replay writes its outputs into the same arrays."""
 
     def capture(self, function):
@@ -174,14 +175,14 @@ class BufferReusingCapture(training.EagerCapture):
 def test_graph_runner_hands_out_a_loss_that_later_replays_do_not_overwrite():
     with backend.using_backend("cpu"):
         data = batches([4, 4, 4, 4])
-        eager_losses = run_steps(training.EagerStep(small_model()), data)
-        runner = training.GraphStep(small_model(), capture=BufferReusingCapture())
+        eager_losses = run_steps(step_runners.EagerStep(small_model()), data)
+        runner = step_runners.GraphStep(small_model(), capture=BufferReusingCapture())
         kept = [runner(x, y)[0] for x, y in data]
     assert [float(loss) for loss in kept] == eager_losses
     assert runner.replays == 3
 
 
-class RefusingCapture(training.EagerCapture):
+class RefusingCapture(step_runners.EagerCapture):
     def capture(self, function):
         raise RuntimeError("operation not permitted when stream is capturing")
 
@@ -190,8 +191,8 @@ def test_failed_capture_warns_once_and_trains_eagerly():
     with backend.using_backend("cpu"):
         data = batches([4, 4, 4])
         eager_model, graph_model = small_model(), small_model()
-        eager_losses = run_steps(training.EagerStep(eager_model), data)
-        runner = training.GraphStep(graph_model, capture=RefusingCapture())
+        eager_losses = run_steps(step_runners.EagerStep(eager_model), data)
+        runner = step_runners.GraphStep(graph_model, capture=RefusingCapture())
         with pytest.warns(RuntimeWarning, match="operation not permitted") as record:
             graph_losses = run_steps(runner, data)
     assert len(record) == 1 and "jit_graph=False" in str(record[0].message)
@@ -202,20 +203,20 @@ def test_failed_capture_warns_once_and_trains_eagerly():
 def test_runner_choice_follows_jit_graph_and_the_backend():
     with backend.using_backend("cpu"):
         model = small_model()
-        assert type(training.make_step_runner(model, None)) is training.EagerStep
-        assert type(training.make_step_runner(model, False)) is training.EagerStep
-        runner = training.make_step_runner(model, True)
-        assert type(runner) is training.GraphStep
-        assert type(runner._capture) is training.EagerCapture
+        assert type(step_runners.make_step_runner(model, None)) is step_runners.EagerStep
+        assert type(step_runners.make_step_runner(model, False)) is step_runners.EagerStep
+        runner = step_runners.make_step_runner(model, True)
+        assert type(runner) is step_runners.GraphStep
+        assert type(runner._capture) is step_runners.EagerCapture
         with pytest.raises(ValueError, match="jit_graph"):
-            training.make_step_runner(model, "yes")
+            step_runners.make_step_runner(model, "yes")
 
 
 def test_a_new_learning_rate_before_a_partial_batch_is_captured_at_the_full_shape():
     with backend.using_backend("cpu"):
         data = batches([4, 4, 3, 4, 4])
         model = small_model()
-        runner = training.GraphStep(model, capture=training.EagerCapture())
+        runner = step_runners.GraphStep(model, capture=step_runners.EagerCapture())
         for index, (x, y) in enumerate(data):
             if index == 2:
                 model.optimizer.learning_rate = 0.1
@@ -229,13 +230,13 @@ def test_dropout_models_use_the_graph_runner():
         model = small_model(dropout=0.5)
         with warnings.catch_warnings():
             warnings.simplefilter("error")
-            assert type(training.make_step_runner(model, True)) is training.GraphStep
+            assert type(step_runners.make_step_runner(model, True)) is step_runners.GraphStep
 
 
 def test_fit_with_jit_graph_trains_exactly_like_eager(monkeypatch):
     runners = []
-    make = training.make_step_runner
-    monkeypatch.setattr(training, "make_step_runner", lambda *a: runners.append(make(*a)) or runners[-1])
+    make = step_runners.make_step_runner
+    monkeypatch.setattr(step_runners, "make_step_runner", lambda *a: runners.append(make(*a)) or runners[-1])
     rng = np.random.default_rng(5)
     x = rng.normal(size=(10, 6, 6, 1)).astype(np.float32)
     y = (rng.random(10) > 0.5).astype(np.float32)
@@ -250,7 +251,7 @@ def test_fit_with_jit_graph_trains_exactly_like_eager(monkeypatch):
     assert results[0][0] == results[1][0]
     for got, want in zip(results[1][1], results[0][1]):
         np.testing.assert_array_equal(got, want)
-    assert type(runners[1]) is training.GraphStep and runners[1].replays == 3 * 2 - 1
+    assert type(runners[1]) is step_runners.GraphStep and runners[1].replays == 3 * 2 - 1
 
 
 def test_compile_rejects_a_bad_jit_graph():
@@ -293,8 +294,7 @@ def gpu_model(dropout=0.0):
         Conv2D(16, (3, 3), activation="relu"), MaxPooling2D((3, 3)),
         Flatten(), Dropout(dropout, seed=5), Dense(1, activation="sigmoid")])
     model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
-    model._setup_loss()
-    model._pack_parameters()
+    model.setup_training()
     return model
 
 
@@ -305,9 +305,9 @@ def test_cuda_graph_step_matches_eager_steps(gpu, dropout):
     import cupy
     data = batches([32] * 6 + [20] + [32] * 3, input_shape=GPU_INPUT)
     eager_model, graph_model = gpu_model(dropout), gpu_model(dropout)
-    eager_losses = run_steps(training.EagerStep(eager_model), data)
-    runner = training.GraphStep(graph_model)
-    assert type(runner._capture) is training.CudaGraphCapture
+    eager_losses = run_steps(step_runners.EagerStep(eager_model), data)
+    runner = step_runners.GraphStep(graph_model)
+    assert type(runner._capture) is step_runners.CudaGraphCapture
     graph_losses = []
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a failed capture must fail this test, not fall back
@@ -326,7 +326,7 @@ def test_cuda_graph_step_matches_eager_steps(gpu, dropout):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("runner_class", [training.EagerStep, training.GraphStep])
+@pytest.mark.parametrize("runner_class", [step_runners.EagerStep, step_runners.GraphStep])
 def test_training_steps_never_wait_for_the_gpu(gpu, runner_class):
     """A step only enqueues work: CuPy raises if anything in it synchronizes with the device."""
     import cupyx
@@ -352,15 +352,15 @@ def test_numba_launches_of_small_grids_do_not_warn(gpu):
 @pytest.mark.gpu
 def test_fit_on_gpu_uses_graphs_by_default(gpu, monkeypatch):
     runners = []
-    make = training.make_step_runner
-    monkeypatch.setattr(training, "make_step_runner", lambda *a: runners.append(make(*a)) or runners[-1])
+    make = step_runners.make_step_runner
+    monkeypatch.setattr(step_runners, "make_step_runner", lambda *a: runners.append(make(*a)) or runners[-1])
     rng = np.random.default_rng(2)
     x = rng.random((200,) + GPU_INPUT, dtype=np.float32)
     y = (rng.random(200) > 0.5).astype(np.float32)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         gpu_model().fit(x, y, batch_size=32, epochs=2, verbose=0)
-    assert type(runners[0]) is training.GraphStep
+    assert type(runners[0]) is step_runners.GraphStep
     assert runners[0].captures == 1 and runners[0].replays == 2 * 6 - 1
 
 
@@ -385,8 +385,8 @@ def test_cupy_and_dlpack_inputs_are_used_in_place(gpu):
     y_host = (rng.random(96) > 0.5).astype(np.float32)
     x_device = cupy.asarray(x_host)
     model = gpu_model()
-    assert model._prepare_x(x_device).data.ptr == x_device.data.ptr
-    assert model._prepare_x(DLPackOnly(x_device)).data.ptr == x_device.data.ptr
+    assert x_on_backend(model, x_device).data.ptr == x_device.data.ptr
+    assert x_on_backend(model, DLPackOnly(x_device)).data.ptr == x_device.data.ptr
 
     weights = []
     for x, y in ((x_host, y_host), (x_device, cupy.asarray(y_host))):

@@ -7,8 +7,10 @@ simulator compiles nothing, so this needs a process without ``NUMBA_ENABLE_CUDAS
 have it on (the tests) run ``python -m gpucnn.cuda.numba_compile``, which prints the report as JSON.
 """
 import dataclasses
+import importlib
 import json
 import os
+import pkgutil
 import sys
 import types
 
@@ -51,7 +53,14 @@ def compile_kernels(compute_capability=COMPUTE_CAPABILITY):
     from numba import cuda
     from numba.cuda import dispatcher
 
-    from gpucnn.kernels import _numba, elementwise, pool, reduce  # noqa: F401 (declares the kernels)
+    import gpucnn.kernels
+    from gpucnn.kernels import _numba
+
+    # Importing a kernel module declares its kernels: every module of the package is checked, so a new
+    # kernel file needs no entry here.
+    for module in pkgutil.iter_modules(gpucnn.kernels.__path__):
+        if not module.name.startswith("_"):
+            importlib.import_module(f"gpucnn.kernels.{module.name}")
 
     # Device functions ask the current device for its compute capability when a kernel calling them
     # is typed; with no GPU, answer with the target's.

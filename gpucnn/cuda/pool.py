@@ -11,7 +11,8 @@ from gpucnn.cuda._numba_launch import launch_grid_stride
 from gpucnn.kernels import pool
 
 
-def _geometry_args(geometry):
+def geometry_args(geometry):
+    """The window geometry as the kernels take it: (pool_h, pool_w, stride_h, stride_w, pad_top, pad_left)."""
     (pool_h, pool_w), (stride_h, stride_w) = geometry.window, geometry.strides
     return tuple(np.int64(v) for v in (pool_h, pool_w, stride_h, stride_w, geometry.pad_top,
                                        geometry.pad_left))
@@ -25,7 +26,7 @@ def max_pool_forward(x, pool_size, strides, padding):
     shape = (x.shape[0], geometry.out_h, geometry.out_w, x.shape[3])
     y = xp.empty(shape, dtype=np.float32)
     argmax = xp.empty(shape, dtype=np.int32)
-    launch_grid_stride(pool.max_pool_forward, y.size, x, y, argmax, *_geometry_args(geometry))
+    launch_grid_stride(pool.max_pool_forward, y.size, x, y, argmax, *geometry_args(geometry))
     return y, argmax
 
 
@@ -35,5 +36,5 @@ def max_pool_backward(dy, argmax, x_shape, pool_size, strides, padding):
     runtime.check_array("argmax", argmax, dtype=np.int32)
     x_shape, geometry = check_max_pool_backward(dy, argmax, x_shape, pool_size, strides, padding)
     dx = runtime.xp().empty(x_shape, dtype=np.float32)
-    launch_grid_stride(pool.max_pool_backward, dx.size, dy, argmax, dx, *_geometry_args(geometry))
+    launch_grid_stride(pool.max_pool_backward, dx.size, dy, argmax, dx, *geometry_args(geometry))
     return dx

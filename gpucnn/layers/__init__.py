@@ -2,13 +2,19 @@
 from gpucnn.layers.base import Layer, Weight
 from gpucnn.layers.convolutional import Conv2D, MaxPooling2D
 from gpucnn.layers.core import Activation, Dense, Dropout, Flatten, Input, InputLayer, LeakyReLU, ReLU
+from gpucnn.layers.merging import Add, Concatenate
 from gpucnn.layers.normalization import BatchNormalization
+from gpucnn.layers.pooling import AveragePooling2D, GlobalAveragePooling2D
+from gpucnn.layers.reshaping import ZeroPadding2D
 
 MaxPool2D = MaxPooling2D
+AvgPool2D = AveragePooling2D
+GlobalAvgPool2D = GlobalAveragePooling2D
 Convolution2D = Conv2D
 
 _CLASSES = {cls.__name__: cls for cls in (Conv2D, MaxPooling2D, Dense, Flatten, Activation, ReLU,
-                                          LeakyReLU, Dropout, BatchNormalization)}
+                                          LeakyReLU, Dropout, BatchNormalization, AveragePooling2D,
+                                          GlobalAveragePooling2D, ZeroPadding2D, Add, Concatenate)}
 
 
 def deserialize(entry):
@@ -25,4 +31,5 @@ def serialize(layer):
 
 __all__ = ["Layer", "Weight", "Input", "InputLayer", "Conv2D", "Convolution2D", "MaxPooling2D",
            "MaxPool2D", "Dense", "Flatten", "Activation", "ReLU", "LeakyReLU", "Dropout",
-           "BatchNormalization", "serialize", "deserialize"]
+           "BatchNormalization", "AveragePooling2D", "AvgPool2D", "GlobalAveragePooling2D",
+           "GlobalAvgPool2D", "ZeroPadding2D", "Add", "Concatenate", "serialize", "deserialize"]

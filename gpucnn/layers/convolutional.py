@@ -1,4 +1,5 @@
-"""Conv2D and MaxPooling2D (NHWC, HWIO kernels, Keras arguments and defaults)."""
+"""Conv2D, MaxPooling2D and the base of the pooling layers (NHWC, HWIO kernels, Keras arguments
+and defaults)."""
 from gpucnn import activations
 from gpucnn.layers.base import (KernelLayer, Layer, check_data_format, check_positive_output, check_rank,
                                 positive_int)
@@ -66,11 +67,8 @@ class Conv2D(KernelLayer):
                 "bias_initializer": self.bias_initializer}
 
 
-class MaxPooling2D(Layer):
-    """Max pooling; ``strides=None`` means ``pool_size`` (Keras).  Ties go to the first maximum in
-    row-major window order."""
-
-    default_name = "max_pooling2d"
+class Pooling2D(Layer):
+    """The arguments shared by the 2-D pooling layers (Keras): ``strides=None`` means ``pool_size``."""
 
     def __init__(self, pool_size=(2, 2), strides=None, padding="valid", data_format=None, **kwargs):
         super().__init__(**kwargs)
@@ -83,6 +81,17 @@ class MaxPooling2D(Layer):
         return _window_output_shape(self, input_shape, self.pool_size, self.strides, self.padding,
                                     input_shape[-1] if input_shape else 0, "pool_size")
 
+    def get_config(self):
+        return {**super().get_config(), "pool_size": list(self.pool_size), "strides": list(self.strides),
+                "padding": self.padding}
+
+
+class MaxPooling2D(Pooling2D):
+    """Max pooling; ``strides=None`` means ``pool_size`` (Keras).  Ties go to the first maximum in
+    row-major window order."""
+
+    default_name = "max_pooling2d"
+
     def call(self, x, training=False):
         y, argmax = self.ops.max_pool_forward(x, self.pool_size, self.strides, self.padding)
         self._cache = (tuple(x.shape), argmax) if training else None
@@ -93,7 +102,3 @@ class MaxPooling2D(Layer):
         if not need_input_grad:
             return None
         return self.ops.max_pool_backward(dy, argmax, x_shape, self.pool_size, self.strides, self.padding)
-
-    def get_config(self):
-        return {**super().get_config(), "pool_size": list(self.pool_size), "strides": list(self.strides),
-                "padding": self.padding}

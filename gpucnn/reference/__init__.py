@@ -4,6 +4,8 @@ Same function names and signatures as ``gpucnn.cuda``; see docs/architecture.md 
 """
 from .activations import (bias_add, bias_backward, leaky_relu_backward, leaky_relu_forward, relu_backward,
                           relu_forward, sigmoid_backward, sigmoid_forward, softmax_backward, softmax_forward)
+from .avgpool import (average_pool_backward, average_pool_forward, global_average_pool_backward,
+                      global_average_pool_forward)
 from .batchnorm import batchnorm_backward, batchnorm_forward_inference, batchnorm_forward_training
 from .conv import conv2d_backward_data, conv2d_backward_filter, conv2d_forward
 from .dense import dense_backward_data, dense_backward_weights, dense_forward
@@ -11,7 +13,9 @@ from .dropout import dropout_backward, dropout_forward
 from .losses import (binary_crossentropy, categorical_crossentropy, sigmoid_binary_crossentropy,
                      softmax_categorical_crossentropy, sparse_categorical_crossentropy,
                      sparse_softmax_categorical_crossentropy)
+from .merge import add_forward, add_inplace, concatenate_backward, concatenate_forward
 from .optimizers import adam_update, sgd_update
+from .padding import zero_padding2d_backward, zero_padding2d_forward
 from .pool import max_pool_backward, max_pool_forward
 
 __all__ = [
@@ -21,6 +25,10 @@ __all__ = [
     "sigmoid_forward", "sigmoid_backward", "softmax_forward", "softmax_backward",
     "bias_add", "bias_backward",
     "max_pool_forward", "max_pool_backward",
+    "average_pool_forward", "average_pool_backward",
+    "global_average_pool_forward", "global_average_pool_backward",
+    "zero_padding2d_forward", "zero_padding2d_backward",
+    "add_forward", "add_inplace", "concatenate_forward", "concatenate_backward",
     "dropout_forward", "dropout_backward",
     "batchnorm_forward_training", "batchnorm_forward_inference", "batchnorm_backward",
     "binary_crossentropy", "sigmoid_binary_crossentropy", "categorical_crossentropy",

@@ -27,7 +27,9 @@ def test_every_numba_kernel_compiles_for_sm90():
     names = {entry["name"] for entry in report}
     for expected in ("relu_forward", "bias_add", "dropout", "adam_update", "sgd_update", "column_sums",
                      "max_pool_forward", "max_pool_backward", "binary_crossentropy",
-                     "categorical_crossentropy", "softmax_forward", "batchnorm_backward_data"):
+                     "categorical_crossentropy", "softmax_forward", "batchnorm_backward_data",
+                     "average_pool_forward", "average_pool_backward", "shifted_copy", "add_arrays",
+                     "copy_channels"):
         assert expected in names, f"kernel {expected} missing from the compile check"
     failures = [entry for entry in report if entry["error"]]
     assert not failures, json.dumps(failures, indent=1)

@@ -95,12 +95,11 @@ def small_model(head="sigmoid", units=1):
 
 
 def _flat_gradient_and_loss(model, x, y):
-    model._setup_loss()
-    model._pack_parameters()
-    out = model._forward(x, training=True)
-    loss, dout, _ = model._loss_op(out, y)
-    model._backward(dout)
-    return float(loss), model._grads.copy()
+    model.setup_training()
+    out = model.forward(x, training=True)
+    loss, dout, _ = model.loss_and_gradient(out, y)
+    model.backward(dout)
+    return float(loss), model.flat_parameters.grads.copy()
 
 
 @pytest.mark.parametrize("loss,head,units", [("binary_crossentropy", "sigmoid", 1),
@@ -123,14 +122,14 @@ def test_model_gradients_match_finite_differences(cpu, loss, head, units):
     else:
         y = rng.integers(0, 2, (3, 1)).astype(np.float32)
     _, grads = _flat_gradient_and_loss(model, x, y)
-    params = model._params
+    params = model.flat_parameters.values
     eps = 1e-3  # small enough that no ReLU kink or pooling winner changes on these draws
     for index in rng.choice(params.size, 25, replace=False):
         saved = params[index]
         params[index] = saved + eps
-        plus = float(model._loss_op(model._forward(x, training=False), y)[0])
+        plus = float(model.loss_and_gradient(model.forward(x, training=False), y)[0])
         params[index] = saved - eps
-        minus = float(model._loss_op(model._forward(x, training=False), y)[0])
+        minus = float(model.loss_and_gradient(model.forward(x, training=False), y)[0])
         params[index] = saved
         assert grads[index] == pytest.approx((plus - minus) / (2 * eps), rel=0.05, abs=1e-3)
 

@@ -1,136 +1,27 @@
-"""How a training step runs: the order of layer work (with the fused Conv2D-ReLU + MaxPooling2D path)
-and the step runners that ``Sequential.fit`` uses — eager launches, or one CUDA graph replayed per step.
+"""Step runners: how ``fit`` runs one training step of any model (:mod:`gpucnn.trainer`) — eager
+launches, or one CUDA graph replayed per step.
 
-Execution units
-    ``execution_units(model)`` lists what ``_forward``/``_backward`` run, in order.  Usually one unit is
-    one layer.  A ``Conv2D(activation='relu')`` directly followed by a ``MaxPooling2D`` becomes one
-    :class:`ConvReluPool` unit that uses ``ReLU(MaxPool(z)) = MaxPool(ReLU(z))`` (ReLU is monotone, so
-    it commutes with a max): the convolution runs without its activation, the pooling picks the maxima
-    of the pre-activations, and the ReLU runs on the pooled tensor, which is pool_h·pool_w times
-    smaller (9x for the article's 3x3 pools).  Backward mirrors it.  The op contract is unchanged: the
-    unit only calls the layers and the ``relu_*`` ops in another order.
-
-Step runners
-    ``make_step_runner(model, jit_graph)`` returns a callable ``runner(x, y) -> (loss, correct)`` doing
-    one optimizer step on a batch already on the backend.  :class:`EagerStep` launches every op each
-    step.  :class:`GraphStep` runs the first batch eagerly (which also compiles every kernel and fills
-    the memory pool), then captures the whole step (forward, loss, backward and optimizer) for that
-    batch shape once, reading from static input/label buffers; each later step of that shape copies
-    the batch into the static buffers (an on-device copy) and replays the graph.  What changes from
-    step to step lives on the device: the optimizer's update count (Adam's bias correction) and each
-    Dropout layer's step count (its mask seed) are :class:`gpucnn.counters.StepCounter` arrays that
-    the graph itself advances.  Host scalars that a graph freezes (the optimizer's learning rate and
-    other settings) are compared before each replay, and a change leads to a new capture.  Batches of
-    any other shape (the last, partial batch of an epoch) run eagerly.  On the ``cuda`` backend the
-    capture is a CuPy stream capture; elsewhere :class:`EagerCapture` stands in for it (its "replay"
-    runs the captured function again), so the runner's host logic is the same code on every backend
-    and is tested in CI without a GPU.
+``make_step_runner(model, jit_graph)`` returns a callable ``runner(x, y) -> (loss, correct)`` doing
+one optimizer step on a batch already on the backend.  :class:`EagerStep` launches every op each
+step.  :class:`GraphStep` runs the first batch eagerly (which also compiles every kernel and fills
+the memory pool), then captures the whole step (forward, loss, backward and optimizer) for that
+batch shape once, reading from static input/label buffers; each later step of that shape copies
+the batch into the static buffers (an on-device copy) and replays the graph.  What changes from
+step to step lives on the device: the optimizer's update count (Adam's bias correction) and each
+Dropout layer's step count (its mask seed) are :class:`gpucnn.counters.StepCounter` arrays that
+the graph itself advances.  Host scalars that a graph freezes (the optimizer's learning rate and
+other settings) are compared before each replay, and a change leads to a new capture.  Batches of
+any other shape (the last, partial batch of an epoch) run eagerly.  On the ``cuda`` backend the
+capture is a CuPy stream capture; elsewhere :class:`EagerCapture` stands in for it (its "replay"
+runs the captured function again), so the runner's host logic is the same code on every backend
+and is tested in CI without a GPU.
 """
 import contextlib
 import warnings
 
 from gpucnn import backend
-from gpucnn.layers.convolutional import Conv2D, MaxPooling2D
 
 
-# -- execution units --------------------------------------------------------------------------------
-class LayerUnit:
-    """One layer, run on its own."""
-
-    def __init__(self, layer):
-        self.layers = (layer,)
-        self.name = layer.name
-
-    def forward(self, x, training):
-        return self.layers[0].call(x, training=training)
-
-    def backward(self, dy, need_input_grad):
-        return self.layers[0].backward(dy, need_input_grad=need_input_grad)
-
-
-@contextlib.contextmanager
-def _pre_activation(layer):
-    """Make ``layer`` compute and differentiate its output without its activation (the mechanism the
-    model also uses to hand logits to a fused loss), restoring the flag afterwards."""
-    saved = layer.output_logits
-    layer.output_logits = True
-    try:
-        yield layer
-    finally:
-        layer.output_logits = saved
-
-
-class ConvReluPool:
-    """``Conv2D(activation='relu')`` + ``MaxPooling2D`` as conv (no activation) → max-pool → ReLU.
-
-    Forward and backward give the same values as running the two layers one after the other: the
-    window maximum of ReLU(z) is ReLU of the window maximum of z, and the first maximum in window order
-    is the same position for both whenever it is positive (elsewhere the gradient is zero either way).
-    """
-
-    def __init__(self, conv, pool):
-        self.layers = (conv, pool)
-        self.name = f"{conv.name}+{pool.name}"
-        self._output = None
-
-    def forward(self, x, training):
-        conv, pool = self.layers
-        with _pre_activation(conv):
-            z = conv.call(x, training=training)
-        y = conv.ops.relu_forward(pool.call(z, training=training))
-        self._output = y if training else None
-        return y
-
-    def backward(self, dy, need_input_grad):
-        conv, pool = self.layers
-        if self._output is None:
-            raise RuntimeError(f"Fused unit '{self.name}': backward() needs a preceding forward with "
-                               f"training=True.")
-        dz = pool.backward(conv.ops.relu_backward(dy, self._output), need_input_grad=True)
-        with _pre_activation(conv):
-            return conv.backward(dz, need_input_grad=need_input_grad)
-
-
-def _fusable(layer, following):
-    return (type(layer) is Conv2D and type(following) is MaxPooling2D and layer.activation == "relu"
-            and not layer.output_logits)
-
-
-def plan_units(layers, fuse=True):
-    """The execution units for ``layers``: fused conv-ReLU-pool pairs (when ``fuse``) and single
-    layers, in order."""
-    units, index = [], 0
-    while index < len(layers):
-        if fuse and index + 1 < len(layers) and _fusable(layers[index], layers[index + 1]):
-            units.append(ConvReluPool(layers[index], layers[index + 1]))
-            index += 2
-        else:
-            units.append(LayerUnit(layers[index]))
-            index += 1
-    return units
-
-
-def execution_units(model):
-    """The units ``model`` runs, kept on the model (a fused unit holds its output between forward and
-    backward) and re-planned whenever its layers or their activations change."""
-    key = tuple((id(layer), layer.activation, layer.output_logits) for layer in model.layers)
-    cached = getattr(model, "_execution_plan", None)
-    if cached is None or cached[0] != key:
-        cached = (key, plan_units(model.layers))
-        model._execution_plan = cached
-    return cached[1]
-
-
-def release_activations(model):
-    """Drop what layers and fused units saved for backward (frees that memory between uses)."""
-    for layer in model.layers:
-        layer._cache = None
-    for unit in execution_units(model):
-        if isinstance(unit, ConvReluPool):
-            unit._output = None
-
-
-# -- step runners -----------------------------------------------------------------------------------
 def check_jit_graph(jit_graph):
     if jit_graph not in (None, True, False):
         raise ValueError(f"Argument `jit_graph` must be None (CUDA graphs on the cuda backend, off "
@@ -154,7 +45,7 @@ class EagerStep:
         self.model = model
 
     def __call__(self, x, y):
-        return self.model._train_step(x, y)
+        return self.model.train_step(x, y)
 
 
 class EagerCapture:
@@ -281,15 +172,15 @@ class GraphStep:
         if self._captured is None and not self._capture_failed and self._shape_to_capture in (None, key):
             return self._warm_up_and_capture(x, y, key)
         self.eager_steps += 1
-        return self.model._train_step(x, y)
+        return self.model.train_step(x, y)
 
     def _warm_up_and_capture(self, x, y, key):
-        outputs = self._capture.warm_up(lambda: self.model._train_step(x, y))
+        outputs = self._capture.warm_up(lambda: self.model.train_step(x, y))
         self.eager_steps += 1
         xp = backend.current().xp
         static_x, static_y = xp.empty(x.shape, x.dtype), xp.empty(y.shape, y.dtype)
         try:
-            graph = self._capture.capture(lambda: self.model._train_step(static_x, static_y))
+            graph = self._capture.capture(lambda: self.model.train_step(static_x, static_y))
         except Exception as error:  # any failure of capture means: train eagerly, but say so
             self._capture_failed = True
             warnings.warn(f"CUDA graph capture of model '{self.model.name}' failed "

@@ -1,0 +1,382 @@
+"""Training and inference of any :class:`gpucnn.models.Model`: compile, fit, evaluate, predict, the
+``*_on_batch`` methods and the training step, as Keras 3's ``Trainer`` (which ``Model`` inherits).
+
+Training keeps every tensor on the backend (the GPU for ``cuda``): the data is copied there once per
+``fit`` call (:mod:`gpucnn.data`), batches are gathered there, all trainable parameters and their
+gradients live in two flat buffers (:class:`FlatParameters`; layers hold views into them) so the
+optimizer is a single op, and loss / accuracy are accumulated there and read back once per epoch or
+progress-bar redraw.  Each step runs through a step runner (:mod:`gpucnn.step_runners`: eager, or a
+replayed CUDA graph).
+
+The trainer drives the model only through what every model provides: ``layers``, ``output_layer``,
+``build()``, ``forward(x, training)`` / ``backward(dy)`` over its execution plan, ``call(x, training)``,
+the weights, ``name`` and ``output_shape``.
+"""
+import math
+
+import numpy as np
+
+from gpucnn import backend, data, losses, optimizers, profiler, step_runners, utils
+from gpucnn import callbacks as callbacks_module
+
+
+class FlatParameters:
+    """Every trainable weight of a model in one flat buffer (``values``) and their gradients in a twin
+    (``grads``), so the optimizer updates the whole model in one op.  Packing moves each weight's value
+    into the buffer; the weights keep views into both buffers."""
+
+    def __init__(self, weights):
+        xp = backend.current().xp
+        self.key = tuple(id(w) for w in weights)
+        self.size = sum(int(np.prod(w.shape)) for w in weights)
+        self.values = xp.empty(self.size, xp.float32)
+        self.grads = xp.zeros(self.size, xp.float32)
+        offset = 0
+        for weight in weights:
+            size = int(np.prod(weight.shape))
+            view = self.values[offset:offset + size].reshape(weight.shape)
+            view[...] = weight.value
+            weight.value = view
+            weight.grad = self.grads[offset:offset + size].reshape(weight.shape)
+            offset += size
+
+    def holds(self, weights):
+        """Whether the buffer was packed for exactly these weights, in this order."""
+        return self.key == tuple(id(w) for w in weights)
+
+
+class Trainer:
+    """compile / fit / evaluate / predict / train_on_batch / test_on_batch / predict_on_batch for a
+    model (a subclass that provides the model interface named in the module docstring)."""
+
+    def __init__(self):
+        self.history = None
+        self.optimizer = None
+        self.loss = None
+        self.metrics = []
+        self.stop_training = False
+        self._flat = None
+        self._loss_op = None
+        self._jit_graph = None
+        self._initial_epoch = 0
+
+    # -- compile ------------------------------------------------------------------------------------
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None, jit_graph=None):
+        """Configure training: ``optimizer`` ('adam', 'sgd' or an instance), ``loss`` (Keras name or
+        instance), ``metrics`` (e.g. ['accuracy']).
+
+        ``jit_graph`` chooses how ``fit`` runs a step: ``None`` (default) captures a whole training
+        step of a full batch (forward, loss, backward, optimizer) once as a CUDA graph and replays it
+        on the ``cuda`` backend, and launches eagerly elsewhere; ``False`` always launches eagerly;
+        ``True`` asks for the graph runner anywhere (off the GPU it runs the same host logic
+        eagerly).  See :mod:`gpucnn.step_runners`."""
+        step_runners.check_jit_graph(jit_graph)
+        if optimizer == "rmsprop":
+            raise ValueError("Argument `optimizer` 'rmsprop' (Keras' default) is not implemented. "
+                             "Fix: pass optimizer='adam' or 'sgd'.")
+        if loss is None:
+            raise ValueError("Argument `loss` is required, e.g. loss='binary_crossentropy'.")
+        self.optimizer = optimizers.get(optimizer)
+        self.loss = losses.get(loss)
+        self.metrics = losses.metric_names(metrics, self.loss)
+        self._jit_graph = jit_graph
+        self._flat = None
+        if self.built:
+            self.build()
+
+    def require_compiled(self, method):
+        """Raise the Keras error for calling ``method`` (its name) on a model not compiled yet."""
+        if self.loss is None:
+            raise RuntimeError(f"You must compile the model before calling {method}(). "
+                               f"Fix: model.compile(optimizer='adam', loss=..., metrics=['accuracy']).")
+
+    # -- the training state -------------------------------------------------------------------------
+    @property
+    def flat_parameters(self):
+        """The :class:`FlatParameters` the optimizer updates, or None before the first training step
+        (or :meth:`pack_parameters`) after ``compile``."""
+        return self._flat
+
+    def pack_parameters(self):
+        """Move every trainable weight into one flat parameter buffer (and its gradient into a twin)
+        and build the optimizer's state for it; nothing to do when already packed for these weights."""
+        trainable = self.trainable_weights
+        if self._flat is not None and self._flat.holds(trainable):
+            return
+        self._flat = FlatParameters(trainable)
+        self.optimizer.build(self._flat.values)
+
+    def _setup_loss(self):
+        """Use the loss' stable fused form when the output layer ends in its activation."""
+        losses.check_accuracy_metrics(self.metrics, self.loss, self.output_shape[1:])
+        last = self.output_layer
+        # A layer that was the output layer before add()/pop() must apply its activation again.
+        for layer in self.layers:
+            if layer is not last:
+                layer.output_logits = False
+        logits = self.loss.from_logits or last.activation == self.loss.activation
+        last.output_logits = not self.loss.from_logits and last.activation == self.loss.activation
+        self._loss_op = getattr(backend.current().ops, self.loss.op_name(logits))
+
+    def setup_training(self):
+        """Everything a training step needs besides the data: the loss set up for the output layer
+        (fused with its activation where it can) and the parameters packed."""
+        self._setup_loss()
+        self.pack_parameters()
+
+    def prepare_training(self, x, y):
+        """``x``/``y`` checked and on the backend, ready for :meth:`train_step`, after
+        :meth:`setup_training`."""
+        x, y = data.xy_on_backend(self, x, y)
+        self.setup_training()
+        return x, y
+
+    def get_training_state(self):
+        """Copies of what optimizer steps change: weights (moving statistics included), optimizer
+        state and step count; :meth:`set_training_state` puts them back."""
+        return ([w.value.copy() for w in self.weights],
+                {name: array.copy() for name, array in self.optimizer.state.items()},
+                self.optimizer.iterations)
+
+    def set_training_state(self, state):
+        """Put back a state from :meth:`get_training_state`, in place."""
+        values, optimizer_state, iterations = state
+        for weight, value in zip(self.weights, values):
+            weight.value[...] = value  # in place: layers hold views into the flat parameter buffer
+        for name, array in optimizer_state.items():
+            self.optimizer.state[name][...] = array
+        self.optimizer.iterations = iterations
+
+    def set_initial_epoch(self, epoch):
+        """Make the running ``fit`` start at ``epoch``: for a callback's ``on_train_begin`` that
+        resumes an interrupted run (``BackupAndRestore``)."""
+        self._initial_epoch = epoch
+
+    # -- one step -----------------------------------------------------------------------------------
+    def loss_and_gradient(self, outputs, y):
+        """The compiled loss of ``forward``'s ``outputs`` for labels ``y``: device (loss, gradient
+        with respect to ``outputs``, correct count)."""
+        return self._loss_op(outputs, y)
+
+    def apply_optimizer(self):
+        """One optimizer update of the flat parameter buffer from the gradient buffer."""
+        with profiler.nvtx_range("optimizer"):
+            self.optimizer.apply(self._flat.values, self._flat.grads)
+
+    def train_step(self, x, y):
+        """One optimizer step (forward, loss, backward, optimizer) on a batch made by
+        :meth:`prepare_training`; returns device (loss, correct) without synchronising: the step the
+        runners of :mod:`gpucnn.step_runners` launch or capture."""
+        out = self.forward(x, training=True)
+        with profiler.nvtx_range("loss"):
+            loss, dout, correct = self._loss_op(out, y)
+        self.backward(dout)
+        self.apply_optimizer()
+        return loss, correct
+
+    def train_on_batch(self, x, y, return_dict=False):
+        """One optimizer step on one batch, as Keras: returns the batch's loss (a float), ``[loss,
+        accuracy]`` when metrics were compiled, or a dict with ``return_dict=True``."""
+        self.require_compiled("train_on_batch")
+        x, y = self.prepare_training(x, y)
+        logs = callbacks_module.RunningLogs(backend.current().xp, self.metrics)
+        logs.add(*self.train_step(x, y), len(x), int(y.size))
+        return self._keras_result(logs.result(), return_dict)
+
+    def test_on_batch(self, x, y, return_dict=False):
+        """Loss (and accuracy) of one batch in inference mode, returned as ``train_on_batch`` does."""
+        self.require_compiled("test_on_batch")
+        dataset = data.DeviceData(*data.xy_on_backend(self, x, y))
+        self._setup_loss()
+        return self._keras_result(self._evaluate_data(dataset, len(dataset)).result(), return_dict)
+
+    def predict_on_batch(self, x):
+        """``predict`` of one batch, as a float32 NumPy array."""
+        return self.predict(x, batch_size=len(x))
+
+    def _keras_result(self, logs, return_dict):
+        if return_dict:
+            return logs
+        ordered = [logs["loss"]] + [logs[name] for name in self.metrics]
+        return ordered[0] if len(ordered) == 1 else ordered
+
+    # -- fit ----------------------------------------------------------------------------------------
+    @staticmethod
+    def _batch_size(batch_size):
+        return 32 if batch_size is None else _positive_int(batch_size, "batch_size")
+
+    def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
+            validation_split=0.0, validation_data=None, shuffle=True, class_weight=None,
+            sample_weight=None, initial_epoch=0, steps_per_epoch=None, validation_steps=None,
+            validation_batch_size=None, validation_freq=1):
+        """Train for ``epochs`` epochs; returns a :class:`gpucnn.callbacks.History` (also kept as
+        ``model.history``).
+
+        ``validation_split`` takes the *last* fraction of ``x``/``y`` before shuffling, as Keras does;
+        ``validation_data=(x_val, y_val)`` takes precedence over it.  Validation runs after every
+        ``validation_freq``-th epoch, in batches of ``validation_batch_size`` (default ``batch_size``).
+        """
+        self.require_compiled("fit")
+        _refuse_unimplemented(class_weight=class_weight, sample_weight=sample_weight,
+                              steps_per_epoch=steps_per_epoch, validation_steps=validation_steps)
+        batch_size = self._batch_size(batch_size)
+        validation_batch_size = batch_size if validation_batch_size is None else \
+            _positive_int(validation_batch_size, "validation_batch_size")
+        validation_freq = _positive_int(validation_freq, "validation_freq",
+                                        " Fix: pass 1 to validate after every epoch.")
+        epochs = _positive_int(epochs, "epochs")
+        if isinstance(initial_epoch, bool) or not isinstance(initial_epoch, int) or initial_epoch < 0:
+            raise ValueError(f"Argument `initial_epoch` must be an int >= 0, got {initial_epoch!r}.")
+        verbose = _check_verbose(verbose)
+        if isinstance(validation_split, bool) or not isinstance(validation_split, (int, float)) \
+                or not 0.0 <= validation_split < 1.0:
+            raise ValueError(f"Argument `validation_split` must be a float in [0, 1), got "
+                             f"{validation_split!r}.")
+        x, y = data.check_xy(self, x, y)
+        self.setup_training()
+        val = None
+        if validation_data is not None:
+            if isinstance(validation_data, (tuple, list)) and len(validation_data) == 3:
+                raise ValueError("Argument `validation_data=(x_val, y_val, sample_weight)`: sample "
+                                 "weights are not implemented. Fix: pass (x_val, y_val).")
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+                raise ValueError(f"Argument `validation_data` must be a tuple (x_val, y_val), got "
+                                 f"{type(validation_data).__name__}"
+                                 f"{' of length %d' % len(validation_data) if isinstance(validation_data, (tuple, list)) else ''}.")
+            val = data.place(*data.check_xy(self, *validation_data, x_name="validation_data[0]",
+                                             y_name="validation_data[1]"))
+        elif validation_split > 0:
+            split = int(math.floor(len(x) * (1.0 - validation_split)))
+            if split == 0 or split == len(x):
+                raise ValueError(f"Argument `validation_split={validation_split}` leaves "
+                                 f"{split} training and {len(x) - split} validation samples out of "
+                                 f"{len(x)}. Fix: use more data or another split.")
+            x, y, val = x[:split], y[:split], data.place(x[split:], y[split:])
+        train = data.place(x, y)
+
+        history = callbacks_module.History()
+        steps = math.ceil(len(train) / batch_size)
+        callbacks = _check_callbacks(callbacks)
+        # NaN/Inf protection is on by default; it runs first so that the other callbacks see the last
+        # good weights at the end of an epoch it stopped.
+        guard = [] if any(isinstance(c, callbacks_module.TerminateOnNaN) for c in callbacks) \
+            else [callbacks_module.TerminateOnNaN()]
+        extra = [callbacks_module.ProgressBar(steps, epochs, verbose)] if verbose else []
+        # History and the progress bar come after the user's callbacks, as in Keras, so they show what
+        # those add to the epoch logs (ReduceLROnPlateau's learning_rate).
+        callback_list = callbacks_module.CallbackList(
+            guard + callbacks + [history] + extra, self,
+            params={"verbose": verbose, "epochs": epochs, "steps": steps})
+        self.history = history
+        run_step = step_runners.make_step_runner(self, self._jit_graph)
+        self.stop_training = False
+        self._initial_epoch = initial_epoch
+        callback_list.on_train_begin()  # BackupAndRestore may call set_initial_epoch
+        logs = {}
+        for epoch in range(self._initial_epoch, epochs):
+            callback_list.on_epoch_begin(epoch)
+            running = callbacks_module.RunningLogs(backend.current().xp, self.metrics)
+            order = utils.rng().permutation(len(train)) if shuffle else None
+            for step, (xb, yb) in enumerate(train.batches(batch_size, order)):
+                callback_list.on_train_batch_begin(step)
+                loss, correct = run_step(xb, yb)
+                running.add(loss, correct, len(xb), int(yb.size))
+                callback_list.on_train_batch_end(step, running)
+                if self.stop_training:
+                    break
+            logs = running.result()
+            if val is not None and (epoch + 1) % validation_freq == 0:
+                callback_list.on_test_begin()
+                val_logs = self._evaluate_data(val, validation_batch_size, callback_list).result()
+                callback_list.on_test_end(val_logs)
+                logs.update({"val_" + key: value for key, value in val_logs.items()})
+            callback_list.on_epoch_end(epoch, logs)
+            if self.stop_training:
+                break
+        callback_list.on_train_end(logs)
+        return history
+
+    # -- inference ----------------------------------------------------------------------------------
+    def _evaluate_data(self, dataset, batch_size, callback_list=None):
+        """Loss and accuracy over a :mod:`gpucnn.data` dataset, in inference mode, kept on the device."""
+        running = callbacks_module.RunningLogs(backend.current().xp, self.metrics)
+        for batch, (xb, yb) in enumerate(dataset.batches(batch_size)):
+            if callback_list is not None:
+                callback_list.on_test_batch_begin(batch)
+            loss, _, correct = self._loss_op(self.forward(xb, training=False), yb)
+            running.add(loss, correct, len(xb), int(yb.size))
+            if callback_list is not None:
+                callback_list.on_test_batch_end(batch, running)
+        return running
+
+    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None, steps=None,
+                 callbacks=None, return_dict=False):
+        """Loss and metrics on ``x``/``y``: ``[loss, accuracy]`` (or a scalar loss without metrics, or a
+        dict with ``return_dict=True``).  ``callbacks`` get the ``on_test_*`` hooks, as in Keras."""
+        self.require_compiled("evaluate")
+        _refuse_unimplemented(sample_weight=sample_weight, steps=steps)
+        batch_size = self._batch_size(batch_size)
+        verbose = _check_verbose(verbose)
+        dataset = data.place(*data.check_xy(self, x, y))
+        self._setup_loss()
+        callback_list = callbacks_module.CallbackList(_check_callbacks(callbacks), self, params={
+            "verbose": verbose, "steps": math.ceil(len(dataset) / batch_size)})
+        callback_list.on_test_begin()
+        logs = self._evaluate_data(dataset, batch_size, callback_list).result()
+        callback_list.on_test_end(logs)
+        if verbose:
+            steps = math.ceil(len(dataset) / batch_size)
+            print(f"{steps}/{steps}"
+                  + callbacks_module._format_logs(logs))
+        return self._keras_result(logs, return_dict)
+
+    def predict(self, x, batch_size=None, verbose=0, steps=None, callbacks=None):
+        """Model outputs for ``x`` as a float32 NumPy array (probabilities for sigmoid/softmax heads)."""
+        _refuse_unimplemented(steps=steps, callbacks=callbacks)
+        batch_size = self._batch_size(batch_size)
+        _check_verbose(verbose)
+        dataset = data.place(data.check_x(self, x))
+        self.build()
+        outputs = [backend.current().to_numpy(self.call(xb, training=False))
+                   for xb, _ in dataset.batches(batch_size)]
+        return np.concatenate(outputs).astype(np.float32, copy=False)
+
+    def profile(self, x, y, steps=10, warmup=2, print_fn=print):
+        """Time ``steps`` training steps on the batch ``x``/``y`` layer by layer and print the table
+        (forward / backward ms, share of the step, achieved TFLOP/s or GB/s, peak memory); returns a
+        :class:`gpucnn.profiler.Profile`.  The weights and optimizer state are restored afterwards.
+        See :func:`gpucnn.profiler.profile`."""
+        return profiler.profile(self, x, y, steps=steps, warmup=warmup, print_fn=print_fn)
+
+
+def _positive_int(value, name, fix=""):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+        raise ValueError(f"Argument `{name}` must be a positive int, got {value!r}.{fix}")
+    return int(value)
+
+
+def _refuse_unimplemented(**arguments):
+    """Keras arguments gpucnn accepts by name, to say clearly that only their default is implemented."""
+    for name, value in arguments.items():
+        if value is not None:
+            raise ValueError(f"Argument `{name}` is not implemented in gpucnn, got {value!r}. Fix: leave it "
+                             f"at its default, None.")
+
+
+def _check_callbacks(callbacks):
+    if callbacks is None:
+        return []
+    if not isinstance(callbacks, (list, tuple)) or \
+            not all(isinstance(c, callbacks_module.Callback) for c in callbacks):
+        raise TypeError(f"Argument `callbacks` must be a list of gpucnn.callbacks.Callback instances, "
+                        f"got {callbacks!r}. Fix: wrap a single callback in a list, e.g. "
+                        f"callbacks=[EarlyStopping()].")
+    return list(callbacks)
+
+
+def _check_verbose(verbose):
+    if verbose == "auto":
+        return 1
+    if verbose not in (0, 1, 2) or isinstance(verbose, bool):
+        raise ValueError(f"Argument `verbose` must be 0, 1, 2 or 'auto', got {verbose!r}.")
+    return verbose

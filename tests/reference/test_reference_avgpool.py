@@ -1,0 +1,87 @@
+"""average-pool reference: vs skimage block_reduce, vs a plain loop oracle that averages the cells
+inside the input only ('same' padding, Keras' count), vs finite differences; global average pooling."""
+import numpy as np
+import pytest
+from skimage.measure import block_reduce
+
+import test_reference_pool as max_pool_cases
+from gradcheck import assert_gradient, projection
+from gpucnn.reference import (average_pool_backward, average_pool_forward, global_average_pool_backward,
+                              global_average_pool_forward)
+
+# Max-pooling's cases (overlapping, 'same' with odd total padding, strides past the pool, windows past
+# 255 cells) and windows larger than the image.
+CASES = max_pool_cases.CASES + [((1, 3, 3, 1), (4, 4), (1, 1), "same")]
+IDS = max_pool_cases.IDS + ["1x3x3x1-p44-s11-same"]
+
+
+def _loop_average_pool(x, pool_size, strides, padding):
+    """Plain-loop oracle in float64: the mean of each window's cells inside the input, padding by
+    TensorFlow's rule written out (out = ceil(in / s), total = (out-1)·s + k - in, less on top)."""
+    (ph, pw), (sh, sw) = pool_size, strides
+    n, h, w, c = x.shape
+    if padding == "same":
+        out_h, out_w = -(-h // sh), -(-w // sw)
+        top, left = max((out_h - 1) * sh + ph - h, 0) // 2, max((out_w - 1) * sw + pw - w, 0) // 2
+    else:
+        out_h, out_w, top, left = (h - ph) // sh + 1, (w - pw) // sw + 1, 0, 0
+    y = np.empty((n, out_h, out_w, c))
+    for o in range(out_h):
+        for p in range(out_w):
+            cells = [x[:, i, j] for i in range(o * sh - top, o * sh - top + ph)
+                     for j in range(p * sw - left, p * sw - left + pw) if 0 <= i < h and 0 <= j < w]
+            y[:, o, p] = np.mean(cells, axis=0)
+    return y
+
+
+@pytest.mark.parametrize("x_shape, pool_size, strides, padding", CASES, ids=IDS)
+def test_forward_matches_loop_oracle(x_shape, pool_size, strides, padding):
+    x = np.random.default_rng(1).uniform(-2, 2, x_shape).astype(np.float32)
+    y = average_pool_forward(x, pool_size, strides, padding)
+    assert y.dtype == np.float32
+    np.testing.assert_allclose(y, _loop_average_pool(x.astype(np.float64), pool_size, strides, padding),
+                               rtol=1e-6, atol=1e-6)
+
+
+def test_tiling_windows_match_skimage_block_reduce():
+    x = np.random.default_rng(2).uniform(-2, 2, (2, 6, 9, 3)).astype(np.float32)
+    expected = block_reduce(x, (1, 2, 3, 1), np.mean)
+    np.testing.assert_allclose(average_pool_forward(x, (2, 3), (2, 3), "valid"), expected, rtol=1e-6)
+
+
+def test_same_padding_does_not_count_the_padded_cells():
+    # A constant image stays constant: padding zeros in the divisor would shrink the border windows.
+    x = np.full((1, 5, 5, 2), 3.0, np.float32)
+    np.testing.assert_array_equal(average_pool_forward(x, (3, 3), (2, 2), "same"), 3.0)
+
+
+@pytest.mark.parametrize("x_shape, pool_size, strides, padding", CASES, ids=IDS)
+def test_backward_matches_finite_differences(x_shape, pool_size, strides, padding):
+    x = np.random.default_rng(3).standard_normal(x_shape)
+    y = average_pool_forward(x, pool_size, strides, padding)
+    dy = projection(y.shape)
+    dx = average_pool_backward(dy, x_shape, pool_size, strides, padding)
+    assert dx.shape == x_shape
+    assert_gradient(lambda v: average_pool_forward(v, pool_size, strides, padding), x, dy, dx)
+
+
+def test_global_average_pool_forward_and_backward():
+    x = np.random.default_rng(4).standard_normal((2, 3, 5, 4))
+    y = global_average_pool_forward(x.astype(np.float32))
+    assert y.dtype == np.float32 and y.shape == (2, 4)
+    np.testing.assert_allclose(y, block_reduce(x, (1, 3, 5, 1), np.mean).reshape(2, 4), rtol=1e-6)
+    dy = projection((2, 4))
+    dx = global_average_pool_backward(dy, x.shape)
+    assert_gradient(global_average_pool_forward, x, dy, dx)
+
+
+def test_bad_arguments_name_the_argument():
+    x = np.zeros((1, 4, 4, 2), np.float32)
+    with pytest.raises(ValueError, match="pool_size.*does not fit"):
+        average_pool_forward(x, (5, 5), (1, 1), "valid")
+    with pytest.raises(ValueError, match="`dy`.*pooled shape"):
+        average_pool_backward(np.zeros((1, 3, 3, 2), np.float32), x.shape, (2, 2), (2, 2), "valid")
+    with pytest.raises(ValueError, match="`x`.*NHWC"):
+        global_average_pool_forward(np.zeros((4, 4, 2), np.float32))
+    with pytest.raises(ValueError, match=r"`dy`.*\(1, 2\)"):
+        global_average_pool_backward(np.zeros((1, 3), np.float32), x.shape)
