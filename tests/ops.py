@@ -53,7 +53,7 @@ def assert_close(actual, expected, rtol=2e-6, atol=1e-6, exact=False):
 # The sliding-window cases of the conv and pool tests: (x shape NHWC, window (kh, kw), strides, padding,
 # filters (conv only)).  Together they cover batch 1 and 2, 1 to 4 channels, stride 2, 'same' on odd sizes,
 # odd total padding (the extra row/column at the bottom/right), windows that overlap, tile the input or skip
-# rows, non-square windows, 1x1 and input-sized windows, window indices past 255, more than 32 filters.
+# rows, non-square windows, 1x1, input-sized and larger windows, window indices past 255, more than 32 filters.
 WINDOW_CASES = [
     ((2, 7, 6, 3), (3, 3), (1, 1), "valid", 4),
     ((1, 7, 5, 1), (3, 2), (2, 2), "same", 2),
@@ -64,6 +64,7 @@ WINDOW_CASES = [
     ((2, 8, 7, 1), (2, 2), (3, 3), "same", 3),      # strides larger than the window: rows in no window
     ((1, 8, 7, 2), (2, 2), (3, 3), "valid", 2),
     ((1, 4, 4, 2), (4, 4), (1, 1), "valid", 2),     # a window as large as the input
+    ((1, 3, 3, 1), (4, 4), (1, 1), "same", 2),      # windows larger than the input ('same')
     ((1, 5, 5, 3), (1, 1), (2, 2), "same", 2),
     ((2, 6, 7, 3), (4, 3), (1, 1), "same", 2),      # odd total padding: one more row at the bottom
     ((1, 8, 8, 2), (3, 3), (2, 2), "same", 2),      # pad 0 on top, 1 at the bottom
