@@ -14,9 +14,10 @@ from gpucnn.cuda._numba_launch import flat, launch_loss
 from gpucnn.kernels import reduce
 
 
-def _check_arrays(outputs_name, outputs, labels):
+def _check_arrays(outputs_name, outputs, labels, labels_dtype=np.float32):
+    """What only a launch needs (arrays of the backend, their dtypes); the shapes are the contract's."""
     runtime.check_array(outputs_name, outputs)
-    runtime.check_array("labels", labels)
+    runtime.check_array("labels", labels, dtype=labels_dtype)
 
 
 def _binary(outputs_name, outputs, labels, from_logits, label_smoothing):
@@ -30,8 +31,7 @@ def _binary(outputs_name, outputs, labels, from_logits, label_smoothing):
 
 
 def _categorical(outputs_name, outputs, labels, sparse, from_logits, label_smoothing=0.0):
-    runtime.check_array(outputs_name, outputs)
-    runtime.check_array("labels", labels, dtype=np.int32 if sparse else np.float32)
+    _check_arrays(outputs_name, outputs, labels, np.int32 if sparse else np.float32)
     check_categorical(outputs_name, outputs, labels, sparse)
     rows, classes = outputs.shape
     xp = runtime.xp()
