@@ -24,7 +24,7 @@ The environment variable ``GPUCNN_FLOAT32_MATMUL_PRECISION`` sets the value for 
 """
 import os
 
-from gpucnn.reference.precision import PRECISIONS, check_precision
+from gpucnn.contract.precision import PRECISIONS, check_precision
 
 DEFAULT_PRECISION = "highest"
 PRECISION_ENV = "GPUCNN_FLOAT32_MATMUL_PRECISION"

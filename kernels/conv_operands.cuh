@@ -1,5 +1,5 @@
 // The operands of the three convolution passes as implicit GEMMs over NHWC activations and HWIO kernels
-// (TensorFlow padding arithmetic, see gpucnn/reference/shapes.py), shared by conv.cu (CUDA cores) and
+// (TensorFlow padding arithmetic, see gpucnn/contract/shapes.py), shared by conv.cu (CUDA cores) and
 // conv_tc.cu (tensor cores).  Nothing is unrolled into an im2col buffer: the operands gather their elements
 // straight from the tensors.
 //

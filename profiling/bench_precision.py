@@ -31,7 +31,7 @@ from bench_conv import make_inputs, torch_ops
 from benchlib import RESULTS_DIR, Report, ValidationError, device_time_ms
 
 from gpucnn import backend, profiler, reference
-from gpucnn.reference.precision import PRECISIONS
+from gpucnn.contract.precision import PRECISIONS
 
 # (name, input features, units) of the Dense GEMMs: the article model's last layer and a large square one.
 DENSE_SHAPES = [("article-dense 512->1", 512, 1), ("dense 4096->4096", 4096, 4096)]

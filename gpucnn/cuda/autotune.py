@@ -1,7 +1,7 @@
 """Autotuning of the GEMM kernels (conv and Dense) on the user's GPU.
 
 The tile shape and split-K factor that run fastest depend on the GPU and the problem, and the launcher's
-heuristic (:func:`gpucnn.cuda.dense.choose_tile`, ``choose_split_k``) was written without the hardware at
+heuristic (:func:`gpucnn.cuda.gemm.choose_tile`, ``choose_split_k``) was written without the hardware at
 hand.  On the ``cuda`` backend, the first time a problem is seen (the kernel family and precision variant,
 every shape argument, the GPU), :class:`Autotuner` times each candidate launch with CUDA events (one
 warm-up, then the median of ``REPEATS``) and keeps the fastest: in memory and in a JSON file on disk

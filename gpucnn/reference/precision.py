@@ -6,19 +6,8 @@ computation up to the order of the float32 sums: TF32 and BF16 products are exac
 """
 import numpy as np
 
-PRECISIONS = ("highest", "high", "medium")  # PyTorch's float32 matmul precisions: FP32, TF32, BF16
-
 TF32_DROPPED_BITS = 13  # float32 keeps 23 mantissa bits, TF32 10
 BF16_DROPPED_BITS = 16  # bfloat16 keeps 7
-
-
-def check_precision(value, name="Argument `precision`"):
-    """``value`` if it is one of :data:`PRECISIONS`, else a ValueError naming ``name``."""
-    if not isinstance(value, str) or value not in PRECISIONS:
-        raise ValueError(f"{name} must be one of {', '.join(map(repr, PRECISIONS))} (PyTorch's "
-                         f"float32 matmul precisions), got {value!r}. Fix: use 'highest' for strict FP32, "
-                         f"'high' for TF32 or 'medium' for BF16 tensor cores.")
-    return value
 
 
 def round_to_tf32(x):
@@ -46,9 +35,7 @@ _ROUNDING = {"high": round_to_tf32, "medium": round_to_bf16}
 
 
 def round_operands(precision, *operands):
-    """The GEMM operands as the kernels of ``precision`` see them: unchanged for None and 'highest' (the
-    reference's default is exact FP32, whatever gpucnn.config says)."""
-    if precision is not None:
-        check_precision(precision)
+    """The GEMM operands as the kernels of ``precision`` (checked by the op's contract) see them: unchanged
+    for None and 'highest' (the reference's default is exact FP32, whatever gpucnn.config says)."""
     rounding = _ROUNDING.get(precision)
     return operands if rounding is None else tuple(rounding(a) for a in operands)

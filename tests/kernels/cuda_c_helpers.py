@@ -1,32 +1,22 @@
-"""Shared pieces of the CUDA C kernel tests (conv.cu, gemm.cu): inputs, comparison, forcing a tile or a
-split-K factor, and a record of the launches, so a test can assert that its shapes reach the path it is
+"""Shared pieces of the CUDA C kernel tests (conv.cu, gemm.cu and their tensor-core twins): their
+tolerance at each precision, forcing a tile or a split-K factor, and a record of the launches, so a test can assert that its shapes reach the path it is
 about (several tiles both ways, partial tiles, float4 stores, split-K) instead of trusting a comment."""
 from typing import NamedTuple
 
 import numpy as np
 import pytest
+from ops import assert_close
 
-from gpucnn.cuda import dense as gemm_launch
+from gpucnn.cuda import gemm as gemm_launch
 from gpucnn.cuda import runtime
 
-ACTIVATIONS = ("linear", "relu", "leaky_relu", "sigmoid", "tanh")
-ALL_TILES = (gemm_launch.LARGE_TILE, gemm_launch.SMALL_TILE, gemm_launch.FEW_COLUMNS_TILE,
-             gemm_launch.FEW_ROWS_TILE)
+#: float32 GEMM sums in another order than NumPy's BLAS.
+GEMM_TOL = dict(rtol=1e-4, atol=1e-4)
+ALL_TILES = gemm_launch.BASE_TILES
 TILE_IDS = [tile.suffix for tile in ALL_TILES]
 
 
-def random(rng, shape, xp=np):
-    return xp.asarray(rng.standard_normal(shape).astype(np.float32))
-
-
-def assert_close(actual, expected, rtol=1e-4, atol=1e-4):
-    actual = actual.get() if hasattr(actual, "get") else actual
-    assert actual.shape == expected.shape
-    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol)
-
-
-PRECISIONS = ("highest", "high", "medium")  # gpucnn.config's: FP32, TF32 and BF16 kernels
-TENSOR_CORE_TAGS = {"high": "tf32", "medium": "bf16"}
+TENSOR_CORE_TAGS = {"high": "tf32", "medium": "bf16"}  # the entry points' tags of gpucnn.config's precisions
 
 
 def assert_matches(actual, reference_at, precision):
@@ -35,7 +25,7 @@ def assert_matches(actual, reference_at, precision):
     (far below the TF32 / BF16 rounding itself, which the tensor-core tests check is really there)."""
     expected = reference_at(precision)
     if precision == "highest":
-        assert_close(actual, expected)
+        assert_close(actual, expected, **GEMM_TOL)
     else:
         scale = max(1.0, float(np.abs(expected).max()))
         assert_close(actual, expected, rtol=2e-5, atol=2e-5 * scale)

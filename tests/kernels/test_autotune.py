@@ -8,12 +8,14 @@ import textwrap
 
 import numpy as np
 import pytest
-from cuda_c_helpers import launches, random  # noqa: F401 (fixture)
+from cuda_c_helpers import launches  # noqa: F401 (fixture)
+from ops import random
 
 from gpucnn import reference
 from gpucnn.cuda import autotune
 from gpucnn.cuda import conv as conv_launchers
 from gpucnn.cuda import dense as dense_launchers
+from gpucnn.cuda import gemm
 
 CANDIDATES = [("128x128", 1), ("64x64", 2), ("128x32", 1)]
 
@@ -119,25 +121,25 @@ def test_concurrent_writers_lose_no_entry(tmp_path):
 
 
 def test_gemm_candidates_cover_every_tile_with_and_without_split_k():
-    tiles = dense_launchers.BASE_TILES
-    candidates = dense_launchers.gemm_candidates(64, 64, 4000, tiles)
+    tiles = gemm.BASE_TILES
+    candidates = gemm.gemm_candidates(64, 64, 4000, tiles)
     assert {suffix for suffix, _ in candidates} == {tile.suffix for tile in tiles}
     assert ("128x128", 1) in candidates and any(s > 1 for _, s in candidates)
     assert len(candidates) == len(set(candidates))
-    assert dense_launchers.gemm_candidates(100_000, 512, 9, tiles) == [(tile.suffix, 1) for tile in tiles]
+    assert gemm.gemm_candidates(100_000, 512, 9, tiles) == [(tile.suffix, 1) for tile in tiles]
 
 
 @pytest.mark.parametrize("precision", ["highest", "high", "medium"])
 def test_only_fp32_backward_filter_has_the_two_blocks_candidate(emulated, precision):
     """The __launch_bounds__(256, 2) tile exists in kernels/conv.cu for backward-filter only."""
     rng = np.random.default_rng(3)
-    x, w = random(rng, (2, 6, 6, 3)), random(rng, (3, 3, 3, 5))
-    dy = random(rng, reference.conv2d_forward(x, w, None, 1, "valid").shape)
+    x, w = random((2, 6, 6, 3), rng), random((3, 3, 3, 5), rng)
+    dy = random(reference.conv2d_forward(x, w, None, 1, "valid").shape, rng)
     with autotune.recording() as calls:
         conv_launchers.conv2d_forward(x, w, None, 1, "valid", precision=precision)
         conv_launchers.conv2d_backward_filter(x, dy, (3, 3), 1, "valid", precision=precision)
-        dense_launchers.dense_backward_weights(random(rng, (12, 9)), random(rng, (12, 5)), precision=precision)
-    two_blocks = dense_launchers.LARGE_TILE_TWO_BLOCKS.suffix
+        dense_launchers.dense_backward_weights(random((12, 9), rng), random((12, 5), rng), precision=precision)
+    two_blocks = gemm.LARGE_TILE_TWO_BLOCKS.suffix
     has_two_blocks = [any(suffix == two_blocks for suffix, _ in candidates) for _, candidates in calls]
     assert has_two_blocks == [False, precision == "highest", False]
 
@@ -163,13 +165,13 @@ def test_off_the_gpu_the_heuristic_picks(emulated, monkeypatch):
 
 def test_launcher_runs_the_tuned_choice_and_never_times_during_capture(emulated, monkeypatch, launches, tmp_path):
     # On the emulated backend with an injected tuner that finds 32x128 fastest (the heuristic picks 128x32).
-    times = dict.fromkeys(dense_launchers.gemm_candidates(70, 9, 10, dense_launchers.BASE_TILES), 10.0)
+    times = dict.fromkeys(gemm.gemm_candidates(70, 9, 10, gemm.BASE_TILES), 10.0)
     times[("32x128", 1)] = 1.0
     tuner, timer = _tuner(tmp_path, times)
     monkeypatch.setattr(autotune, "current_tuner", lambda: tuner)
     monkeypatch.setattr(autotune, "capturing", lambda: True)
     rng = np.random.default_rng(0)
-    x, w = random(rng, (70, 80)), random(rng, (80, 9))
+    x, w = random((70, 80), rng), random((80, 9), rng)
     y = dense_launchers.dense_forward(x, w, None)  # capturing: heuristic, nothing timed
     assert timer.timed == [] and [launch.name for launch in launches] == ["gemm_nn_128x32"]
     monkeypatch.setattr(autotune, "capturing", lambda: False)
@@ -189,21 +191,20 @@ def test_on_gpu_the_tuner_times_with_cuda_events_and_stores_the_winner(gpu, monk
     monkeypatch.setenv(autotune.CACHE_ENV, str(tmp_path / "autotune.json"))
     monkeypatch.setattr(autotune, "_enabled", True)
     rng = np.random.default_rng(1)
-    x, w = random(rng, (1000, 300)), random(rng, (300, 200))
+    x, w = random((1000, 300), rng), random((300, 200), rng)
     y = dense_launchers.dense_forward(cupy.asarray(x), cupy.asarray(w), None)
     np.testing.assert_allclose(y.get(), reference.dense_forward(x, w, None), rtol=1e-3, atol=1e-3)
     (winner,) = json.loads((tmp_path / "autotune.json").read_text()).values()
-    assert tuple(winner) in dense_launchers.gemm_candidates(1000, 200, 300 // dense_launchers.TILE_DEPTH + 1,
-                                                         dense_launchers.BASE_TILES)
+    assert tuple(winner) in gemm.gemm_candidates(1000, 200, 300 // gemm.TILE_DEPTH + 1, gemm.BASE_TILES)
     assert autotune.cuda_event_timer(lambda: cupy.zeros(10**6).sum()) > 0
 
 
 def test_recording_and_forcing_a_candidate(emulated, launches):
     rng = np.random.default_rng(2)
-    x, w = random(rng, (70, 80)), random(rng, (80, 9))
+    x, w = random((70, 80), rng), random((80, 9), rng)
     with autotune.recording() as calls:
         dense_launchers.dense_forward(x, w, None)
-    candidates = dense_launchers.gemm_candidates(70, 9, 10, dense_launchers.BASE_TILES)
+    candidates = gemm.gemm_candidates(70, 9, 10, gemm.BASE_TILES)
     assert calls == [(["gemm_nn", 70, 9, 80], candidates)]
     launches.clear()
     with autotune.forced(("64x64", 2)):

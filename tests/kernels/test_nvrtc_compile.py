@@ -120,16 +120,16 @@ def test_project_sources_hold_no_include_for_nvrtc_to_resolve():
 
 def test_every_entry_point_the_launchers_ask_for_is_compiled():
     # launch_gemm builds kernel names from an op prefix and the tile it picks: each must exist in the cubin.
-    from gpucnn.cuda import dense
+    from gpucnn.cuda import gemm
     prefixes = {"conv.cu": ("conv2d_forward", "conv2d_backward_data", "conv2d_backward_filter"),
                 "gemm.cu": ("gemm_nn", "gemm_nt", "gemm_tn")}
     for base_file, ops in prefixes.items():
         for precision in ("highest", "high", "medium"):
-            variants = {dense.kernel_variant(base_file, op, precision) for op in ops}
+            variants = {gemm.kernel_variant(base_file, op, precision) for op in ops}
             (filename,) = {variant[0] for variant in variants}
             compiled = {kernel.name for kernel in _compiled(filename).kernels}
             wanted = {f"{prefix}_{tile.suffix}" for file, prefix, _ in variants
-                      for tile in dense.tiles_of(file, prefix)} | {"split_k_reduce"}
+                      for tile in gemm.tiles_of(file, prefix)} | {"split_k_reduce"}
             assert wanted <= compiled, (filename, sorted(wanted - compiled))
 
 
@@ -142,8 +142,8 @@ def _instruction_mix(filename):
 def test_tensor_core_kernels_use_tensor_cores(filename):
     mix = _instruction_mix(filename)
     assert set(mix) == {kernel.name for kernel in _compiled(filename).kernels}
-    from gpucnn.cuda import dense
-    tile_suffixes = tuple(dense.TILES)  # GEMM tiles; not split_k_reduce or conv2d_backward_data_narrow
+    from gpucnn.cuda import gemm
+    tile_suffixes = tuple(gemm.TILES)  # GEMM tiles; not split_k_reduce or conv2d_backward_data_narrow
     for name, counts in mix.items():
         gemm_tile = name.endswith(tile_suffixes)
         if gemm_tile and filename.endswith("_tc.cu"):

@@ -106,8 +106,3 @@ def test_reference_ignores_the_global_setting(monkeypatch):
     monkeypatch.setattr(config, "_precision", "medium")
     a = np.float32([[1 + 2**-9]])
     assert reference.dense_forward(a, np.ones((1, 1), np.float32), None)[0, 0] == np.float32(1 + 2**-9)
-
-
-def test_bad_precision_is_refused():
-    with pytest.raises(ValueError, match="Argument `precision`.*'fp16'"):
-        reference.dense_backward_weights(np.ones((2, 2), np.float32), np.ones((2, 2), np.float32), precision="fp16")
