@@ -20,8 +20,10 @@ Default: ``"highest"``, as PyTorch's ``torch.get_float32_matmul_precision()``: r
 reference to ~1e-6 relative and no one gets reduced precision without asking.  (TensorFlow/Keras and
 PyTorch's cuDNN convolutions allow TF32 by default instead; set ``"high"`` for their speed and accuracy.)
 The environment variable ``GPUCNN_FLOAT32_MATMUL_PRECISION`` sets the value for a process until
-``set_float32_matmul_precision`` is called.
+``set_float32_matmul_precision`` is called; ``float32_matmul_precision(p)`` sets it for a ``with`` block
+(how a model compiled with ``matmul_precision=p`` runs its steps).
 """
+import contextlib
 import os
 
 from gpucnn.contract.precision import PRECISIONS, check_precision
@@ -31,14 +33,29 @@ PRECISION_ENV = "GPUCNN_FLOAT32_MATMUL_PRECISION"
 
 _precision = None  # set explicitly; None: the environment variable, else the default
 
-__all__ = ["DEFAULT_PRECISION", "PRECISIONS", "PRECISION_ENV", "get_float32_matmul_precision",
-           "resolve_precision", "set_float32_matmul_precision"]
+__all__ = ["DEFAULT_PRECISION", "PRECISIONS", "PRECISION_ENV", "float32_matmul_precision",
+           "get_float32_matmul_precision", "resolve_precision", "set_float32_matmul_precision"]
 
 
 def set_float32_matmul_precision(precision):
     """Set the precision of the conv and Dense kernels: 'highest' (FP32), 'high' (TF32) or 'medium' (BF16)."""
     global _precision
     _precision = check_precision(precision, "Argument `precision`")
+
+
+@contextlib.contextmanager
+def float32_matmul_precision(precision):
+    """Inside the ``with`` block the conv and Dense kernels use ``precision`` (None: the setting stays as it
+    is); on exit the previous setting comes back."""
+    global _precision
+    if precision is None:
+        yield
+        return
+    previous, _precision = _precision, check_precision(precision, "Argument `precision`")
+    try:
+        yield
+    finally:
+        _precision = previous
 
 
 def get_float32_matmul_precision():

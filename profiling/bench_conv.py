@@ -116,7 +116,7 @@ def tile_replaced(tile, only_instead_of=None):
     """While active, the launchers take ``tile`` wherever the heuristic would take ``only_instead_of``
     (None: everywhere), with the autotuner off; yields the list of (m, n, k) problems it was taken for."""
     from gpucnn.cuda import autotune, gemm
-    choose, replaced, tuning = gemm.choose_tile, [], autotune.autotune_enabled()
+    choose, replaced = gemm.choose_tile, []
 
     def choose_variant(m, n, k):
         chosen = choose(m, n, k)
@@ -126,12 +126,11 @@ def tile_replaced(tile, only_instead_of=None):
         return tile
 
     gemm.choose_tile = choose_variant
-    autotune.set_autotune(False)
     try:
-        yield replaced
+        with autotune.autotuning(False):
+            yield replaced
     finally:
         gemm.choose_tile = choose
-        autotune.set_autotune(tuning)
 
 
 def two_blocks_candidate(run, run_few, reference, warmup, repeat):

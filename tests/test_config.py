@@ -48,3 +48,18 @@ def test_bad_environment_value_names_the_variable(monkeypatch):
     monkeypatch.setenv(config.PRECISION_ENV, "fast")
     with pytest.raises(ValueError, match=f"environment variable {config.PRECISION_ENV}.*'fast'"):
         config.get_float32_matmul_precision()
+
+
+def test_with_block_sets_the_precision_and_restores_the_previous_one(monkeypatch):
+    monkeypatch.setenv(config.PRECISION_ENV, "medium")
+    with config.float32_matmul_precision("high"):
+        assert config.get_float32_matmul_precision() == "high"
+        with config.float32_matmul_precision(None):  # None: as it is
+            assert config.get_float32_matmul_precision() == "high"
+    assert config.get_float32_matmul_precision() == "medium"  # the environment again, not a stored value
+    assert config._precision is None
+    with pytest.raises(ValueError, match="Argument `precision`.*'fp8'"), config.float32_matmul_precision("fp8"):
+        pass
+    with pytest.raises(KeyError), config.float32_matmul_precision("highest"):
+        raise KeyError  # an error inside still restores
+    assert config.get_float32_matmul_precision() == "medium"

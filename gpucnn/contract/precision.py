@@ -14,6 +14,6 @@ def check_precision(value, name="Argument `precision`"):
     return value
 
 
-def check_op_precision(precision):
-    """An op's ``precision``: None (the backend's default) or one of :data:`PRECISIONS`."""
-    return None if precision is None else check_precision(precision)
+def check_op_precision(precision, name="Argument `precision`"):
+    """An op's (or a model's) ``precision``: None (the default setting) or one of :data:`PRECISIONS`."""
+    return None if precision is None else check_precision(precision, name)

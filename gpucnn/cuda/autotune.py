@@ -14,7 +14,8 @@ entries; an unreadable or corrupt file counts as empty.
 Tuning runs eagerly, during the training step's warm-up: inside a CUDA-graph capture the tuner never
 times anything (it uses a known winner, else the heuristic).  Each first sight costs one host sync and a
 few extra launches per candidate.  ``GPUCNN_AUTOTUNE=0`` or ``set_autotune(False)`` turns it off: the
-heuristic then picks, as on the ``cpu`` and ``emulated`` backends.
+heuristic then picks, as on the ``cpu`` and ``emulated`` backends; ``autotuning(flag)`` sets it for a
+``with`` block, and ``compile(..., autotune=flag)`` for one model's steps.
 """
 import contextlib
 import fcntl
@@ -44,6 +45,22 @@ def set_autotune(enabled):
     if not isinstance(enabled, bool):
         raise TypeError(f"Argument `enabled` must be True or False, got {enabled!r}.")
     _enabled = enabled
+
+
+@contextlib.contextmanager
+def autotuning(enabled):
+    """Inside the ``with`` block autotuning is on or off as ``enabled`` says (None: as it is); on exit the
+    previous switch comes back (how a model compiled with ``autotune=...`` runs its steps)."""
+    global _enabled
+    if enabled is None:
+        yield
+        return
+    previous = _enabled
+    set_autotune(enabled)
+    try:
+        yield
+    finally:
+        _enabled = previous
 
 
 def autotune_enabled():

@@ -144,6 +144,19 @@ def test_only_fp32_backward_filter_has_the_two_blocks_candidate(emulated, precis
     assert has_two_blocks == [False, precision == "highest", False]
 
 
+def test_with_block_sets_the_switch_and_restores_the_previous_one(monkeypatch):
+    monkeypatch.setattr(autotune, "_enabled", None)
+    monkeypatch.setenv(autotune.AUTOTUNE_ENV, "1")
+    with autotune.autotuning(False):
+        assert not autotune.autotune_enabled()
+        with autotune.autotuning(None):  # None: as it is
+            assert not autotune.autotune_enabled()
+    assert autotune._enabled is None and autotune.autotune_enabled()
+    with pytest.raises(TypeError, match="`enabled`"), autotune.autotuning("off"):
+        pass
+    assert autotune._enabled is None
+
+
 def test_switch_and_environment_variable(monkeypatch):
     monkeypatch.setattr(autotune, "_enabled", None)
     monkeypatch.setenv(autotune.AUTOTUNE_ENV, "0")
