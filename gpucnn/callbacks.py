@@ -109,20 +109,22 @@ class RunningLogs(collections.abc.Mapping):
         self.loss_sum = xp.zeros((), xp.float64)
         self.correct_sum = xp.zeros((), xp.float64)
         self.samples = 0
-        self.elements = 0
+        self.predictions = 0
 
-    def add(self, loss, correct, samples, elements):
+    def add(self, loss, correct, samples, predictions):
+        """One batch: its mean ``loss`` over ``samples`` samples and ``correct`` right out of
+        ``predictions`` (``Loss.accuracy_count``: samples, or output units for binary accuracy)."""
         self.last_loss = loss
         self.loss_sum += loss * samples
         self.correct_sum += correct
         self.samples += samples
-        self.elements += elements
+        self.predictions += predictions
 
     def result(self, prefix=""):
         logs = {}
         if self.samples:
             for name in self.metric_names:
-                logs[prefix + name] = float(self.correct_sum) / self.elements
+                logs[prefix + name] = float(self.correct_sum) / self.predictions
             logs[prefix + "loss"] = float(self.loss_sum) / self.samples
         return logs
 

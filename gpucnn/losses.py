@@ -25,6 +25,11 @@ class Loss:
         """``y`` as a NumPy array the loss op accepts, or a ValueError naming ``argument``."""
         raise NotImplementedError
 
+    def accuracy_count(self, labels):
+        """How many predictions the loss op's correct count is out of, for a batch of ``labels``:
+        one per sample (the categorical losses compare one argmax per row)."""
+        return len(labels)
+
     def get_config(self):
         return {"from_logits": self.from_logits}
 
@@ -53,6 +58,10 @@ class BinaryCrossentropy(Loss):
     logits_op = "sigmoid_binary_crossentropy"
     activation = "sigmoid"
     accuracy_name = "binary_accuracy"
+
+    def accuracy_count(self, labels):
+        """One prediction per output unit: Keras' binary accuracy is the mean over every unit."""
+        return int(labels.size)
 
     def prepare_labels(self, y, output_shape, argument="y"):
         y = _as_float_labels(y, argument)

@@ -180,7 +180,7 @@ class Trainer:
         self.require_compiled("train_on_batch")
         x, y = self.prepare_training(x, y)
         logs = callbacks_module.RunningLogs(backend.current().xp, self.metrics)
-        logs.add(*self.train_step(x, y), len(x), int(y.size))
+        logs.add(*self.train_step(x, y), len(x), self.loss.accuracy_count(y))
         return self._keras_result(logs.result(), return_dict)
 
     def test_on_batch(self, x, y, return_dict=False):
@@ -280,7 +280,7 @@ class Trainer:
             for step, (xb, yb) in enumerate(train.batches(batch_size, order)):
                 callback_list.on_train_batch_begin(step)
                 loss, correct = run_step(xb, yb)
-                running.add(loss, correct, len(xb), int(yb.size))
+                running.add(loss, correct, len(xb), self.loss.accuracy_count(yb))
                 callback_list.on_train_batch_end(step, running)
                 if self.stop_training:
                     break
@@ -304,7 +304,7 @@ class Trainer:
             if callback_list is not None:
                 callback_list.on_test_batch_begin(batch)
             loss, _, correct = self._loss_op(self.forward(xb, training=False), yb)
-            running.add(loss, correct, len(xb), int(yb.size))
+            running.add(loss, correct, len(xb), self.loss.accuracy_count(yb))
             if callback_list is not None:
                 callback_list.on_test_batch_end(batch, running)
         return running
