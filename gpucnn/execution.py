@@ -15,17 +15,21 @@ from gpucnn.layers.convolutional import Conv2D, MaxPooling2D
 
 
 class LayerUnit:
-    """One layer, run on its own."""
+    """One layer, run on its own; with ``output_logits`` it computes and differentiates the layer's
+    output without its activation (the model's output layer handing logits to a fused loss)."""
 
-    def __init__(self, layer):
+    def __init__(self, layer, output_logits=False):
         self.layers = (layer,)
         self.name = layer.name
+        self._activation = _pre_activation if output_logits else contextlib.nullcontext
 
     def forward(self, x, training):
-        return self.layers[0].call(x, training=training)
+        with self._activation(self.layers[0]) as layer:
+            return layer.call(x, training=training)
 
     def backward(self, dy, need_input_grad):
-        return self.layers[0].backward(dy, need_input_grad=need_input_grad)
+        with self._activation(self.layers[0]) as layer:
+            return layer.backward(dy, need_input_grad=need_input_grad)
 
     def release(self):
         """Drop what the layer saved for backward."""
@@ -34,8 +38,9 @@ class LayerUnit:
 
 @contextlib.contextmanager
 def _pre_activation(layer):
-    """Make ``layer`` compute and differentiate its output without its activation (the mechanism the
-    model also uses to hand logits to a fused loss), restoring the flag afterwards."""
+    """Make ``layer`` compute and differentiate its output without its activation, restoring the flag
+    afterwards: the flag is set only while a unit runs the layer, so a layer never carries it into
+    another use (inference, another model)."""
     saved = layer.output_logits
     layer.output_logits = True
     try:
@@ -82,13 +87,15 @@ class ConvReluPool:
 
 
 def _fusable(layer, following):
-    return (type(layer) is Conv2D and type(following) is MaxPooling2D and layer.activation == "relu"
-            and not layer.output_logits)
+    return type(layer) is Conv2D and type(following) is MaxPooling2D and layer.activation == "relu"
 
 
-def plan_units(layers, fuse=True):
+def plan_units(layers, fuse=True, output_logits=False):
     """The execution units for ``layers`` (in execution order): fused conv-ReLU-pool pairs (when
-    ``fuse``) and single layers, in order."""
+    ``fuse``) and single layers, in order; with ``output_logits`` the last layer, in a unit of its
+    own, outputs its pre-activation logits."""
+    if output_logits:
+        return plan_units(layers[:-1], fuse) + [LayerUnit(layers[-1], output_logits=True)]
     units, index = [], 0
     while index < len(layers):
         if fuse and index + 1 < len(layers) and _fusable(layers[index], layers[index + 1]):

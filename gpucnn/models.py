@@ -85,16 +85,17 @@ class Model(Trainer):
     # MaxPooling2D pair; each unit's forward/backward is an NVTX range for nsys timelines.
     def execution_plan(self):
         """The units ``forward`` runs in order and ``backward`` in reverse, kept on the model (a fused
-        unit holds its output between forward and backward) and re-planned whenever the layers or
-        their activations change."""
-        key = tuple((id(layer), layer.activation, layer.output_logits) for layer in self.layers)
+        unit holds its output between forward and backward) and re-planned whenever the layers,
+        their activations or the compiled loss' use of the output layer's logits change."""
+        logits = self.output_logits
+        key = (tuple((id(layer), layer.activation) for layer in self.layers), logits)
         if self._execution_plan is None or self._execution_plan[0] != key:
-            self._execution_plan = (key, execution.plan_units(self.layers))
+            self._execution_plan = (key, execution.plan_units(self.layers, output_logits=logits))
         return self._execution_plan[1]
 
     def forward(self, x, training):
-        """The output layer's output for the batch ``x`` on the backend: logits where the output
-        layer hands them to a fused loss (``output_logits``)."""
+        """The output layer's output for the batch ``x`` on the backend: its pre-activation logits
+        where the compiled loss takes them (``output_logits``)."""
         for unit in self.execution_plan():
             with profiler.nvtx_range(unit.name, "forward"):
                 x = unit.forward(x, training)
@@ -117,9 +118,9 @@ class Model(Trainer):
         """The model's outputs for the batch ``x`` on the backend, with the last activation applied
         even where the output layer hands logits to a fused loss."""
         out = self.forward(x, training=training)
-        last = self.output_layer
-        if last.output_logits:
+        if self.output_logits:
             ops = backend.current().ops
+            last = self.output_layer
             out = ops.sigmoid_forward(out) if last.activation == "sigmoid" else ops.softmax_forward(out)
         return out
 

@@ -23,26 +23,46 @@ from gpucnn import callbacks as callbacks_module
 class FlatParameters:
     """Every trainable weight of a model in one flat buffer (``values``) and their gradients in a twin
     (``grads``), so the optimizer updates the whole model in one op.  Packing moves each weight's value
-    into the buffer; the weights keep views into both buffers."""
+    into the buffer; the weights keep views into both buffers.
+
+    A layer used by several models (as in Keras, they share its weights) lives in the buffer of the
+    model that trained it last: packing takes each weight's current value from wherever it is, and
+    :meth:`holds` tells a model whose buffer no longer holds a weight to pack again."""
 
     def __init__(self, weights):
         xp = backend.current().xp
-        self.key = tuple(id(w) for w in weights)
+        self.weights = list(weights)
         self.size = sum(int(np.prod(w.shape)) for w in weights)
         self.values = xp.empty(self.size, xp.float32)
         self.grads = xp.zeros(self.size, xp.float32)
+        self.offsets = []
         offset = 0
-        for weight in weights:
+        for weight in self.weights:
             size = int(np.prod(weight.shape))
             view = self.values[offset:offset + size].reshape(weight.shape)
             view[...] = weight.value
             weight.value = view
             weight.grad = self.grads[offset:offset + size].reshape(weight.shape)
+            self.offsets.append(offset)
             offset += size
+        self._views = [(w.value, w.grad) for w in self.weights]
 
     def holds(self, weights):
-        """Whether the buffer was packed for exactly these weights, in this order."""
-        return self.key == tuple(id(w) for w in weights)
+        """Whether the buffer was packed for exactly these weights, in this order, and still holds
+        each of them (another model sharing a layer has not packed its weights since)."""
+        return len(weights) == len(self.weights) and all(
+            w is packed and w.value is value and w.grad is grad
+            for w, packed, (value, grad) in zip(weights, self.weights, self._views))
+
+    def copy_state(self, old, old_state, new_state):
+        """Copy the per-parameter optimizer state of every weight packed both in ``old`` (a previous
+        buffer, whose state is ``old_state``) and here into ``new_state`` (for this buffer)."""
+        where = {id(w): (offset, int(np.prod(w.shape))) for w, offset in zip(old.weights, old.offsets)}
+        for weight, offset in zip(self.weights, self.offsets):
+            if id(weight) in where:
+                old_offset, size = where[id(weight)]
+                for name, array in new_state.items():
+                    array[offset:offset + size] = old_state[name][old_offset:old_offset + size]
 
 
 class Trainer:
@@ -56,7 +76,6 @@ class Trainer:
         self.metrics = []
         self.stop_training = False
         self._flat = None
-        self._loss_op = None
         self._jit_graph = None
         self._initial_epoch = 0
 
@@ -99,29 +118,37 @@ class Trainer:
 
     def pack_parameters(self):
         """Move every trainable weight into one flat parameter buffer (and its gradient into a twin)
-        and build the optimizer's state for it; nothing to do when already packed for these weights."""
+        and build the optimizer's state for it; nothing to do when the buffer still holds these
+        weights."""
         trainable = self.trainable_weights
         if self._flat is not None and self._flat.holds(trainable):
             return
+        old, old_state = self._flat, self.optimizer.state
         self._flat = FlatParameters(trainable)
         self.optimizer.build(self._flat.values)
+        if old is not None:
+            # Repacked because a layer changed hands, was added or unfrozen: this model's optimizer
+            # keeps what it learned about the weights it already trained (Adam's moments).
+            self._flat.copy_state(old, old_state, self.optimizer.state)
 
-    def _setup_loss(self):
-        """Use the loss' stable fused form when the output layer ends in its activation."""
+    @property
+    def output_logits(self):
+        """Whether ``forward`` ends at the output layer's pre-activation logits, which the loss then
+        takes in its numerically stable fused form: when the compiled loss' activation (sigmoid for
+        binary, softmax for categorical cross-entropy) is the output layer's.  Derived from the
+        current output layer and loss every time, so ``add``, ``pop`` or a new ``compile`` never
+        leave a stale choice behind."""
+        return (self.loss is not None and not self.loss.from_logits and bool(self.layers)
+                and self.output_layer.activation == self.loss.activation)
+
+    def _check_metrics(self):
+        """Refuse metrics the compiled loss cannot compute for the model's output shape."""
         losses.check_accuracy_metrics(self.metrics, self.loss, self.output_shape[1:])
-        last = self.output_layer
-        # A layer that was the output layer before add()/pop() must apply its activation again.
-        for layer in self.layers:
-            if layer is not last:
-                layer.output_logits = False
-        logits = self.loss.from_logits or last.activation == self.loss.activation
-        last.output_logits = not self.loss.from_logits and last.activation == self.loss.activation
-        self._loss_op = getattr(backend.current().ops, self.loss.op_name(logits))
 
     def setup_training(self):
-        """Everything a training step needs besides the data: the loss set up for the output layer
-        (fused with its activation where it can) and the parameters packed."""
-        self._setup_loss()
+        """Everything a training step needs besides the data: the metrics checked against the output
+        layer and the parameters packed."""
+        self._check_metrics()
         self.pack_parameters()
 
     def prepare_training(self, x, y):
@@ -154,9 +181,10 @@ class Trainer:
 
     # -- one step -----------------------------------------------------------------------------------
     def loss_and_gradient(self, outputs, y):
-        """The compiled loss of ``forward``'s ``outputs`` for labels ``y``: device (loss, gradient
-        with respect to ``outputs``, correct count)."""
-        return self._loss_op(outputs, y)
+        """The compiled loss of ``forward``'s ``outputs`` (logits where :attr:`output_logits`) for
+        labels ``y``: device (loss, gradient with respect to ``outputs``, correct count)."""
+        op_name = self.loss.op_name(self.loss.from_logits or self.output_logits)
+        return getattr(backend.current().ops, op_name)(outputs, y)
 
     def apply_optimizer(self):
         """One optimizer update of the flat parameter buffer from the gradient buffer."""
@@ -169,7 +197,7 @@ class Trainer:
         runners of :mod:`gpucnn.step_runners` launch or capture."""
         out = self.forward(x, training=True)
         with profiler.nvtx_range("loss"):
-            loss, dout, correct = self._loss_op(out, y)
+            loss, dout, correct = self.loss_and_gradient(out, y)
         self.backward(dout)
         self.apply_optimizer()
         return loss, correct
@@ -187,7 +215,7 @@ class Trainer:
         """Loss (and accuracy) of one batch in inference mode, returned as ``train_on_batch`` does."""
         self.require_compiled("test_on_batch")
         dataset = data.DeviceData(*data.xy_on_backend(self, x, y))
-        self._setup_loss()
+        self._check_metrics()
         return self._keras_result(self._evaluate_data(dataset, len(dataset)).result(), return_dict)
 
     def predict_on_batch(self, x):
@@ -303,7 +331,7 @@ class Trainer:
         for batch, (xb, yb) in enumerate(dataset.batches(batch_size)):
             if callback_list is not None:
                 callback_list.on_test_batch_begin(batch)
-            loss, _, correct = self._loss_op(self.forward(xb, training=False), yb)
+            loss, _, correct = self.loss_and_gradient(self.forward(xb, training=False), yb)
             running.add(loss, correct, len(xb), self.loss.accuracy_count(yb))
             if callback_list is not None:
                 callback_list.on_test_batch_end(batch, running)
@@ -318,7 +346,7 @@ class Trainer:
         batch_size = self._batch_size(batch_size)
         verbose = _check_verbose(verbose)
         dataset = data.place(*data.check_xy(self, x, y))
-        self._setup_loss()
+        self._check_metrics()
         callback_list = callbacks_module.CallbackList(_check_callbacks(callbacks), self, params={
             "verbose": verbose, "steps": math.ceil(len(dataset) / batch_size)})
         callback_list.on_test_begin()

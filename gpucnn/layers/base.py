@@ -66,8 +66,9 @@ class Layer:
     ``call``, ``backward`` and ``get_config``; layers with weights also override ``build``."""
 
     default_name = "layer"
-    # Layers with an `activation` argument set these; the model may ask the last layer to return
-    # pre-activation logits (``output_logits = True``) so the loss can use its stable fused form.
+    # Layers with an `activation` argument set these.  While an execution unit (gpucnn.execution)
+    # runs the layer with ``output_logits = True`` it skips its activation: the model's output layer
+    # handing logits to a fused loss, or a Conv2D whose ReLU is applied after pooling.
     activation = "linear"
     alpha = activations.DEFAULT_LEAKY_ALPHA
 
