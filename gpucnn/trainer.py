@@ -31,8 +31,8 @@ class FlatParameters:
 
     def __init__(self, weights):
         xp = backend.current().xp
-        self.weights = list(weights)
-        self.size = sum(int(np.prod(w.shape)) for w in weights)
+        self.weights = _distinct(weights)
+        self.size = sum(int(np.prod(w.shape)) for w in self.weights)
         self.values = xp.empty(self.size, xp.float32)
         self.grads = xp.zeros(self.size, xp.float32)
         self.offsets = []
@@ -50,6 +50,7 @@ class FlatParameters:
     def holds(self, weights):
         """Whether the buffer was packed for exactly these weights, in this order, and still holds
         each of them (another model sharing a layer has not packed its weights since)."""
+        weights = _distinct(weights)
         return len(weights) == len(self.weights) and all(
             w is packed and w.value is value and w.grad is grad
             for w, packed, (value, grad) in zip(weights, self.weights, self._views))
@@ -63,6 +64,11 @@ class FlatParameters:
                 old_offset, size = where[id(weight)]
                 for name, array in new_state.items():
                     array[offset:offset + size] = old_state[name][old_offset:old_offset + size]
+
+
+def _distinct(weights):
+    """``weights`` without repeats (a layer called twice in one model has one set of weights)."""
+    return list({id(w): w for w in weights}.values())
 
 
 class Trainer:

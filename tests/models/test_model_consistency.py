@@ -112,3 +112,14 @@ def test_a_shared_layer_keeps_each_models_optimizer_state(cpu):
             weight.assign(value)  # ... and back to a's values, so a and b stay twins
     for got, want in zip(a.get_weights(), b.get_weights()):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
+
+
+def test_a_weight_listed_twice_is_packed_once(cpu):
+    """A layer called twice in one model lists its weights twice: one slot each in the flat buffer,
+    and the buffer still holds them afterwards (no repacking on every step)."""
+    layer = Dense(2)
+    layer.build((3,))
+    weights = layer.weights + layer.weights
+    flat = gpucnn.trainer.FlatParameters(weights)
+    assert flat.size == 3 * 2 + 2 and flat.holds(weights) and flat.holds(layer.weights)
+    np.testing.assert_array_equal(flat.values[:6].reshape(3, 2), layer.weights[0].value)
