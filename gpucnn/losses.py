@@ -44,6 +44,9 @@ def _check_shape(y, output_shape, argument, loss_name, hint):
 
 def _as_float_labels(y, argument):
     y = np.asarray(y)
+    if y.dtype.kind == "c":
+        raise TypeError(f"Argument `{argument}` must hold real numbers, got dtype {y.dtype}: the "
+                        f"imaginary part would be dropped. Fix: pass real labels, e.g. np.real(y).")
     if not (np.issubdtype(y.dtype, np.number) or y.dtype == bool):
         raise TypeError(f"Argument `{argument}` must hold numbers, got dtype {y.dtype}.")
     y = y.astype(np.float32)

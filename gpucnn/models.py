@@ -12,12 +12,11 @@ its public interface, so a model over a graph of layers trains the same way as `
   and ``backward(dy)`` in reverse; ``call(x, training)``: the outputs with the last activation applied;
 - the weights, ``get_weights`` / ``set_weights``, ``count_params``, ``get_config`` / ``from_config``.
 """
-import numpy as np
 
 from gpucnn import backend, data, execution, profiler, saving
 from gpucnn import summary as summary_module
 from gpucnn.layers import Input, Layer, deserialize, serialize
-from gpucnn.layers.base import _unique_name, format_shape
+from gpucnn.layers.base import _unique_name, assign_weights, format_shape
 from gpucnn.trainer import Trainer
 
 
@@ -153,20 +152,10 @@ class Model(Trainer):
         return [w.numpy() for w in self.weights]
 
     def set_weights(self, weights):
-        """Set every weight from NumPy arrays in ``get_weights()`` order.  All shapes are checked first,
-        so a wrong list leaves the model unchanged."""
+        """Set every weight from arrays in ``get_weights()`` order, all or nothing: a wrong count,
+        shape or dtype (complex included) raises before any weight changes."""
         self.build()
-        weights = list(weights)
-        if len(weights) != len(self.weights):
-            raise ValueError(f"set_weights expects {len(self.weights)} arrays (one per weight, in "
-                             f"get_weights() order), got {len(weights)}.")
-        for weight, array in zip(self.weights, weights):
-            if tuple(np.shape(array)) != weight.shape:
-                raise ValueError(f"Weight '{weight.name}' has shape {weight.shape}, but set_weights got "
-                                 f"an array of shape {tuple(np.shape(array))}. Fix: pass arrays in "
-                                 f"get_weights() order and shapes.")
-        for weight, array in zip(self.weights, weights):
-            weight.assign(array)
+        assign_weights(self.weights, weights, f"Model '{self.name}'")
 
     def save_weights(self, filepath):
         """Write only the weights (with the layer config they belong to) to ``filepath``, atomically."""

@@ -123,3 +123,38 @@ def test_a_weight_listed_twice_is_packed_once(cpu):
     flat = gpucnn.trainer.FlatParameters(weights)
     assert flat.size == 3 * 2 + 2 and flat.holds(weights) and flat.holds(layer.weights)
     np.testing.assert_array_equal(flat.values[:6].reshape(3, 2), layer.weights[0].value)
+
+
+def small_dense_model():
+    gpucnn.utils.set_random_seed(4)
+    model = gpucnn.Sequential([Flatten(input_shape=(2, 2, 1)), Dense(3), Dense(2, activation="softmax")])
+    model.compile(optimizer="adam", loss="categorical_crossentropy")
+    return model
+
+
+@pytest.mark.parametrize("bad_last, error, match", [
+    (np.zeros(2, np.complex64), TypeError, r"complex64 for weight 'dense.*/bias'.*np\.real"),
+    (np.array(["a", "b"]), TypeError, r"<U1 for weight 'dense.*/bias'.*weights hold real numbers"),
+    ([[1.0], [2.0, 3.0]], TypeError, r"dense.*/bias'.*not a numeric array"),
+    (np.zeros(3), ValueError, r"dense.*/bias' has shape \(2,\).*shape \(3,\)"),
+])
+def test_set_weights_changes_nothing_when_any_array_is_bad(cpu, bad_last, error, match):
+    """Three good arrays and a bad last one: the error names the weight and nothing is assigned."""
+    for target in ("model", "layer"):
+        model = small_dense_model()
+        before = model.get_weights()
+        arrays = [w + 1 for w in before[:-1]] + [bad_last]
+        with pytest.raises(error, match=match):
+            if target == "model":
+                model.set_weights(arrays)
+            else:
+                model.layers[2].set_weights(arrays[2:])
+        for got, want in zip(model.get_weights(), before):
+            np.testing.assert_array_equal(got, want)
+
+
+def test_complex_labels_are_refused(cpu):
+    model = small_dense_model()
+    x = np.zeros((2, 2, 2, 1), np.float32)
+    with pytest.raises(TypeError, match=r"`y` must hold real numbers.*complex128.*np\.real"):
+        model.fit(x, np.eye(2)[[0, 1]] + 0j, verbose=0)
