@@ -88,7 +88,8 @@ class Trainer:
     # -- compile ------------------------------------------------------------------------------------
     def compile(self, optimizer="rmsprop", loss=None, metrics=None, jit_graph=None):
         """Configure training: ``optimizer`` ('adam', 'sgd' or an instance), ``loss`` (Keras name or
-        instance), ``metrics`` (e.g. ['accuracy']).
+        instance), ``metrics`` (e.g. ['accuracy']).  When the model is built, a loss or metric that
+        cannot work on its output shape raises here, as does anything Keras would refuse.
 
         ``jit_graph`` chooses how ``fit`` runs a step: ``None`` (default) captures a whole training
         step of a full batch (forward, loss, backward, optimizer) once as a CUDA graph and replays it
@@ -101,19 +102,23 @@ class Trainer:
                              "Fix: pass optimizer='adam' or 'sgd'.")
         if loss is None:
             raise ValueError("Argument `loss` is required, e.g. loss='binary_crossentropy'.")
-        self.optimizer = optimizers.get(optimizer)
-        self.loss = losses.get(loss)
-        self.metrics = losses.metric_names(metrics, self.loss)
+        optimizer = optimizers.get(optimizer)
+        loss = losses.get(loss)
+        metrics = losses.metric_names(metrics, loss)
+        if self.built:
+            # The output shape is known: a loss or metric that cannot work on it is reported now
+            # (and again at fit / evaluate for a model built or changed later).
+            self.build()
+            losses.check_fits_output(loss, metrics, self.output_shape[1:])
+        self.optimizer, self.loss, self.metrics = optimizer, loss, metrics
         self._jit_graph = jit_graph
         self._flat = None
-        if self.built:
-            self.build()
 
     def require_compiled(self, method):
-        """Raise the Keras error for calling ``method`` (its name) on a model not compiled yet."""
+        """Raise Keras' ValueError for calling ``method`` (its name) on a model not compiled yet."""
         if self.loss is None:
-            raise RuntimeError(f"You must compile the model before calling {method}(). "
-                               f"Fix: model.compile(optimizer='adam', loss=..., metrics=['accuracy']).")
+            raise ValueError(f"You must call `compile()` before calling `{method}()`. "
+                             f"Fix: model.compile(optimizer='adam', loss=..., metrics=['accuracy']).")
 
     # -- the training state -------------------------------------------------------------------------
     @property
@@ -147,14 +152,14 @@ class Trainer:
         return (self.loss is not None and not self.loss.from_logits and bool(self.layers)
                 and self.output_layer.activation == self.loss.activation)
 
-    def _check_metrics(self):
-        """Refuse metrics the compiled loss cannot compute for the model's output shape."""
-        losses.check_accuracy_metrics(self.metrics, self.loss, self.output_shape[1:])
+    def _check_loss_fits_output(self):
+        """Refuse a compiled loss or metrics that cannot work on the model's output shape."""
+        losses.check_fits_output(self.loss, self.metrics, self.output_shape[1:])
 
     def setup_training(self):
         """Everything a training step needs besides the data: the metrics checked against the output
         layer and the parameters packed."""
-        self._check_metrics()
+        self._check_loss_fits_output()
         self.pack_parameters()
 
     def prepare_training(self, x, y):
@@ -221,7 +226,7 @@ class Trainer:
         """Loss (and accuracy) of one batch in inference mode, returned as ``train_on_batch`` does."""
         self.require_compiled("test_on_batch")
         dataset = data.DeviceData(*data.xy_on_backend(self, x, y))
-        self._check_metrics()
+        self._check_loss_fits_output()
         return self._keras_result(self._evaluate_data(dataset, len(dataset)).result(), return_dict)
 
     def predict_on_batch(self, x):
@@ -352,7 +357,7 @@ class Trainer:
         batch_size = self._batch_size(batch_size)
         verbose = _check_verbose(verbose)
         dataset = data.place(*data.check_xy(self, x, y))
-        self._check_metrics()
+        self._check_loss_fits_output()
         callback_list = callbacks_module.CallbackList(_check_callbacks(callbacks), self, params={
             "verbose": verbose, "steps": math.ceil(len(dataset) / batch_size)})
         callback_list.on_test_begin()

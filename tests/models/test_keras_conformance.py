@@ -243,11 +243,16 @@ def test_summary_counts_optimizer_variables_after_training(cpu):
 # -- metrics ------------------------------------------------------------------------------------------
 def test_accuracy_name_is_refused_where_keras_would_compute_another_accuracy(cpu):
     model = gpucnn.Sequential([Flatten(input_shape=(6, 6, 1)), Dense(3, activation="sigmoid")])
-    model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
+    with pytest.raises(ValueError, match=r"categorical \(argmax\).*Fix: metrics=\['binary_accuracy'\]"):
+        model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
+    assert model.loss is None  # a refused compile leaves the model as it was
     x = data(4)[0]
     labels = np.eye(3, dtype=np.float32)[[0, 1, 2, 0]]
+    # Known only when the model is built: refused at fit.
+    unbuilt = gpucnn.Sequential([Flatten(), Dense(3, activation="sigmoid")])
+    unbuilt.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
     with pytest.raises(ValueError, match=r"categorical \(argmax\).*Fix: metrics=\['binary_accuracy'\]"):
-        model.fit(x, labels, verbose=0)
+        unbuilt.fit(x, labels, verbose=0)
     model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["binary_accuracy"])
     assert set(model.fit(x, labels, verbose=0).history) == {"binary_accuracy", "loss"}
 
@@ -305,3 +310,12 @@ def test_evaluate_calls_the_test_hooks_of_its_callbacks(cpu):
     loss, accuracy = model.evaluate(x, y, batch_size=2, verbose=0, callbacks=[Recorder()])
     assert seen == [("begin", 3), ("batch", 0, True), ("batch", 1, True), ("batch", 2, True),
                     ("end", ["accuracy", "loss"])]
+
+
+@pytest.mark.parametrize("loss", ["categorical_crossentropy", "sparse_categorical_crossentropy"])
+@pytest.mark.parametrize("metrics", [None, ["accuracy"]])
+def test_a_categorical_loss_on_one_unit_is_refused_at_compile_with_the_real_problem(cpu, loss, metrics):
+    model = gpucnn.Sequential([Flatten(input_shape=(6, 6, 1)), Dense(1, activation="softmax")])
+    with pytest.raises(ValueError, match=rf"^Loss '{loss}' on a model with 1 output unit cannot learn.*"
+                                         r"Fix: loss='binary_crossentropy'"):
+        model.compile(optimizer="adam", loss=loss, metrics=metrics)
