@@ -140,22 +140,34 @@ def softmax_backward(dy, y, dx, classes):
 LOSS_OUTPUTS = f"{VECTOR}, {VECTOR}, int32[::1], {VECTOR}, {VECTOR}"  # grad, partials, blocks_done, loss, correct
 
 
-@kernel(f"void({VECTOR}, {VECTOR}, boolean, float32, {LOSS_OUTPUTS})")
-def binary_crossentropy(outputs, labels, from_logits, count, grad, partials, blocks_done, loss, correct):
-    """Element-wise binary cross-entropy of probabilities or logits; ``count`` = number of elements."""
+@device
+def sample_weight_of(sample_weight, weighted, row):
+    """The loss weight of sample ``row``: its entry of ``sample_weight`` when ``weighted``, else 1."""
+    return sample_weight[row] if weighted else float32(1)
+
+
+@kernel(f"void({VECTOR}, {VECTOR}, {VECTOR}, boolean, int64, boolean, float32, {LOSS_OUTPUTS})")
+def binary_crossentropy(outputs, labels, sample_weight, weighted, units, from_logits, count, grad, partials,
+                        blocks_done, loss, correct):
+    """Element-wise binary cross-entropy of probabilities or logits; ``count`` = number of elements.
+
+    When ``weighted``, the loss and gradient of each element are multiplied by its sample's weight
+    (``units`` elements per sample); the correct count is not weighted.
+    """
     loss_sum = float32(0)
     correct_sum = float32(0)
     for i in range(cuda.grid(1), outputs.size, cuda.gridsize(1)):
         value, y = outputs[i], labels[i]
+        w = sample_weight_of(sample_weight, weighted, i // units)
         if from_logits:
-            loss_sum += max(value, float32(0)) - value * y + math.log1p(math.exp(-abs(value)))
-            grad[i] = (sigmoid(value, float32(0)) - y) / count
+            loss_sum += w * (max(value, float32(0)) - value * y + math.log1p(math.exp(-abs(value))))
+            grad[i] = w * (sigmoid(value, float32(0)) - y) / count
             predicted = float32(1) if value > 0 else float32(0)
         else:
             p = min(max(value, EPSILON), ONE_MINUS_EPSILON)
-            loss_sum -= y * math.log(p) + (float32(1) - y) * math.log(float32(1) - p)
+            loss_sum -= w * (y * math.log(p) + (float32(1) - y) * math.log(float32(1) - p))
             clipped = value < EPSILON or value > ONE_MINUS_EPSILON
-            grad[i] = float32(0) if clipped else ((float32(1) - y) / (float32(1) - p) - y / p) / count
+            grad[i] = float32(0) if clipped else w * ((float32(1) - y) / (float32(1) - p) - y / p) / count
             predicted = float32(1) if value > float32(0.5) else float32(0)
         if predicted == y:
             correct_sum += float32(1)
@@ -170,18 +182,21 @@ def label_value(dense_labels, class_labels, sparse, row, base, k):
     return dense_labels[base + k]
 
 
-@kernel(f"void({VECTOR}, {VECTOR}, int32[::1], boolean, boolean, int64, float32, {LOSS_OUTPUTS})")
-def categorical_crossentropy(outputs, dense_labels, class_labels, sparse, from_logits, classes, count,
-                             grad, partials, blocks_done, loss, correct):
+@kernel(f"void({VECTOR}, {VECTOR}, int32[::1], {VECTOR}, boolean, boolean, boolean, int64, float32, "
+        f"{LOSS_OUTPUTS})")
+def categorical_crossentropy(outputs, dense_labels, class_labels, sample_weight, weighted, sparse, from_logits,
+                             classes, count, grad, partials, blocks_done, loss, correct):
     """Categorical cross-entropy of (rows, classes) probabilities or logits, one thread per row.
 
     Labels are dense rows, or int class indices when ``sparse`` (the other labels array is unused);
     ``count`` = number of rows.  Argmax ties go to the first index, for outputs and labels alike.
+    When ``weighted``, each row's loss and gradient are multiplied by ``sample_weight[row]``.
     """
     loss_sum = float32(0)
     correct_sum = float32(0)
     for row in range(cuda.grid(1), outputs.size // classes, cuda.gridsize(1)):
         base = row * classes
+        w = sample_weight_of(sample_weight, weighted, row)
         # Pass 1: argmax of outputs and labels, the row maximum (logits) or row sum (probabilities).
         best_k, label_k = 0, 0
         best = outputs[base]
@@ -208,8 +223,8 @@ def categorical_crossentropy(outputs, dense_labels, class_labels, sparse, from_l
             for k in range(classes):
                 shifted = outputs[base + k] - best
                 y = label_value(dense_labels, class_labels, sparse, row, base, k)
-                loss_sum += y * (log_total - shifted)
-                grad[base + k] = (math.exp(shifted) / exp_total * label_total - y) / count
+                loss_sum += w * y * (log_total - shifted)
+                grad[base + k] = w * (math.exp(shifted) / exp_total * label_total - y) / count
         else:
             # q = p / Σp clipped; g = dL/dq = -y/q / N where the clip passed; dL/dp = (g - Σ g·q) / Σp.
             dot = float32(0)
@@ -218,8 +233,8 @@ def categorical_crossentropy(outputs, dense_labels, class_labels, sparse, from_l
                 clipped = q < EPSILON or q > ONE_MINUS_EPSILON
                 q_clipped = min(max(q, EPSILON), ONE_MINUS_EPSILON)
                 y = label_value(dense_labels, class_labels, sparse, row, base, k)
-                loss_sum -= y * math.log(q_clipped)
-                g = float32(0) if clipped else -y / q_clipped / count
+                loss_sum -= w * y * math.log(q_clipped)
+                g = float32(0) if clipped else -w * y / q_clipped / count
                 grad[base + k] = g
                 dot += g * q
             for k in range(classes):

@@ -3,6 +3,11 @@
 Each returns ``(loss, grad, correct)``: the mean loss and the number of correct predictions as 0-d
 float32 arrays, and the gradient of the *mean* loss (the 1/N is already in it) with respect to the
 network output (probabilities or logits), in the dtype of that output.
+
+``sample_weight`` (optional, float32 of shape (N,)) weighs each sample's loss as Keras 3 does
+("sum_over_batch_size"): loss = Σ w_i · l_i / N, where l_i is sample i's loss (for binary
+cross-entropy the mean over its output units), and the gradient is that of the weighted loss.  The
+correct count is not weighted (Keras' ``metrics`` ignore sample weights).
 """
 import numpy as np
 
@@ -43,27 +48,40 @@ def _class_labels(labels, outputs):
     return one_hot
 
 
+def _row_weights(sample_weight, outputs):
+    """``sample_weight`` shaped to broadcast over each row of ``outputs`` (1 when there is none)."""
+    if sample_weight is None:
+        return 1
+    sample_weight = np.asarray(sample_weight)
+    if sample_weight.shape != outputs.shape[:1] or sample_weight.dtype != np.float32:
+        raise ValueError(f"Argument `sample_weight` must be float32 of shape {outputs.shape[:1]} (one "
+                         f"weight per sample), got {sample_weight.dtype} {sample_weight.shape}.")
+    return sample_weight.astype(outputs.dtype).reshape((-1,) + (1,) * (outputs.ndim - 1))
+
+
 def _clip(probs):
     """Probabilities clipped to [EPSILON, 1 - EPSILON] and the mask where the clip let them through."""
     low, high = probs.dtype.type(EPSILON), probs.dtype.type(1 - EPSILON)
     return np.clip(probs, low, high), (probs >= low) & (probs <= high)
 
 
-def binary_crossentropy(probs, labels):
+def binary_crossentropy(probs, labels, sample_weight=None):
     """mean(-(y log p + (1-y) log(1-p))) with p clipped; correct counts elements with (p > 0.5) == y."""
     labels = _dense_labels(labels, probs)
+    w = _row_weights(sample_weight, probs)
     p, passed = _clip(probs)
-    loss = -np.mean(labels * np.log(p) + (1 - labels) * np.log(1 - p))
-    dprobs = ((1 - labels) / (1 - p) - labels / p) * passed / probs.size
+    loss = -np.mean(w * (labels * np.log(p) + (1 - labels) * np.log(1 - p)))
+    dprobs = w * ((1 - labels) / (1 - p) - labels / p) * passed / probs.size
     correct = np.count_nonzero((probs > 0.5) == labels)
     return _float32(loss), dprobs.astype(probs.dtype, copy=False), _float32(correct)
 
 
-def sigmoid_binary_crossentropy(logits, labels):
+def sigmoid_binary_crossentropy(logits, labels, sample_weight=None):
     """BCE on sigmoid(z) in the stable form mean(max(z, 0) - z·y + log(1 + exp(-|z|)))."""
     labels = _dense_labels(labels, logits)
-    loss = np.mean(np.maximum(logits, 0) - logits * labels + np.log1p(np.exp(-np.abs(logits))))
-    dlogits = (sigmoid_forward(logits) - labels) / logits.dtype.type(logits.size)
+    w = _row_weights(sample_weight, logits)
+    loss = np.mean(w * (np.maximum(logits, 0) - logits * labels + np.log1p(np.exp(-np.abs(logits)))))
+    dlogits = w * (sigmoid_forward(logits) - labels) / logits.dtype.type(logits.size)
     correct = np.count_nonzero((logits > 0) == labels)
     return _float32(loss), dlogits, _float32(correct)
 
@@ -73,26 +91,28 @@ def _count_same_argmax(scores, labels):
     return _float32(np.count_nonzero(scores.argmax(axis=-1) == labels.argmax(axis=-1)))
 
 
-def categorical_crossentropy(probs, labels):
+def categorical_crossentropy(probs, labels, sample_weight=None):
     """mean over rows of -Σ y log p, with p divided by its row sum and clipped (gradient of exactly that)."""
     labels = _dense_labels(labels, probs)
     if probs.ndim != 2:
         raise ValueError(f"Categorical losses expect predictions of shape (N, classes), got {probs.shape}.")
+    w = _row_weights(sample_weight, probs)
     n = probs.shape[0]
     row_sum = probs.sum(axis=-1, keepdims=True)
     p, passed = _clip(probs / row_sum)
-    loss = -np.sum(labels * np.log(p)) / n
+    loss = -np.sum(w * labels * np.log(p)) / n
     # d loss / d p_normalized, then through the row normalization p_k / s: (g_k - Σ_j g_j p_j) / s.
-    g = -labels / p * passed / n
+    g = -w * labels / p * passed / n
     dprobs = (g - np.sum(g * (probs / row_sum), axis=-1, keepdims=True)) / row_sum
     return _float32(loss), dprobs.astype(probs.dtype, copy=False), _count_same_argmax(probs, labels)
 
 
-def softmax_categorical_crossentropy(logits, labels):
-    """mean over rows of -Σ y log softmax(z); dz = (softmax(z)·Σy - y) / N."""
+def softmax_categorical_crossentropy(logits, labels, sample_weight=None):
+    """mean over rows of -Σ y log softmax(z); dz = (softmax(z)·Σy - y) / N (times each row's weight)."""
     labels = _dense_labels(labels, logits)
     if logits.ndim != 2:
         raise ValueError(f"Categorical losses expect logits of shape (N, classes), got {logits.shape}.")
+    w = _row_weights(sample_weight, logits)
     n = logits.shape[0]
     shifted = logits - logits.max(axis=-1, keepdims=True)
     # exp(shifted) / its row sum is softmax_forward(logits), computed once for the loss and the gradient.
@@ -100,16 +120,16 @@ def softmax_categorical_crossentropy(logits, labels):
     row_sum = softmax.sum(axis=-1, keepdims=True)
     log_softmax = shifted - np.log(row_sum)
     softmax /= row_sum
-    loss = -np.sum(labels * log_softmax) / n
-    dlogits = (softmax * labels.sum(axis=-1, keepdims=True) - labels) / logits.dtype.type(n)
+    loss = -np.sum(w * labels * log_softmax) / n
+    dlogits = w * (softmax * labels.sum(axis=-1, keepdims=True) - labels) / logits.dtype.type(n)
     return _float32(loss), dlogits, _count_same_argmax(logits, labels)
 
 
-def sparse_categorical_crossentropy(probs, labels):
+def sparse_categorical_crossentropy(probs, labels, sample_weight=None):
     """:func:`categorical_crossentropy` with int class labels of shape (N,) or (N, 1)."""
-    return categorical_crossentropy(probs, _class_labels(labels, probs))
+    return categorical_crossentropy(probs, _class_labels(labels, probs), sample_weight)
 
 
-def sparse_softmax_categorical_crossentropy(logits, labels):
+def sparse_softmax_categorical_crossentropy(logits, labels, sample_weight=None):
     """:func:`softmax_categorical_crossentropy` with int class labels of shape (N,) or (N, 1)."""
-    return softmax_categorical_crossentropy(logits, _class_labels(labels, logits))
+    return softmax_categorical_crossentropy(logits, _class_labels(labels, logits), sample_weight)

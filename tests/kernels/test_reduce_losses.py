@@ -45,12 +45,18 @@ def _probabilities(shape, seed):
 
 
 def _check_loss(device, op, outputs, labels):
-    loss, grad, correct = getattr(launchers, op)(*on_device(device, outputs, labels))
-    expected_loss, expected_grad, expected_correct = getattr(reference, op)(outputs, labels)
-    assert loss.shape == () and correct.shape == ()
-    assert_close(device, loss, expected_loss, rtol=1e-5)
-    assert_close(device, grad, expected_grad, rtol=1e-5, atol=1e-7)
-    assert_close(device, correct, expected_correct, exact=True)
+    """The launcher against the reference, without and with per-sample weights (zeros and weights
+    above 1 included)."""
+    weights = np.random.default_rng(5).uniform(0, 3, len(outputs)).astype(np.float32)
+    weights[0] = 0
+    for sample_weight in (None, weights):
+        arguments = (outputs, labels) if sample_weight is None else (outputs, labels, sample_weight)
+        loss, grad, correct = getattr(launchers, op)(*on_device(device, *arguments))
+        expected_loss, expected_grad, expected_correct = getattr(reference, op)(*arguments)
+        assert loss.shape == () and correct.shape == ()
+        assert_close(device, loss, expected_loss, rtol=1e-5)
+        assert_close(device, grad, expected_grad, rtol=1e-5, atol=1e-7)
+        assert_close(device, correct, expected_correct, exact=True)
 
 
 @with_devices
@@ -108,5 +114,9 @@ def test_loss_arguments_are_checked(emulated):
         launchers.softmax_categorical_crossentropy(logits, random((4, 2)))
     with pytest.raises(ValueError, match="`labels`"):
         launchers.sigmoid_binary_crossentropy(logits, random((4,)))
+    with pytest.raises(ValueError, match=r"`sample_weight` must be float32 of shape \(4,\)"):
+        launchers.sigmoid_binary_crossentropy(logits, random((4, 3)), random((3,)))
+    with pytest.raises(TypeError, match="`sample_weight`.*float32"):
+        launchers.softmax_categorical_crossentropy(logits, random((4, 3)), np.ones(4))
     with pytest.raises(ValueError, match="`gamma`"):
         launchers.batchnorm_forward_training(random((2, 3)), random((2,)), random((3,)), 1e-3)
