@@ -70,16 +70,74 @@ def check_xy(model, x, y, x_name="x", y_name="y"):
     return x, model.loss.prepare_labels(y_host, model.output_shape[1:], y_name)
 
 
+def check_sample_weight(sample_weight, samples, argument="sample_weight"):
+    """``sample_weight`` as a float32 NumPy vector of one finite weight per sample (Keras takes shape
+    (samples,) or (samples, 1)), or None."""
+    if sample_weight is None:
+        return None
+    weights = backend.current().to_numpy(as_array(sample_weight))
+    if weights.dtype.kind == "c" or not (np.issubdtype(weights.dtype, np.number) or weights.dtype == bool):
+        raise TypeError(f"Argument `{argument}` must hold real numbers, got dtype {weights.dtype}. "
+                        f"Fix: pass a float array of shape ({samples},).")
+    if weights.ndim == 2 and weights.shape[1] == 1:
+        weights = weights[:, 0]
+    if weights.shape != (samples,):
+        raise ValueError(f"Argument `{argument}` must have one weight per sample, shape ({samples},), got "
+                         f"shape {weights.shape}.")
+    weights = weights.astype(np.float32)
+    if not np.isfinite(weights).all():
+        raise ValueError(f"Argument `{argument}` contains NaN or Inf (or values beyond float32). Fix: "
+                         f"pass finite weights.")
+    return weights
+
+
+def class_weight_to_sample_weight(class_weight, labels):
+    """Keras' ``class_weight`` dict as per-sample weights for checked ``labels`` (as the loss' own
+    ``prepare_labels`` returns them): the class of a sample is its label rounded (one unit or class
+    indices) or the argmax of its row; classes missing from the dict weigh 1, as in Keras."""
+    if not hasattr(class_weight, "items") or not hasattr(class_weight, "get"):
+        raise ValueError(f"Argument `class_weight` must be a dict mapping class indices to weights, e.g. "
+                         f"{{0: 1.0, 1: 4.0}}, got {type(class_weight).__name__}: {class_weight!r}.")
+    weights_of = {}
+    for key, value in class_weight.items():
+        try:
+            index = int(key)
+        except (TypeError, ValueError):
+            raise ValueError(f"Argument `class_weight` must have integer class indices as keys, got the "
+                             f"key {key!r}.") from None
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+                or not np.isfinite(value):
+            raise ValueError(f"Argument `class_weight` must map each class to a finite number, got "
+                             f"{value!r} for class {key!r}.")
+        weights_of[index] = float(value)
+    classes = labels
+    if classes.ndim > 1:
+        classes = classes.argmax(axis=-1) if classes.shape[-1] != 1 else classes[..., 0]
+    classes = np.round(classes).astype(np.int64)
+    return np.array([weights_of.get(int(c), 1.0) for c in classes], dtype=np.float32)
+
+
+def sample_weights(labels, sample_weight=None, class_weight=None):
+    """The per-sample loss weights ``fit`` / ``train_on_batch`` use: ``sample_weight`` checked, or
+    ``class_weight`` turned into per-sample weights for ``labels``, or None (Keras refuses both)."""
+    if class_weight is None:
+        return check_sample_weight(sample_weight, len(labels))
+    if sample_weight is not None:
+        raise ValueError("You cannot use `class_weight` and `sample_weight` at the same time. Fix: fold "
+                         "the class weights into `sample_weight`, e.g. sample_weight * "
+                         "class_weight_of_each_label.")
+    return class_weight_to_sample_weight(class_weight, labels)
+
+
 def x_on_backend(model, x):
     """``x`` checked as :func:`check_x` does, as an array of the backend."""
     return backend.current().asarray(check_x(model, x))
 
 
-def xy_on_backend(model, x, y):
-    """``x`` and the labels checked as :func:`check_xy` does, as arrays of the backend."""
-    x, labels = check_xy(model, x, y)
+def on_backend(*arrays):
+    """Each array on the backend (as it is, when already there); None stays None."""
     xp = backend.current().xp
-    return xp.asarray(x), xp.asarray(labels)
+    return tuple(None if array is None else xp.asarray(array) for array in arrays)
 
 
 _FINITE_CHECK_BYTES = 64 << 20

@@ -165,7 +165,7 @@ class Trainer:
     def prepare_training(self, x, y):
         """``x``/``y`` checked and on the backend, ready for :meth:`train_step`, after
         :meth:`setup_training`."""
-        x, y = data.xy_on_backend(self, x, y)
+        x, y = data.on_backend(*data.check_xy(self, x, y))
         self.setup_training()
         return x, y
 
@@ -191,41 +191,50 @@ class Trainer:
         self._initial_epoch = epoch
 
     # -- one step -----------------------------------------------------------------------------------
-    def loss_and_gradient(self, outputs, y):
+    def loss_and_gradient(self, outputs, y, sample_weight=None):
         """The compiled loss of ``forward``'s ``outputs`` (logits where :attr:`output_logits`) for
-        labels ``y``: device (loss, gradient with respect to ``outputs``, correct count)."""
+        labels ``y``, each sample's loss weighted by ``sample_weight`` when given (Keras 3:
+        Σ wᵢ·lossᵢ / batch size): device (loss, gradient with respect to ``outputs``, correct count,
+        not weighted)."""
         op_name = self.loss.op_name(self.loss.from_logits or self.output_logits)
-        return getattr(backend.current().ops, op_name)(outputs, y)
+        op = getattr(backend.current().ops, op_name)
+        return op(outputs, y) if sample_weight is None else op(outputs, y, sample_weight)
 
     def apply_optimizer(self):
         """One optimizer update of the flat parameter buffer from the gradient buffer."""
         with profiler.nvtx_range("optimizer"):
             self.optimizer.apply(self._flat.values, self._flat.grads)
 
-    def train_step(self, x, y):
+    def train_step(self, x, y, sample_weight=None):
         """One optimizer step (forward, loss, backward, optimizer) on a batch made by
-        :meth:`prepare_training`; returns device (loss, correct) without synchronising: the step the
-        runners of :mod:`gpucnn.step_runners` launch or capture."""
+        :meth:`prepare_training` (per-sample loss weights on the device, or None); returns device
+        (loss, correct) without synchronising: the step the runners of :mod:`gpucnn.step_runners`
+        launch or capture."""
         out = self.forward(x, training=True)
         with profiler.nvtx_range("loss"):
-            loss, dout, correct = self.loss_and_gradient(out, y)
+            loss, dout, correct = self.loss_and_gradient(out, y, sample_weight)
         self.backward(dout)
         self.apply_optimizer()
         return loss, correct
 
-    def train_on_batch(self, x, y, return_dict=False):
+    def train_on_batch(self, x, y, sample_weight=None, class_weight=None, return_dict=False):
         """One optimizer step on one batch, as Keras: returns the batch's loss (a float), ``[loss,
-        accuracy]`` when metrics were compiled, or a dict with ``return_dict=True``."""
+        accuracy]`` when metrics were compiled, or a dict with ``return_dict=True``.
+        ``sample_weight`` / ``class_weight`` weigh each sample's loss as in :meth:`fit`."""
         self.require_compiled("train_on_batch")
-        x, y = self.prepare_training(x, y)
+        x, y = data.check_xy(self, x, y)
+        x, y, weights = data.on_backend(x, y, data.sample_weights(y, sample_weight, class_weight))
+        self.setup_training()
         logs = callbacks_module.RunningLogs(backend.current().xp, self.metrics)
-        logs.add(*self.train_step(x, y), len(x), self.loss.accuracy_count(y))
+        logs.add(*self.train_step(x, y, weights), len(x), self.loss.accuracy_count(y))
         return self._keras_result(logs.result(), return_dict)
 
-    def test_on_batch(self, x, y, return_dict=False):
-        """Loss (and accuracy) of one batch in inference mode, returned as ``train_on_batch`` does."""
+    def test_on_batch(self, x, y, sample_weight=None, return_dict=False):
+        """Loss (and accuracy) of one batch in inference mode, returned as ``train_on_batch`` does;
+        ``sample_weight`` weighs each sample's loss."""
         self.require_compiled("test_on_batch")
-        dataset = data.DeviceData(*data.xy_on_backend(self, x, y))
+        x, y = data.check_xy(self, x, y)
+        dataset = data.DeviceData(*data.on_backend(x, y, data.check_sample_weight(sample_weight, len(x))))
         self._check_loss_fits_output()
         return self._keras_result(self._evaluate_data(dataset, len(dataset)).result(), return_dict)
 
@@ -251,13 +260,19 @@ class Trainer:
         """Train for ``epochs`` epochs; returns a :class:`gpucnn.callbacks.History` (also kept as
         ``model.history``).
 
-        ``validation_split`` takes the *last* fraction of ``x``/``y`` before shuffling, as Keras does;
-        ``validation_data=(x_val, y_val)`` takes precedence over it.  Validation runs after every
+        ``validation_split`` takes the *last* fraction of ``x``/``y`` (and ``sample_weight``) before
+        shuffling, as Keras does; ``validation_data=(x_val, y_val)`` or ``(x_val, y_val,
+        val_sample_weight)`` takes precedence over it.  Validation runs after every
         ``validation_freq``-th epoch, in batches of ``validation_batch_size`` (default ``batch_size``).
+
+        ``sample_weight`` (one weight per sample) or ``class_weight`` (a dict ``{class index:
+        weight}``, e.g. ``{0: 1.0, 1: 4.0}`` for rare positives; not with ``sample_weight``) weigh
+        each sample's loss as in Keras 3: a batch's loss is Σ wᵢ·lossᵢ / batch size, and the
+        gradient is that of this loss.  Class weights apply to the training data only.  Accuracy is
+        not weighted (Keras' ``metrics=``).  The weights live on the device with the data.
         """
         self.require_compiled("fit")
-        _refuse_unimplemented(class_weight=class_weight, sample_weight=sample_weight,
-                              steps_per_epoch=steps_per_epoch, validation_steps=validation_steps)
+        _refuse_unimplemented(steps_per_epoch=steps_per_epoch, validation_steps=validation_steps)
         batch_size = self._batch_size(batch_size)
         validation_batch_size = batch_size if validation_batch_size is None else \
             _positive_int(validation_batch_size, "validation_batch_size")
@@ -272,26 +287,30 @@ class Trainer:
             raise ValueError(f"Argument `validation_split` must be a float in [0, 1), got "
                              f"{validation_split!r}.")
         x, y = data.check_xy(self, x, y)
+        weights = data.check_sample_weight(sample_weight, len(x))
         self.setup_training()
         val = None
         if validation_data is not None:
-            if isinstance(validation_data, (tuple, list)) and len(validation_data) == 3:
-                raise ValueError("Argument `validation_data=(x_val, y_val, sample_weight)`: sample "
-                                 "weights are not implemented. Fix: pass (x_val, y_val).")
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-                raise ValueError(f"Argument `validation_data` must be a tuple (x_val, y_val), got "
-                                 f"{type(validation_data).__name__}"
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+                raise ValueError(f"Argument `validation_data` must be a tuple (x_val, y_val) or (x_val, "
+                                 f"y_val, val_sample_weight), got {type(validation_data).__name__}"
                                  f"{' of length %d' % len(validation_data) if isinstance(validation_data, (tuple, list)) else ''}.")
-            val = data.place(*data.check_xy(self, *validation_data, x_name="validation_data[0]",
-                                             y_name="validation_data[1]"))
+            x_val, y_val = data.check_xy(self, *validation_data[:2], x_name="validation_data[0]",
+                                         y_name="validation_data[1]")
+            w_val = data.check_sample_weight(validation_data[2] if len(validation_data) == 3 else None,
+                                             len(x_val), "validation_data[2]")
+            val = data.place(x_val, y_val, w_val)
         elif validation_split > 0:
             split = int(math.floor(len(x) * (1.0 - validation_split)))
             if split == 0 or split == len(x):
                 raise ValueError(f"Argument `validation_split={validation_split}` leaves "
                                  f"{split} training and {len(x) - split} validation samples out of "
                                  f"{len(x)}. Fix: use more data or another split.")
-            x, y, val = x[:split], y[:split], data.place(x[split:], y[split:])
-        train = data.place(x, y)
+            val = data.place(x[split:], y[split:], None if weights is None else weights[split:])
+            x, y, weights = x[:split], y[:split], None if weights is None else weights[:split]
+        if class_weight is not None:  # the training part's classes (Keras refuses it with sample_weight)
+            weights = data.sample_weights(y, sample_weight, class_weight)
+        train = data.place(x, y, weights)
 
         history = callbacks_module.History()
         steps = math.ceil(len(train) / batch_size)
@@ -316,9 +335,9 @@ class Trainer:
             callback_list.on_epoch_begin(epoch)
             running = callbacks_module.RunningLogs(backend.current().xp, self.metrics)
             order = utils.rng().permutation(len(train)) if shuffle else None
-            for step, (xb, yb) in enumerate(train.batches(batch_size, order)):
+            for step, (xb, yb, wb) in enumerate(train.batches(batch_size, order)):
                 callback_list.on_train_batch_begin(step)
-                loss, correct = run_step(xb, yb)
+                loss, correct = run_step(xb, yb, wb)
                 running.add(loss, correct, len(xb), self.loss.accuracy_count(yb))
                 callback_list.on_train_batch_end(step, running)
                 if self.stop_training:
@@ -339,10 +358,10 @@ class Trainer:
     def _evaluate_data(self, dataset, batch_size, callback_list=None):
         """Loss and accuracy over a :mod:`gpucnn.data` dataset, in inference mode, kept on the device."""
         running = callbacks_module.RunningLogs(backend.current().xp, self.metrics)
-        for batch, (xb, yb) in enumerate(dataset.batches(batch_size)):
+        for batch, (xb, yb, wb) in enumerate(dataset.batches(batch_size)):
             if callback_list is not None:
                 callback_list.on_test_batch_begin(batch)
-            loss, _, correct = self.loss_and_gradient(self.forward(xb, training=False), yb)
+            loss, _, correct = self.loss_and_gradient(self.forward(xb, training=False), yb, wb)
             running.add(loss, correct, len(xb), self.loss.accuracy_count(yb))
             if callback_list is not None:
                 callback_list.on_test_batch_end(batch, running)
@@ -351,12 +370,14 @@ class Trainer:
     def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None, steps=None,
                  callbacks=None, return_dict=False):
         """Loss and metrics on ``x``/``y``: ``[loss, accuracy]`` (or a scalar loss without metrics, or a
-        dict with ``return_dict=True``).  ``callbacks`` get the ``on_test_*`` hooks, as in Keras."""
+        dict with ``return_dict=True``).  ``sample_weight`` weighs each sample's loss as in
+        :meth:`fit`.  ``callbacks`` get the ``on_test_*`` hooks, as in Keras."""
         self.require_compiled("evaluate")
-        _refuse_unimplemented(sample_weight=sample_weight, steps=steps)
+        _refuse_unimplemented(steps=steps)
         batch_size = self._batch_size(batch_size)
         verbose = _check_verbose(verbose)
-        dataset = data.place(*data.check_xy(self, x, y))
+        x, y = data.check_xy(self, x, y)
+        dataset = data.place(x, y, data.check_sample_weight(sample_weight, len(x)))
         self._check_loss_fits_output()
         callback_list = callbacks_module.CallbackList(_check_callbacks(callbacks), self, params={
             "verbose": verbose, "steps": math.ceil(len(dataset) / batch_size)})
@@ -377,7 +398,7 @@ class Trainer:
         dataset = data.place(data.check_x(self, x))
         self.build()
         outputs = [backend.current().to_numpy(self.call(xb, training=False))
-                   for xb, _ in dataset.batches(batch_size)]
+                   for xb, _, _ in dataset.batches(batch_size)]
         return np.concatenate(outputs).astype(np.float32, copy=False)
 
     def profile(self, x, y, steps=10, warmup=2, print_fn=print):

@@ -83,13 +83,6 @@ def test_validation_freq_validates_every_nth_epoch(cpu):
     assert len(history.history["loss"]) == 4 and len(history.history["val_loss"]) == 2
 
 
-def test_validation_data_with_sample_weights_is_refused_clearly(cpu):
-    x, y = data(8)
-    with pytest.raises(ValueError, match=r"validation_data=\(x_val, y_val, sample_weight\).*Fix: pass "
-                                         r"\(x_val, y_val\)"):
-        small_model().fit(x, y, verbose=0, validation_data=(x, y, np.ones(8)))
-
-
 def test_model_checkpoint_save_weights_only(cpu, tmp_path):
     model = small_model()
     model.fit(*data(8), epochs=1, verbose=0,
@@ -277,11 +270,8 @@ def test_keras_arguments_without_an_implementation_are_refused_by_name(cpu):
     model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
     x, y = np.ones((4, 2, 2, 1), np.float32), np.array([0, 1, 0, 1], np.float32)
     calls = [
-        ("sample_weight", lambda: model.fit(x, y, sample_weight=np.ones(4), verbose=0)),
-        ("class_weight", lambda: model.fit(x, y, class_weight={0: 1.0, 1: 2.0}, verbose=0)),
         ("steps_per_epoch", lambda: model.fit(x, y, steps_per_epoch=2, verbose=0)),
         ("validation_steps", lambda: model.fit(x, y, validation_steps=1, verbose=0)),
-        ("sample_weight", lambda: model.evaluate(x, y, sample_weight=np.ones(4), verbose=0)),
         ("steps", lambda: model.evaluate(x, y, steps=1, verbose=0)),
         ("steps", lambda: model.predict(x, steps=1)),
         ("callbacks", lambda: model.predict(x, callbacks=[gpucnn.callbacks.Callback()])),
