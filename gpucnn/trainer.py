@@ -379,26 +379,33 @@ class Trainer:
         x, y = data.check_xy(self, x, y)
         dataset = data.place(x, y, data.check_sample_weight(sample_weight, len(x)))
         self._check_loss_fits_output()
-        callback_list = callbacks_module.CallbackList(_check_callbacks(callbacks), self, params={
-            "verbose": verbose, "steps": math.ceil(len(dataset) / batch_size)})
+        steps = math.ceil(len(dataset) / batch_size)
+        # The progress bar comes after the user's callbacks, as in Keras.
+        bar = [callbacks_module.EvaluationProgressBar(steps, verbose)] if verbose else []
+        callback_list = callbacks_module.CallbackList(_check_callbacks(callbacks) + bar, self, params={
+            "verbose": verbose, "steps": steps})
         callback_list.on_test_begin()
         logs = self._evaluate_data(dataset, batch_size, callback_list).result()
         callback_list.on_test_end(logs)
-        if verbose:
-            steps = math.ceil(len(dataset) / batch_size)
-            print(f"{steps}/{steps}"
-                  + callbacks_module._format_logs(logs))
         return self._keras_result(logs, return_dict)
 
     def predict(self, x, batch_size=None, verbose=0, steps=None, callbacks=None):
-        """Model outputs for ``x`` as a float32 NumPy array (probabilities for sigmoid/softmax heads)."""
+        """Model outputs for ``x`` as a float32 NumPy array (probabilities for sigmoid/softmax heads).
+        ``verbose=1`` draws Keras' progress bar with the time per step, ``2`` its one-line form."""
         _refuse_unimplemented(steps=steps, callbacks=callbacks)
         batch_size = self._batch_size(batch_size)
-        _check_verbose(verbose)
+        verbose = _check_verbose(verbose)
         dataset = data.place(data.check_x(self, x))
         self.build()
-        outputs = [backend.current().to_numpy(self.call(xb, training=False))
-                   for xb, _, _ in dataset.batches(batch_size)]
+        bar = callbacks_module.ProgressBar(math.ceil(len(dataset) / batch_size), verbose=verbose)
+        bar.start()
+        outputs = []
+        for step, (xb, _, _) in enumerate(dataset.batches(batch_size), start=1):
+            outputs.append(backend.current().to_numpy(self.call(xb, training=False)))
+            if verbose:
+                bar.update(step, {})
+        if verbose:
+            bar.finish({})
         return np.concatenate(outputs).astype(np.float32, copy=False)
 
     def profile(self, x, y, steps=10, warmup=2, print_fn=print):

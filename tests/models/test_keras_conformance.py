@@ -1,6 +1,8 @@
 """What a Keras 3 user relies on, on the cpu backend: each test is a Keras behaviour gpucnn diverged
 from (callback hooks and logs, progress output, freezing layers, Model methods, summary totals,
 metric choice) or a clear error where gpucnn does not implement the Keras feature."""
+import re
+
 import numpy as np
 import pytest
 
@@ -106,6 +108,24 @@ def test_single_epoch_has_no_epoch_header(cpu, capsys):
     small_model().fit(*data(8), epochs=1, verbose=1)
     out = capsys.readouterr().out
     assert "Epoch" not in out and out.count("\n") == 1
+
+
+@pytest.mark.parametrize("verbose", [1, 2])
+def test_evaluate_and_predict_print_keras_progress_with_time_per_step(cpu, capsys, verbose):
+    model = small_model()
+    x, y = data(8)
+    loss, accuracy = model.evaluate(x, y, batch_size=3, verbose=verbose)
+    predictions = model.predict(x, batch_size=3, verbose=verbose)
+    evaluate_line, predict_line = capsys.readouterr().out.splitlines()
+    numbers = rf" - accuracy: {accuracy:.4f} - loss: {loss:.4f}"
+    if verbose == 1:  # 3 steps (3 + 3 + 2 samples): bar, elapsed time, time per step
+        assert re.fullmatch(rf"3/3 ━{{20}} \d+s \d+(s|ms|us)/step{numbers}", evaluate_line)
+        assert re.fullmatch(r"3/3 ━{20} \d+s \d+(s|ms|us)/step", predict_line)
+    else:
+        assert re.fullmatch(rf"3/3 - \d+s - \d+(s|ms|us)/step{numbers}", evaluate_line)
+        assert re.fullmatch(r"3/3 - \d+s - \d+(s|ms|us)/step", predict_line)
+    np.testing.assert_array_equal(predictions, model.predict(x, batch_size=3, verbose=0))
+    assert capsys.readouterr().out == ""
 
 
 def test_tiny_values_print_in_scientific_notation():
