@@ -1,4 +1,5 @@
-"""gpucnn: hand-written CUDA kernels for convolutional networks with a Keras-style Sequential API.
+"""gpucnn: hand-written CUDA kernels for convolutional networks with a Keras-style API (Sequential and
+the Functional API, ``gpucnn.Model(inputs, outputs)``).
 
 >>> import gpucnn
 >>> from gpucnn.layers import Conv2D, MaxPooling2D, Flatten, Dense
@@ -7,10 +8,12 @@
 """
 from gpucnn import callbacks, datasets, initializers, layers, losses, models, optimizers, utils
 from gpucnn.backend import get_backend, set_backend, using_backend
-from gpucnn.models import Sequential, load_model
+from gpucnn.functional import Functional
+from gpucnn.layers import Input
+from gpucnn.models import Model, Sequential, load_model
 
 __version__ = "0.1.0"
 
-__all__ = ["Sequential", "load_model", "layers", "models", "optimizers", "losses", "callbacks",
+__all__ = ["Model", "Sequential", "Functional", "Input", "load_model", "layers", "models", "optimizers", "losses", "callbacks",
            "datasets", "initializers", "utils", "get_backend", "set_backend", "using_backend",
            "__version__"]

@@ -1,6 +1,6 @@
 """Activation functions by Keras name, dispatched to the backend's ops.
 
-Conv2D and Dense pass the "fusable" ones (linear, relu, leaky_relu, sigmoid) to their op, which applies
+Conv2D and Dense pass the "fusable" ones (linear, relu, leaky_relu, sigmoid, tanh) to their op, which applies
 them in the kernel epilogue; softmax is a separate op over the last axis.
 """
 # The ops' fused epilogues define which activations fuse (the list is not repeated here).
@@ -30,6 +30,8 @@ def forward(ops, name, x, alpha=DEFAULT_LEAKY_ALPHA):
         return ops.leaky_relu_forward(x, alpha)
     if name == "sigmoid":
         return ops.sigmoid_forward(x)
+    if name == "tanh":
+        return ops.tanh_forward(x)
     return ops.softmax_forward(x)
 
 
@@ -43,4 +45,6 @@ def backward(ops, name, dy, y, alpha=DEFAULT_LEAKY_ALPHA):
         return ops.leaky_relu_backward(dy, y, alpha)
     if name == "sigmoid":
         return ops.sigmoid_backward(dy, y)
+    if name == "tanh":
+        return ops.tanh_backward(dy, y)
     return ops.softmax_backward(dy, y)

@@ -12,7 +12,9 @@ sees a device, else ``cpu``.  ``emulated`` and ``cuda`` exclude each other withi
 Numba reads ``NUMBA_ENABLE_CUDASIM`` once, when ``numba.cuda`` is first imported.
 """
 import importlib
+import importlib.metadata
 import os
+import re
 import sys
 
 import numpy as np
@@ -78,6 +80,51 @@ def cuda_device_count():
         return 0
 
 
+def cuda_unavailable_reason():
+    """Why CuPy cannot use a CUDA device here (CuPy missing, no driver, no device), or None when it can."""
+    try:
+        import cupy
+    except Exception as error:
+        return f"CuPy does not import ({type(error).__name__}: {error})"
+    try:
+        count = int(cupy.cuda.runtime.getDeviceCount())
+    except Exception as error:
+        return f"CuPy sees no CUDA device ({type(error).__name__}: {error})"
+    return None if count > 0 else "CuPy sees no CUDA device (device count 0)"
+
+
+#: First numba-cuda release that takes CuPy arrays through DLPack on the launch stream, which does not
+#: synchronise (older ones go through the CUDA Array Interface and synchronise for every argument of every
+#: launch, which also breaks CUDA-graph capture).
+NUMBA_CUDA_DLPACK_VERSION = (0, 25)
+
+
+def numba_cuda_version():
+    """The installed numba-cuda version string, or None (numba's own, older ``numba.cuda`` only)."""
+    try:
+        return importlib.metadata.version("numba-cuda")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def check_numba_cuda_interop(version):
+    """BackendError unless numba-cuda ``version`` launches on CuPy arrays without synchronising: >= 0.25,
+    or an older one told not to synchronise (``NUMBA_CUDA_ARRAY_INTERFACE_SYNC=0``)."""
+    release = tuple(int(part) for part in re.findall(r"\d+", version or "")[:2])
+    if version is not None and release >= NUMBA_CUDA_DLPACK_VERSION:
+        return
+    if os.environ.get("NUMBA_CUDA_ARRAY_INTERFACE_SYNC") == "0":
+        return
+    found = f"numba-cuda {version}" if version else "numba's built-in numba.cuda (no numba-cuda package)"
+    wanted = ".".join(map(str, NUMBA_CUDA_DLPACK_VERSION))
+    raise BackendError(
+        f"backend 'cuda' needs numba-cuda >= {wanted}, found {found}: older versions pass CuPy arrays "
+        f"through the CUDA Array Interface and synchronise the stream for every argument of every kernel "
+        f"launch (slow, and it breaks CUDA-graph capture). Fix: pip install -U 'numba-cuda[cu13]>={wanted}' "
+        f"(or [cu12] for CUDA 12), or set NUMBA_CUDA_ARRAY_INTERFACE_SYNC=0 in the environment before "
+        f"starting Python.")
+
+
 def _make_backend(name):
     if name == "cpu":
         return Backend("cpu", np, importlib.import_module("gpucnn.reference"))
@@ -85,6 +132,7 @@ def _make_backend(name):
         _enable_simulator()
         return Backend("emulated", np, importlib.import_module("gpucnn.cuda"))
     # name == "cuda"
+    check_numba_cuda_interop(numba_cuda_version())
     if _simulator_enabled():
         raise BackendError(
             "backend 'cuda' cannot run in a process where Numba's CUDA simulator is on "

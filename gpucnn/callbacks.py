@@ -358,8 +358,9 @@ class ModelCheckpoint(Callback):
     """Saves the model (or only its weights, ``save_weights_only=True``) after each epoch to
     ``filepath``, which may hold Keras-style fields such as ``'model-{epoch:02d}-{val_loss:.3f}.gpucnn'``
     (epochs count from 1).  With ``save_best_only`` only when ``monitor`` improves on the best so far
-    (which starts at ``initial_value_threshold`` when given).  Each save is atomic (see
-    ``gpucnn.saving``)."""
+    (which starts at ``initial_value_threshold`` when given).  The suffix chooses the format, as in
+    Keras: ``.keras`` (or ``.weights.h5`` with ``save_weights_only``) writes Keras' format.  Each save is
+    atomic (see ``gpucnn.saving``)."""
 
     def __init__(self, filepath, monitor="val_loss", verbose=0, save_best_only=False,
                  save_weights_only=False, mode="auto", save_freq="epoch", initial_value_threshold=None):
@@ -399,6 +400,9 @@ class ModelCheckpoint(Callback):
             raise ValueError(f"ModelCheckpoint: argument `filepath={self.filepath!r}` cannot be "
                              f"formatted ({error!r}); available fields: epoch and {sorted(logs)}. Fix: "
                              f"use only those names, e.g. 'model-{{epoch:02d}}.gpucnn'.") from None
+        directory = os.path.dirname(path)
+        if directory:
+            os.makedirs(directory, exist_ok=True)  # as Keras: the folder may not exist before the first save
         if self.save_weights_only:
             self.model.save_weights(path)
         else:

@@ -2,6 +2,8 @@
 import numpy as np
 
 TEXTURE_NAMES = ("grass", "gravel")
+# scikit-image's bundled 512x512 grayscale texture photographs (a class each in ``textures(names=...)``).
+BUNDLED_TEXTURES = ("brick", "grass", "gravel")
 
 
 def _crops(image, rows, count, size, rng):
@@ -15,9 +17,10 @@ def _crops(image, rows, count, size, rng):
     return crops
 
 
-def textures(train_per_class=256, validation_per_class=64, size=100, seed=0):
-    """Two-class texture task: ``size``×``size``×1 crops of scikit-image's ``grass`` (label 0) and
-    ``gravel`` (label 1) photographs (512×512 each), pixel values scaled to [0, 1].
+def textures(train_per_class=256, validation_per_class=64, size=100, seed=0, names=TEXTURE_NAMES):
+    """Texture task: ``size``×``size``×1 crops of scikit-image's photographs ``names`` (512×512 each;
+    label = position in ``names``, by default ``grass`` 0 and ``gravel`` 1; any of
+    ``BUNDLED_TEXTURES``), pixel values scaled to [0, 1].
 
     Training crops come from the top 384 rows of each photograph and validation crops from the bottom
     112 rows (rows 400-511), so no pixel appears in both sets.  Returns
@@ -33,8 +36,13 @@ def textures(train_per_class=256, validation_per_class=64, size=100, seed=0):
     if size > 112:
         raise ValueError(f"Argument `size` must be at most 112 (the validation band is 112 rows), "
                          f"got {size!r}. Fix: use a smaller crop size.")
+    names = tuple(names) if isinstance(names, (list, tuple)) else names
+    if not isinstance(names, tuple) or len(names) < 2 or len(set(names)) != len(names) or \
+            any(name not in BUNDLED_TEXTURES for name in names):
+        raise ValueError(f"Argument `names` must list at least 2 distinct texture names out of "
+                         f"{BUNDLED_TEXTURES}, got {names!r}.")
     rng = np.random.default_rng(seed)
-    photos = [getattr(data, name)().astype(np.float32) / 255.0 for name in TEXTURE_NAMES]
+    photos = [getattr(data, name)().astype(np.float32) / 255.0 for name in names]
     sets = []
     for rows, count in (((0, 384), train_per_class), ((400, 512), validation_per_class)):
         images = np.concatenate([_crops(photo, rows, count, size, rng) for photo in photos])[..., None]

@@ -14,33 +14,54 @@ import contextlib
 from gpucnn.layers.convolutional import Conv2D, MaxPooling2D
 
 
-class LayerUnit:
+class _Unit:
+    """What every unit does with its layers' saved tensors (``layer._cache``): keep them after forward,
+    put them back before backward, drop them on ``release``."""
+
+    def __init__(self, layers, name):
+        self.layers = tuple(layers)
+        self.name = name
+        self._caches = (None,) * len(self.layers)
+
+    def _keep_caches(self):
+        self._caches = tuple(layer._cache for layer in self.layers)
+
+    def _restore_caches(self):
+        for layer, cache in zip(self.layers, self._caches):
+            layer._cache = cache
+
+    def release(self):
+        """Drop what the unit and its layers saved for backward."""
+        for layer in self.layers:
+            layer._cache = None
+        self._caches = (None,) * len(self.layers)
+
+
+class LayerUnit(_Unit):
     """One layer, run on its own; with ``output_logits`` it computes and differentiates the layer's
     output without its activation (the model's output layer handing logits to a fused loss)."""
 
     def __init__(self, layer, output_logits=False):
-        self.layers = (layer,)
-        self.name = layer.name
+        super().__init__((layer,), layer.name)
         self._activation = _pre_activation if output_logits else contextlib.nullcontext
 
     def forward(self, x, training):
         with self._activation(self.layers[0]) as layer:
-            return layer.call(x, training=training)
+            y = layer.call(x, training=training)
+        self._keep_caches()
+        return y
 
     def backward(self, dy, need_input_grad):
+        self._restore_caches()
         with self._activation(self.layers[0]) as layer:
             return layer.backward(dy, need_input_grad=need_input_grad)
-
-    def release(self):
-        """Drop what the layer saved for backward."""
-        self.layers[0]._cache = None
 
 
 @contextlib.contextmanager
 def _pre_activation(layer):
     """Make ``layer`` compute and differentiate its output without its activation, restoring the flag
     afterwards: the flag is set only while a unit runs the layer, so a layer never carries it into
-    another use (inference, another model)."""
+    another use (inference, another call of the layer, another model)."""
     saved = layer.output_logits
     layer.output_logits = True
     try:
@@ -49,7 +70,7 @@ def _pre_activation(layer):
         layer.output_logits = saved
 
 
-class ConvReluPool:
+class ConvReluPool(_Unit):
     """``Conv2D(activation='relu')`` + ``MaxPooling2D`` as conv (no activation) → max-pool → ReLU.
 
     Forward and backward give the same values as running the two layers one after the other: the
@@ -58,8 +79,7 @@ class ConvReluPool:
     """
 
     def __init__(self, conv, pool):
-        self.layers = (conv, pool)
-        self.name = f"{conv.name}+{pool.name}"
+        super().__init__((conv, pool), f"{conv.name}+{pool.name}")
         self._output = None
 
     def forward(self, x, training):
@@ -68,6 +88,7 @@ class ConvReluPool:
             z = conv.call(x, training=training)
         y = conv.ops.relu_forward(pool.call(z, training=training))
         self._output = y if training else None
+        self._keep_caches()
         return y
 
     def backward(self, dy, need_input_grad):
@@ -75,14 +96,13 @@ class ConvReluPool:
         if self._output is None:
             raise RuntimeError(f"Fused unit '{self.name}': backward() needs a preceding forward with "
                                f"training=True.")
+        self._restore_caches()
         dz = pool.backward(conv.ops.relu_backward(dy, self._output), need_input_grad=True)
         with _pre_activation(conv):
             return conv.backward(dz, need_input_grad=need_input_grad)
 
     def release(self):
-        """Drop what the unit and its layers saved for backward."""
-        for layer in self.layers:
-            layer._cache = None
+        super().release()
         self._output = None
 
 
@@ -105,3 +125,41 @@ def plan_units(layers, fuse=True, output_logits=False):
             units.append(LayerUnit(layers[index]))
             index += 1
     return units
+
+
+class WiredUnit:
+    """A unit of a graph's plan with its wiring: the symbolic tensors it reads (``inputs``; a list
+    handed over as one argument when ``merge``) and the one it writes (``output``)."""
+
+    def __init__(self, unit, inputs, merge, output):
+        self.unit = unit
+        self.inputs = list(inputs)
+        self.merge = merge
+        self.output = output
+
+
+def plan_graph(nodes, output, fuse=True, output_logits=False):
+    """The plan for layer calls ``nodes`` (:class:`gpucnn.layers.symbolic.Node`, in a topological
+    order) whose result is the tensor ``output``: a list of :class:`WiredUnit`.  A Conv2D-ReLU call
+    whose output only feeds one MaxPooling2D call (and is not the model's output) fuses with it; the
+    pair runs where the convolution was, which is safe because the pooling reads nothing else.  With
+    ``output_logits`` the call that makes ``output`` outputs its pre-activation logits (other calls
+    of the same layer keep their activation)."""
+    consumers = {}
+    for node in nodes:
+        for tensor in node.inputs:
+            consumers.setdefault(tensor, []).append(node)
+    steps, fused = [], set()
+    for node in nodes:
+        if node in fused:
+            continue
+        users = consumers.get(node.output, [])
+        if fuse and node.output is not output and len(users) == 1 and not users[0].merge \
+                and _fusable(node.layer, users[0].layer):
+            steps.append(WiredUnit(ConvReluPool(node.layer, users[0].layer), node.inputs, False,
+                                   users[0].output))
+            fused.add(users[0])
+        else:
+            unit = LayerUnit(node.layer, output_logits=output_logits and node.output is output)
+            steps.append(WiredUnit(unit, node.inputs, node.merge, node.output))
+    return steps

@@ -59,6 +59,7 @@ def he_normal(shape):
 
 
 _BY_NAME = {f.__name__: f for f in (zeros, ones, glorot_uniform, glorot_normal, he_uniform, he_normal)}
+NAMES = tuple(sorted(_BY_NAME))
 
 
 def get(identifier, argument="initializer"):

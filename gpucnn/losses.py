@@ -1,11 +1,15 @@
 """Losses with Keras names and semantics, plus the accuracy each one computes in the same op.
 
-Each loss maps to two ops of the backend: one on probabilities and one fused with the last activation on
-logits.  When the model's last layer ends in the matching activation (sigmoid for binary, softmax for
-categorical), ``compile`` makes that layer output logits and uses the fused op, which is numerically
-stable; predictions still go through the activation.
+Each cross-entropy maps to two ops of the backend: one on probabilities and one fused with the last
+activation on logits.  When the model's last layer ends in the matching activation (sigmoid for binary,
+softmax for categorical), ``compile`` makes that layer output logits and uses the fused op, which is
+numerically stable; predictions still go through the activation.  Mean squared error has one op.
 """
+import functools
+
 import numpy as np
+
+from gpucnn.reference.losses import check_label_smoothing
 
 
 class Loss:
@@ -14,12 +18,18 @@ class Loss:
     logits_op = None
     activation = None  # the activation whose pre-activation logits the fused op takes
     accuracy_name = None
+    label_smoothing = 0.0
 
     def __init__(self, from_logits=False):
         self.from_logits = bool(from_logits)
 
-    def op_name(self, logits):
-        return self.logits_op if logits else self.probability_op
+    def op(self, ops, logits):
+        """The backend op of this loss (``ops`` = ``backend.current().ops``) with its options bound:
+        ``op(outputs, labels) -> (loss, grad, correct)``."""
+        name = self.logits_op if logits else self.probability_op
+        if self.label_smoothing:
+            return functools.partial(getattr(ops, name), label_smoothing=self.label_smoothing)
+        return getattr(ops, name)
 
     def prepare_labels(self, y, output_shape, argument="y"):
         """``y`` as a NumPy array the loss op accepts, or a ValueError naming ``argument``."""
@@ -55,7 +65,19 @@ def _as_float_labels(y, argument):
     return y
 
 
-class BinaryCrossentropy(Loss):
+class _SmoothedCrossentropy(Loss):
+    """A cross-entropy with Keras 3's ``label_smoothing`` in [0, 1] (the targets become
+    y·(1 - s) + s / classes; accuracy still compares with y)."""
+
+    def __init__(self, from_logits=False, label_smoothing=0.0):
+        super().__init__(from_logits)
+        self.label_smoothing = check_label_smoothing(label_smoothing)
+
+    def get_config(self):
+        return {**super().get_config(), "label_smoothing": self.label_smoothing}
+
+
+class BinaryCrossentropy(_SmoothedCrossentropy):
     name = "binary_crossentropy"
     probability_op = "binary_crossentropy"
     logits_op = "sigmoid_binary_crossentropy"
@@ -79,7 +101,7 @@ class BinaryCrossentropy(Loss):
         return y
 
 
-class CategoricalCrossentropy(Loss):
+class CategoricalCrossentropy(_SmoothedCrossentropy):
     name = "categorical_crossentropy"
     probability_op = "categorical_crossentropy"
     logits_op = "softmax_categorical_crossentropy"
@@ -119,22 +141,51 @@ class SparseCategoricalCrossentropy(Loss):
         return y.astype(np.int32)
 
 
+class MeanSquaredError(Loss):
+    """mean((y_pred - y)²), Keras 3's MeanSquaredError; never fused with an activation.  Its accuracy is
+    what Keras' 'accuracy' computes for the output shape: binary (threshold 0.5) for one unit, else
+    categorical (argmax)."""
+
+    name = "mean_squared_error"
+    probability_op = logits_op = "mean_squared_error"
+
+    def __init__(self):
+        super().__init__(from_logits=False)
+
+    def accuracy_count(self, labels):
+        """One prediction per row of the last axis (per element for one output unit)."""
+        return int(labels.size // labels.shape[-1])
+
+    def prepare_labels(self, y, output_shape, argument="y"):
+        y = _as_float_labels(y, argument)
+        if y.ndim == 1 and tuple(output_shape) == (1,):
+            y = y.reshape(-1, 1)  # Keras accepts (N,) targets for a single unit
+        _check_shape(y, output_shape, argument, self.name, "give one target per output unit.")
+        return y
+
+    def get_config(self):
+        return {}
+
+
 _BY_NAME = {cls.name: cls for cls in (BinaryCrossentropy, CategoricalCrossentropy,
-                                      SparseCategoricalCrossentropy)}
+                                      SparseCategoricalCrossentropy, MeanSquaredError)}
+#: Keras' short names.
+_ALIASES = {"mse": MeanSquaredError}
+NAMES = tuple(sorted(_BY_NAME))
 
 
 def get(identifier):
     if isinstance(identifier, Loss):
         return identifier
-    if isinstance(identifier, str) and identifier.lower() in _BY_NAME:
-        return _BY_NAME[identifier.lower()]()
+    if isinstance(identifier, str) and identifier.lower() in {**_BY_NAME, **_ALIASES}:
+        return {**_BY_NAME, **_ALIASES}[identifier.lower()]()
     # Keras also takes the class names, e.g. loss='BinaryCrossentropy'.
     by_class = {cls.__name__: cls for cls in _BY_NAME.values()}
     if isinstance(identifier, str) and identifier in by_class:
         return by_class[identifier]()
-    raise ValueError(f"Unknown `loss` {identifier!r}: expected one of {sorted(_BY_NAME)} or an instance "
-                     f"of gpucnn.losses.BinaryCrossentropy / CategoricalCrossentropy / "
-                     f"SparseCategoricalCrossentropy.")
+    raise ValueError(f"Unknown `loss` {identifier!r}: expected one of {sorted({**_BY_NAME, **_ALIASES})} "
+                     f"or an instance of gpucnn.losses.BinaryCrossentropy / CategoricalCrossentropy / "
+                     f"SparseCategoricalCrossentropy / MeanSquaredError.")
 
 
 def serialize(loss):
@@ -156,7 +207,7 @@ def metric_names(metrics, loss):
     if isinstance(metrics, str) or not isinstance(metrics, (list, tuple)):
         raise TypeError(f"Argument `metrics` must be a list of metric names, e.g. ['accuracy'], "
                         f"got {metrics!r}.")
-    allowed = ("accuracy", "acc", loss.accuracy_name)
+    allowed = ("accuracy", "acc") + ((loss.accuracy_name,) if loss.accuracy_name else ())
     for metric in metrics:
         if metric not in allowed:
             raise ValueError(f"Argument `metrics`: unknown or unsupported metric {metric!r} for loss "
@@ -171,9 +222,10 @@ def check_fits_output(loss, metrics, output_shape):
     A categorical loss on one output unit is constant (a softmax over one class is 1), so the model
     cannot learn.  Keras picks the accuracy for 'accuracy'/'acc' from the output shape: binary for one
     output unit, else categorical (argmax); our accuracy comes from the loss op, so binary
-    cross-entropy on several units (Keras: argmax accuracy; ours: per-unit) would silently differ."""
+    cross-entropy on several units (Keras: argmax accuracy; ours: per-unit) would silently differ
+    (mean squared error's op computes the accuracy Keras picks)."""
     units = output_shape[-1]
-    if not isinstance(loss, BinaryCrossentropy) and units == 1:
+    if isinstance(loss, (CategoricalCrossentropy, SparseCategoricalCrossentropy)) and units == 1:
         raise ValueError(f"Loss '{loss.name}' on a model with 1 output unit cannot learn: a softmax "
                          f"over one class is always 1, so the loss is constant. Fix: "
                          f"loss='binary_crossentropy' with Dense(1, activation='sigmoid'), or one output "

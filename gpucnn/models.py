@@ -1,5 +1,6 @@
 """Models: layers, the order they run in, their weights and config (:class:`Model`), and the linear
-stack of layers, :class:`Sequential`.
+stack of layers, :class:`Sequential`.  ``Model(inputs, outputs)`` makes a model over a graph of layers
+(:class:`gpucnn.functional.Functional`), as ``keras.Model`` does.
 
 Training and inference (compile, fit, evaluate, predict, ...) come from :class:`gpucnn.trainer.Trainer`,
 which ``Model`` inherits as in Keras 3.  The trainer, and every other module, uses a model only through
@@ -23,6 +24,13 @@ from gpucnn.trainer import Trainer
 class Model(Trainer):
     """What every model has: named layers run in an execution order, their weights, summary and
     saving; subclasses say how the layers connect (``build``, ``get_config``, ``from_config``)."""
+
+    def __new__(cls, *args, **kwargs):
+        # As keras.Model: gpucnn.Model(inputs, outputs) makes a model over the graph of layer calls.
+        if cls is Model:
+            from gpucnn.functional import Functional
+            return super().__new__(Functional)
+        return super().__new__(cls)
 
     def __init__(self, name):
         super().__init__()
@@ -92,21 +100,27 @@ class Model(Trainer):
             self._execution_plan = (key, execution.plan_units(self.layers, output_logits=logits))
         return self._execution_plan[1]
 
-    def forward(self, x, training):
+    def forward(self, x, training, after_unit=None):
         """The output layer's output for the batch ``x`` on the backend: its pre-activation logits
-        where the compiled loss takes them (``output_logits``)."""
+        where the compiled loss takes them (``output_logits``).  ``after_unit()``, when given, is
+        called after each unit (the profiler's clock marks)."""
         for unit in self.execution_plan():
             with profiler.nvtx_range(unit.name, "forward"):
                 x = unit.forward(x, training)
+            if after_unit is not None:
+                after_unit()
         return x
 
-    def backward(self, dy):
+    def backward(self, dy, after_unit=None):
         """Back-propagate ``dy`` (the gradient of ``forward``'s output, after a forward with
-        ``training=True``) through every unit, filling the weights' gradients."""
+        ``training=True``) through every unit in reverse, filling the weights' gradients;
+        ``after_unit`` as in ``forward``."""
         units = self.execution_plan()
         for index in range(len(units) - 1, -1, -1):
             with profiler.nvtx_range(units[index].name, "backward"):
                 dy = units[index].backward(dy, need_input_grad=index > 0)
+            if after_unit is not None:
+                after_unit()
 
     def release_activations(self):
         """Drop what layers and fused units saved for backward (frees that memory between uses)."""
@@ -203,7 +217,7 @@ class Sequential(Model):
         if isinstance(layer, Input):
             if self.layers:
                 raise ValueError("An Input must be the first thing added to a Sequential model.")
-            self._input_shape = layer.shape
+            self._input_shape = layer.shape[1:]
             return
         if not isinstance(layer, Layer):
             raise TypeError(f"Sequential.add() takes a gpucnn layer (e.g. gpucnn.layers.Dense), got "
@@ -239,7 +253,7 @@ class Sequential(Model):
             if self._input_shape is not None and shape != self._input_shape:
                 raise ValueError(f"Model '{self.name}' was built for inputs {format_shape(self._input_shape)}"
                                  f", got input_shape {input_shape!r}.")
-            self._input_shape = Input(shape).shape
+            self._input_shape = Input(shape).shape[1:]
         if self._input_shape is None:
             raise ValueError(f"Model '{self.name}' has no input shape yet. Fix: pass input_shape= to its "
                              f"first layer, add an Input(shape=...), or call build(input_shape).")

@@ -142,10 +142,17 @@ def plot_feature_maps(model, x, layer=None, filepath=None, max_panels=64):
         raise ValueError(f"Argument `x` must be one image of shape {image_shape} (or a batch "
                          f"of one), got shape {image.shape}. Fix: pass x[0] for the first image.")
     out = data.x_on_backend(model, image)
-    for current in model.layers:
-        out = current.call(out, training=False)
-        if current is target:
-            break
+    if getattr(model, "nodes", None) is not None:
+        # A graph of layers: run the part of it that the target's first call depends on.
+        from gpucnn.functional import Functional
+        first_call = next(node for node in model.nodes if node.layer is target)
+        out = Functional(model.input, first_call.output, name=f"{model.name}_to_{target.name}").forward(
+            out, training=False)
+    else:
+        for current in model.layers:
+            out = current.call(out, training=False)
+            if current is target:
+                break
     maps = backend.current().to_numpy(out)[0]
     count = min(maps.shape[-1], max_panels)
     return _image_grid([maps[:, :, i] for i in range(count)], [f"channel {i}" for i in range(count)],

@@ -185,7 +185,10 @@ def _unit_work(unit, batch, need_input_grad):
     if isinstance(first, Flatten):
         return 0, 0, None  # a view: no data moves
     last = unit.layers[-1]
-    inputs, outputs = _elements(first.input_shape, batch), _elements(last.output_shape, batch)
+    # A merge layer (Add, Concatenate) reads a list of tensors.
+    input_shapes = first.input_shape if isinstance(first.input_shape, list) else [first.input_shape]
+    inputs = sum(_elements(shape, batch) for shape in input_shapes)
+    outputs = _elements(last.output_shape, batch)
     index_bytes = 4 * outputs if isinstance(last, MaxPooling2D) else 0
     forward = 4 * (inputs + outputs) + index_bytes
     # Backward reads dy and what forward saved (an output-sized tensor or the argmax), writes dx.
@@ -251,21 +254,14 @@ def _ms(value):
     return "-" if value is None else f"{value:.3f}"
 
 
-def _one_step(model, units, x, y, mark):
+def _one_step(model, x, y, mark):
     """One eager training step in ``fit``'s order, calling ``mark()`` after each piece of work:
     every unit's forward, the loss, every unit's backward (last to first), the optimizer."""
-    out = x
-    for unit in units:
-        with nvtx_range(unit.name, "forward"):
-            out = unit.forward(out, True)
-        mark()
+    out = model.forward(x, True, after_unit=mark)
     with nvtx_range("loss"):
         _, dy, _ = model.loss_and_gradient(out, y)
     mark()
-    for index in range(len(units) - 1, -1, -1):
-        with nvtx_range(units[index].name, "backward"):
-            dy = units[index].backward(dy, need_input_grad=index > 0)
-        mark()
+    model.backward(dy, after_unit=mark)
     model.apply_optimizer()
     mark()
 
@@ -309,18 +305,18 @@ def profile(model, x, y, steps=10, warmup=2, print_fn=print):
     saved = _snapshot(model)
     try:
         for _ in range(warmup):
-            _one_step(model, units, x, y, lambda: None)
+            _one_step(model, x, y, lambda: None)
         marks = []
         for _ in range(steps):
             step_marks = [clock.mark()]
-            _one_step(model, units, x, y, lambda: step_marks.append(clock.mark()))
+            _one_step(model, x, y, lambda: step_marks.append(clock.mark()))
             marks.append(step_marks)
         clock.finish()
         durations = [[clock.elapsed_ms(a, b) for a, b in zip(m, m[1:])] for m in marks]
         model.release_activations()
         with (CudaMemoryMeter() if on_gpu else _HostMemory()) as meter:
             peaks = []
-            _one_step(model, units, x, y, lambda: peaks.append(meter.interval_peak()))
+            _one_step(model, x, y, lambda: peaks.append(meter.interval_peak()))
             memory_in_use = meter.in_use()
     finally:
         _restore(model, saved)
@@ -368,8 +364,8 @@ def _rows(model, units, batch, durations, peaks):
 
 
 # -- environment record for benchmark results -----------------------------------------------------
-_PACKAGES = ("gpucnn", "numpy", "numba", "numba-cuda", "cupy-cuda13x", "cupy-cuda12x", "cuda-bindings",
-             "nvtx", "torch")
+_PACKAGES = ("gpucnn", "numpy", "numba", "numba-cuda", "cupy-cuda13x", "cupy-cuda12x", "cuda-core",
+             "cuda-bindings", "cuda-pathfinder", "nvidia-nvvm", "nvidia-cuda-nvrtc", "nvtx", "torch")
 
 
 def environment():

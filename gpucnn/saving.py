@@ -17,11 +17,17 @@ Layout (little-endian)::
 
 Files are written to a temporary file in the target's directory, fsynced, then renamed over the target,
 so a save that is interrupted leaves the previous file intact.
+
+The file name's suffix chooses the format, as in Keras: ``.keras`` (a Keras 3 archive) and
+``.weights.h5`` (Keras weights) are read and written by :mod:`gpucnn.keras_format`; any other name is
+this format.
 """
+import errno
 import hashlib
 import json
 import os
 import secrets
+import stat
 import struct
 
 import numpy as np
@@ -74,7 +80,8 @@ def serialize_model(model, epoch=None, include_compile=True):
 
     model.build()
     payload = []
-    header = {"format_version": FORMAT_VERSION, "model": model.get_config(),
+    header = {"format_version": FORMAT_VERSION, "model_class": type(model).__name__,
+              "model": model.get_config(),
               "weights": _tensor_table([(w.name, w.numpy()) for w in model.weights], payload),
               "compile": None, "optimizer_state": None, "dropout_counters": _dropout_counters(model),
               "training_state": None}
@@ -117,6 +124,13 @@ def write_atomically(filepath, data):
     if not os.path.isdir(directory):
         raise FileNotFoundError(f"Cannot save to {filepath!r}: directory {directory!r} does not exist. "
                                 f"Fix: create it first (os.makedirs({directory!r}, exist_ok=True)).")
+    # The rename below needs only the directory's permission, so it would replace a read-only file that
+    # open(filepath, 'wb') (Keras) refuses.  A file without any write bit counts as read-only even for
+    # root, whom os.access always lets write.
+    if os.path.exists(filepath) and (not os.access(filepath, os.W_OK)
+                                     or not stat.S_IMODE(os.stat(filepath).st_mode) & 0o222):
+        raise PermissionError(errno.EACCES, f"Cannot save over the read-only file {filepath!r}. Fix: make "
+                                            f"it writable (chmod u+w) or save to another path", filepath)
     # Not tempfile.mkstemp: it creates the file with mode 0o600, which the rename would give the saved
     # model.  os.open with 0o666 lets the umask decide, as for any file open() creates; O_EXCL never
     # clobbers another writer's temporary.
@@ -139,14 +153,41 @@ def write_atomically(filepath, data):
         os.close(directory_handle)
 
 
+KERAS_SUFFIX = ".keras"
+KERAS_WEIGHTS_SUFFIX = ".weights.h5"
+
+
+def _keras_format():
+    # Imported on use: h5py loads only when a Keras file is read or written.
+    from gpucnn import keras_format
+
+    return keras_format
+
+
+def _refuse_suffix(filepath, method, suffix, fix):
+    if filepath.endswith(suffix):
+        raise ValueError(f"{method}: {filepath!r} ends in {suffix!r}, which {fix}.")
+
+
 def save_weights(model, filepath):
-    """``model.save_weights``: the model file without compile settings and optimizer state."""
-    write_atomically(filepath, serialize_model(model, include_compile=False))
+    """``model.save_weights``: the model file without compile settings and optimizer state, or Keras'
+    weights file (with the optimizer state, as Keras writes it) for a name ending in .weights.h5."""
+    filepath = check_filepath(filepath)
+    _refuse_suffix(filepath, "save_weights", KERAS_SUFFIX, "names a whole Keras model. Fix: call "
+                   "model.save(filepath), or end the name in '.weights.h5' for Keras weights")
+    if filepath.endswith(KERAS_WEIGHTS_SUFFIX):
+        _keras_format().save_weights(model, filepath)
+    else:
+        write_atomically(filepath, serialize_model(model, include_compile=False))
 
 
 def load_weights(model, filepath):
     """``model.load_weights``: set ``model``'s weights from a file written by ``save_weights`` or
-    ``save``; the weight shapes must match."""
+    ``save`` (gpucnn's or Keras' formats, by suffix); the weight shapes must match."""
+    filepath = check_filepath(filepath)
+    if filepath.endswith((KERAS_SUFFIX, KERAS_WEIGHTS_SUFFIX)):
+        _keras_format().load_weights(model, filepath)
+        return
     header, tensors = _read(filepath)
     _check_weight_shapes(model, header, filepath, "Fix: load weights saved from a model with the same "
                                                   "layers.")
@@ -163,9 +204,18 @@ def _check_weight_shapes(model, header, filepath, fix):
 
 
 def save_model(model, filepath, epoch=None):
-    """Write ``model`` to ``filepath`` atomically; ``epoch`` adds the training state (see the module
-    docstring)."""
-    write_atomically(filepath, serialize_model(model, epoch))
+    """Write ``model`` to ``filepath`` atomically, as a Keras archive for a name ending in .keras;
+    ``epoch`` adds the training state (see the module docstring; gpucnn's format only)."""
+    filepath = check_filepath(filepath)
+    _refuse_suffix(filepath, "save", KERAS_WEIGHTS_SUFFIX, "names Keras weights only. Fix: call "
+                   "model.save_weights(filepath), or end the name in '.keras' or '.gpucnn'")
+    if filepath.endswith(KERAS_SUFFIX):
+        if epoch is not None:
+            raise ValueError(f"save_model: the training state (epoch={epoch!r}) is kept in gpucnn's "
+                             f"format only, not in {filepath!r}. Fix: use a name ending in '.gpucnn'.")
+        _keras_format().save_model(model, filepath)
+    else:
+        write_atomically(filepath, serialize_model(model, epoch))
 
 
 def _parse(data, filepath):
@@ -184,11 +234,14 @@ def _parse(data, filepath):
         header = json.loads(bytes(body[start:start + length]).decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise corrupt(f"unreadable header ({error})") from None
+    if not isinstance(header, dict):
+        raise corrupt(f"the header is a JSON {type(header).__name__}, not an object")
     version = header.get("format_version")
     if version != FORMAT_VERSION:
         raise corrupt(f"format version {version!r}, this gpucnn reads {FORMAT_VERSION}",
                       fix="load it with the gpucnn version that wrote it (upgrade gpucnn for a newer file)")
     payload = body[start + length:]
+    _check_header(header, len(payload), corrupt)
 
     def tensors(table):
         return [np.frombuffer(payload, "<f4", int(np.prod(t["shape"], dtype=np.int64)),
@@ -196,46 +249,168 @@ def _parse(data, filepath):
     return header, tensors
 
 
-def _read(filepath):
-    filepath = check_filepath(filepath)
+def _is_int(value, low=0):
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+
+def _check_tensor_table(table, field, expected_offset, corrupt):
+    """Every entry of a tensor table: a name, a shape of ints >= 0, nbytes = 4·size, and the offset at
+    which the writer puts it (right after the previous tensor).  Returns the offset after the table."""
+    if not isinstance(table, list):
+        raise corrupt(f"header field `{field}` must be a list of tensors, got {type(table).__name__}")
+    for index, entry in enumerate(table):
+        where = f"{field}[{index}]"
+        if not isinstance(entry, dict) or set(entry) != {"name", "shape", "offset", "nbytes"}:
+            raise corrupt(f"header field `{where}` must be an object with name, shape, offset and nbytes, "
+                          f"got {entry!r}")
+        if not isinstance(entry["name"], str):
+            raise corrupt(f"header field `{where}.name` must be a string, got {entry['name']!r}")
+        shape = entry["shape"]
+        if not isinstance(shape, list) or not all(_is_int(size) for size in shape):
+            raise corrupt(f"header field `{where}.shape` must be a list of ints >= 0, got {shape!r}")
+        nbytes = 4 * int(np.prod(shape, dtype=np.int64))
+        if not _is_int(entry["nbytes"]) or entry["nbytes"] != nbytes:
+            raise corrupt(f"header field `{where}.nbytes` is {entry['nbytes']!r}, but a float32 tensor "
+                          f"of shape {shape} takes {nbytes} bytes")
+        if not _is_int(entry["offset"]) or entry["offset"] != expected_offset:
+            raise corrupt(f"header field `{where}.offset` is {entry['offset']!r}, but the tensor must "
+                          f"start at byte {expected_offset} of the payload (right after the previous one)")
+        expected_offset += nbytes
+    return expected_offset
+
+
+def _check_header(header, payload_size, corrupt):
+    """Every header field a loader reads, checked before any byte is interpreted: a buggy writer gets a
+    CorruptModelFileError naming the field, never shifted bytes or a wrong-shaped state."""
+    if not isinstance(header.get("model"), dict):
+        raise corrupt(f"header field `model` must be the model's config object, got {header.get('model')!r}")
+    end = _check_tensor_table(header.get("weights"), "weights", 0, corrupt)
+    compile_settings = header.get("compile")
+    if compile_settings is not None:
+        if not isinstance(compile_settings, dict) or set(compile_settings) != {"optimizer", "loss", "metrics"}:
+            raise corrupt(f"header field `compile` must be null or an object with optimizer, loss and "
+                          f"metrics, got {compile_settings!r}")
+        for key in ("optimizer", "loss"):
+            entry = compile_settings[key]
+            if not (isinstance(entry, dict) and isinstance(entry.get("class_name"), str)
+                    and isinstance(entry.get("config", {}), dict)):
+                raise corrupt(f"header field `compile.{key}` must be an object with a class_name string "
+                              f"and a config object, got {entry!r}")
+        metrics = compile_settings["metrics"]
+        if not isinstance(metrics, list) or not all(isinstance(name, str) for name in metrics):
+            raise corrupt(f"header field `compile.metrics` must be a list of names, got {metrics!r}")
+    state = header.get("optimizer_state")
+    if state is not None:
+        if not isinstance(state, dict) or set(state) != {"iterations", "tensors"}:
+            raise corrupt(f"header field `optimizer_state` must be null or an object with iterations and "
+                          f"tensors, got {state!r}")
+        if compile_settings is None:
+            raise corrupt("header field `optimizer_state` is set but `compile` is null")
+        if not _is_int(state["iterations"]):
+            raise corrupt(f"header field `optimizer_state.iterations` must be an int >= 0, got "
+                          f"{state['iterations']!r}")
+        end = _check_tensor_table(state["tensors"], "optimizer_state.tensors", end, corrupt)
+    if end != payload_size:
+        raise corrupt(f"the header's tensors take {end} bytes, but the payload holds {payload_size}")
+    counters = header.get("dropout_counters")
+    if counters is not None:
+        model_layers = header["model"].get("layers")
+        if not isinstance(counters, list) or (isinstance(model_layers, list) and len(counters) != len(model_layers)):
+            raise corrupt(f"header field `dropout_counters` must be a list with one entry per layer, got "
+                          f"{counters!r}")
+        for index, entry in enumerate(counters):
+            if entry is not None and not (isinstance(entry, dict) and set(entry) == {"base_seed", "step"}
+                                          and _is_int(entry["base_seed"]) and _is_int(entry["step"])):
+                raise corrupt(f"header field `dropout_counters[{index}]` must be null or an object with "
+                              f"int base_seed and step >= 0, got {entry!r}")
+    training_state = header.get("training_state")
+    if training_state is not None and not (isinstance(training_state, dict)
+                                           and set(training_state) == {"epoch", "rng_state"}
+                                           and _is_int(training_state["epoch"])
+                                           and isinstance(training_state["rng_state"], dict)):
+        raise corrupt(f"header field `training_state` must be null or an object with an int epoch >= 0 and "
+                      f"an rng_state object, got {training_state!r}")
+
+
+def read_bytes(filepath):
+    """The bytes of the model or weights file ``filepath``, or a FileNotFoundError that says so."""
     try:
         with open(filepath, "rb") as stream:
-            data = stream.read()
+            return stream.read()
     except FileNotFoundError:
         raise FileNotFoundError(f"No model file at {filepath!r}. Fix: check the path, or save a model "
-                                f"there first with model.save(filepath).") from None
-    return _parse(data, filepath)
+                                f"there first with model.save(filepath) or model.save_weights(filepath)."
+                                ) from None
 
 
-def _restore_optimizer_state(model, header, tensors):
-    from gpucnn.backend import current
+def _read(filepath):
+    filepath = check_filepath(filepath)
+    return _parse(read_bytes(filepath), filepath)
 
+
+def _check_optimizer_state_shapes(model, header, filepath):
+    """Each saved optimizer state tensor must have the shape of the model's flat parameter buffer: an
+    assignment into the state would broadcast a wrong shape instead of refusing it."""
     state = header.get("optimizer_state")
     if not state:
         return
+    expected = [sum(int(np.prod(w.shape, dtype=np.int64)) for w in model.trainable_weights)]
+    for index, entry in enumerate(state["tensors"]):
+        if entry["shape"] != expected:
+            raise CorruptModelFileError(
+                f"{filepath!r} is not a valid gpucnn model file: header field "
+                f"`optimizer_state.tensors[{index}].shape` ({entry['name']}) is {entry['shape']}, but the "
+                f"model's optimizer keeps {expected} (one value per trainable parameter). Fix: save the "
+                f"model again, or restore the file from a backup.")
+
+
+def _restore_optimizer_state(model, header, tensors):
+    state = header.get("optimizer_state")
+    if state:
+        names = [entry["name"] for entry in state["tensors"]]
+        set_optimizer_state(model, state["iterations"], dict(zip(names, tensors(state["tensors"]))))
+
+
+def set_optimizer_state(model, iterations, state):
+    """Set the compiled ``model``'s optimizer update count and its state buffers (``{name: flat
+    array}`` over the model's flat trainable parameters), as saved by either format."""
+    from gpucnn.backend import current
+
     model.pack_parameters()
-    names = [entry["name"] for entry in state["tensors"]]
-    if sorted(names) != sorted(model.optimizer.state):
-        raise ValueError(f"The saved optimizer state holds {names}, but the model's optimizer "
+    if sorted(state) != sorted(model.optimizer.state):
+        raise ValueError(f"The saved optimizer state holds {sorted(state)}, but the model's optimizer "
                          f"{type(model.optimizer).__name__} keeps {sorted(model.optimizer.state)}. Fix: "
                          f"compile with the optimizer the file was saved with.")
-    model.optimizer.iterations = state["iterations"]
-    for name, array in zip(names, tensors(state["tensors"])):
+    model.optimizer.iterations = iterations
+    for name, array in state.items():
         model.optimizer.state[name][...] = current().asarray(array)
 
 
 def load_model(filepath, compile=True):
+    """A model written by ``save_model`` (or by Keras, for a name ending in .keras)."""
     from gpucnn import losses, optimizers
+    from gpucnn.functional import Functional
     from gpucnn.models import Sequential
 
+    filepath = check_filepath(filepath)
+    _refuse_suffix(filepath, "load_model", KERAS_WEIGHTS_SUFFIX, "names Keras weights only. Fix: "
+                   "build the model, then call model.load_weights(filepath)")
+    if filepath.endswith(KERAS_SUFFIX):
+        return _keras_format().load_model(filepath, compile=compile)
     header, tensors = _read(filepath)
-    model = Sequential.from_config(header["model"])
+    classes = {"Sequential": Sequential, "Functional": Functional}
+    class_name = header.get("model_class", "Sequential")
+    if class_name not in classes:
+        raise CorruptModelFileError(f"{filepath!r} holds a model of class {class_name!r}; gpucnn reads "
+                                    f"{sorted(classes)}. Fix: save it again with this gpucnn version.")
+    model = classes[class_name].from_config(header["model"])
     model.set_weights(tensors(header["weights"]))
     _set_dropout_counters(model, header.get("dropout_counters"))
     if compile and header.get("compile"):
         settings = header["compile"]
         model.compile(optimizer=optimizers.deserialize(settings["optimizer"]),
                       loss=losses.deserialize(settings["loss"]), metrics=settings["metrics"])
+        _check_optimizer_state_shapes(model, header, filepath)
         _restore_optimizer_state(model, header, tensors)
     return model
 
@@ -253,6 +428,7 @@ def restore_training_state(model, filepath):
     _check_weight_shapes(model, header, filepath, "Fix: resume with the same model, or delete the "
                                                   "backup directory to start over.")
     model.set_weights(tensors(header["weights"]))
+    _check_optimizer_state_shapes(model, header, filepath)
     _restore_optimizer_state(model, header, tensors)
     saved_optimizer = (header.get("compile") or {}).get("optimizer", {}).get("config", {})
     if "learning_rate" in saved_optimizer:

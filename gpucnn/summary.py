@@ -6,24 +6,37 @@ from gpucnn.layers.base import format_shape
 
 def summary(model, print_fn=None):
     """Print ``model``'s table line by line with ``print_fn`` (default ``print``): layer (type), output
-    shape, parameter count, then total, trainable, non-trainable (and optimizer) parameters."""
+    shape, parameter count (and, for a model over a graph of layers, Keras' "Connected to" column and
+    an InputLayer row), then total, trainable, non-trainable (and optimizer) parameters."""
     model.build()
-    rows = [(f"{layer.name} ({type(layer).__name__})", format_shape(layer.output_shape),
-             f"{layer.count_params():,}") for layer in model.layers]
-    widths = [max(31, *(len(r[0]) for r in rows)), max(22, *(len(r[1]) for r in rows)),
-              max(13, *(len(r[2]) for r in rows))]
-    total = model.count_params()
-    trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+    headers = ("Layer (type)", "Output Shape", "Param #")
+    graph = getattr(model, "nodes", None)  # the layer calls of a Functional model
+    rows = [([f"{layer.name} ({type(layer).__name__})"], [format_shape(layer.output_shape)],
+             [f"{layer.count_params():,}"]) for layer in model.layers]
+    if graph is not None:
+        headers += ("Connected to",)
+        rows = [([f"{model.input.name} (InputLayer)"], [str(model.input.shape)], ["0"], ["-"])] + [
+            row + (_connections(layer, graph),) for row, layer in zip(rows, model.layers)]
+    minimum = (31, 22, 13, 19)
+    widths = [max(minimum[i], *(len(line) for row in rows for line in row[i])) for i in range(len(headers))]
+
+    def line(cells, left, middle, right):
+        return left + middle.join(c.ljust(w) if i != 2 else c.rjust(w) for i, (c, w) in
+                                  enumerate(zip(cells, widths))) + right
+
     lines = [f'Model: "{model.name}"',
              "┏" + "┳".join("━" * (w + 2) for w in widths) + "┓",
-             "┃ " + " ┃ ".join(h.ljust(w) if i < 2 else h.rjust(w) for i, (h, w) in
-                               enumerate(zip(("Layer (type)", "Output Shape", "Param #"), widths)))
-             + " ┃",
+             line(headers, "┃ ", " ┃ ", " ┃"),
              "┡" + "╇".join("━" * (w + 2) for w in widths) + "┩"]
-    for row in rows:
-        lines.append("│ " + " │ ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in
-                                      enumerate(zip(row, widths))) + " │")
+    for index, row in enumerate(rows):
+        if graph is not None and index:
+            lines.append("├" + "┼".join("─" * (w + 2) for w in widths) + "┤")
+        for depth in range(max(len(cell) for cell in row)):
+            lines.append(line([cell[depth] if depth < len(cell) else "" for cell in row],
+                              "│ ", " │ ", " │"))
     lines.append("└" + "┴".join("─" * (w + 2) for w in widths) + "┘")
+    total = model.count_params()
+    trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
     # Like Keras, once the optimizer has its state (after the first training step) its variables
     # count in the total: the slots (m and v for Adam, velocity for SGD with momentum) plus the
     # iteration counter (int64) and the learning rate (float32).
@@ -46,3 +59,11 @@ def _format_bytes(count):
         if count < 1024 or unit == "GB":
             return f"{count:.2f} {unit}"
         count /= 1024
+
+
+def _connections(layer, nodes):
+    """Keras' "Connected to" cell of ``layer``: ``producer[call index][0]`` for every tensor each of its
+    calls reads, one per line (Keras wraps the comma-separated list the same way)."""
+    names = [f"{t.node.layer.name}[{t.node.index}][0]" if t.node is not None else f"{t.name}[0][0]"
+             for node in nodes if node.layer is layer for t in node.inputs]
+    return [name + "," for name in names[:-1]] + names[-1:]

@@ -136,7 +136,7 @@ class Trainer:
             return
         old, old_state = self._flat, self.optimizer.state
         self._flat = FlatParameters(trainable)
-        self.optimizer.build(self._flat.values)
+        self.optimizer.build(self._flat.values, [int(np.prod(w.shape)) for w in self._flat.weights])
         if old is not None:
             # Repacked because a layer changed hands, was added or unfrozen: this model's optimizer
             # keeps what it learned about the weights it already trained (Adam's moments).
@@ -196,9 +196,8 @@ class Trainer:
         labels ``y``, each sample's loss weighted by ``sample_weight`` when given (Keras 3:
         Σ wᵢ·lossᵢ / batch size): device (loss, gradient with respect to ``outputs``, correct count,
         not weighted)."""
-        op_name = self.loss.op_name(self.loss.from_logits or self.output_logits)
-        op = getattr(backend.current().ops, op_name)
-        return op(outputs, y) if sample_weight is None else op(outputs, y, sample_weight)
+        op = self.loss.op(backend.current().ops, self.loss.from_logits or self.output_logits)
+        return op(outputs, y, sample_weight=sample_weight)
 
     def apply_optimizer(self):
         """One optimizer update of the flat parameter buffer from the gradient buffer."""

@@ -6,7 +6,9 @@ The decorator keeps three things apart that plain ``@cuda.jit(signature)`` mixes
   check can run ``numba.cuda.compile_ptx`` on every kernel with no GPU and no simulator;
 - compilation happens on the first launch, not at import: importing the package never needs a GPU, and a
   process compiles only the kernels it uses;
-- jit options that the CUDA simulator rejects (``lineinfo``) are passed only to the real compiler.
+- jit options that the CUDA simulator rejects (``lineinfo``) are passed only to the real compiler;
+- under the simulator, its ``cuda.shared.array`` is made thread-safe first (an upstream race, see
+  ``gpucnn.emulator.numba_simulator``), so every path to a simulated kernel of ours gets the fix.
 """
 import functools
 import os
@@ -41,6 +43,9 @@ class NumbaKernel:
 
     @functools.cached_property
     def dispatcher(self):
+        if simulating():
+            from gpucnn.emulator.numba_simulator import install_shared_array_lock
+            install_shared_array_lock()
         return cuda.jit(self.signature, **jit_options())(self.py_func)
 
     def __getitem__(self, launch_configuration):

@@ -39,10 +39,11 @@ def average_pool_backward(dy, dx, pool_h, pool_w, stride_h, stride_w, pad_top, p
     """dx[n, h, w, c] = the sum of dy / count over the windows that contain (h, w)."""
     height, width = dx.shape[1], dx.shape[2]
     out_height, out_width = dy.shape[1], dy.shape[2]
+    inverse_h, inverse_w = 1.0 / stride_h, 1.0 / stride_w  # covering_windows divides by multiplying
     for i in range(cuda.grid(1), dx.size, cuda.gridsize(1)):
         n, h, w, c = nhwc_position(i, dx.shape)
-        first_oh, last_oh = covering_windows(h + pad_top, pool_h, stride_h, out_height)
-        first_ow, last_ow = covering_windows(w + pad_left, pool_w, stride_w, out_width)
+        first_oh, last_oh = covering_windows(h + pad_top, pool_h, stride_h, inverse_h, out_height)
+        first_ow, last_ow = covering_windows(w + pad_left, pool_w, stride_w, inverse_w, out_width)
         total = float32(0)
         for out_h in range(first_oh, last_oh + 1):
             top, bottom = inside(out_h * stride_h - pad_top, pool_h, height)

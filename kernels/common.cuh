@@ -11,7 +11,7 @@
 // Indices of rows, columns and k fit in int (the launchers check it); element offsets are 64-bit.
 #pragma once
 
-enum Activation { ACT_LINEAR = 0, ACT_RELU = 1, ACT_LEAKY_RELU = 2, ACT_SIGMOID = 3 };
+enum Activation { ACT_LINEAR = 0, ACT_RELU = 1, ACT_LEAKY_RELU = 2, ACT_SIGMOID = 3, ACT_TANH = 4 };
 
 __device__ __forceinline__ float apply_activation(float v, int activation, float alpha) {
     switch (activation) {
@@ -22,6 +22,7 @@ __device__ __forceinline__ float apply_activation(float v, int activation, float
         float e = expf(-fabsf(v));
         return v >= 0.0f ? 1.0f / (1.0f + e) : e / (1.0f + e);
     }
+    case ACT_TANH: return tanhf(v);
     default: return v;
     }
 }

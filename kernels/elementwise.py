@@ -37,6 +37,22 @@ def sigmoid(x, alpha):
 
 
 @device
+def tanh(x, alpha):
+    return math.tanh(x)
+
+
+@device
+def clip_symmetric(x, alpha):
+    """x clipped to [-alpha, alpha] (Keras' clipvalue); NaN stays NaN, as in np.clip (comparisons with
+    NaN are false, where min/max would pick a bound)."""
+    if x > alpha:
+        return alpha
+    if x < -alpha:
+        return -alpha
+    return x
+
+
+@device
 def relu_grad(dy, y, alpha):
     return dy if y > 0 else float32(0)
 
@@ -49,6 +65,11 @@ def leaky_relu_grad(dy, y, alpha):
 @device
 def sigmoid_grad(dy, y, alpha):
     return dy * (y * (float32(1) - y))
+
+
+@device
+def tanh_grad(dy, y, alpha):
+    return dy * (float32(1) - y * y)
 
 
 @device
@@ -77,9 +98,12 @@ def binary_map(op, name):
 relu_forward = unary_map(relu, "relu_forward")
 leaky_relu_forward = unary_map(leaky_relu, "leaky_relu_forward")
 sigmoid_forward = unary_map(sigmoid, "sigmoid_forward")
+tanh_forward = unary_map(tanh, "tanh_forward")
+clip_by_value = unary_map(clip_symmetric, "clip_by_value")
 relu_backward = binary_map(relu_grad, "relu_backward")
 leaky_relu_backward = binary_map(leaky_relu_grad, "leaky_relu_backward")
 sigmoid_backward = binary_map(sigmoid_grad, "sigmoid_backward")
+tanh_backward = binary_map(tanh_grad, "tanh_backward")
 multiply_map = binary_map(multiply, "multiply")
 
 
@@ -213,3 +237,10 @@ def sgd_update(param, grad, velocity, learning_rate, momentum, nesterov, use_vel
         v_i = velocity[i] * momentum - lr_grad
         velocity[i] = v_i
         param[i] += momentum * v_i - lr_grad if nesterov else v_i
+
+
+@kernel(f"void({VECTOR}, float32, float32)")
+def decay_weights(param, weight_decay, learning_rate):
+    """Keras 3 weight decay in place, before the update: param -= param·weight_decay·learning_rate."""
+    for i in range(cuda.grid(1), param.size, cuda.gridsize(1)):
+        param[i] -= param[i] * weight_decay * learning_rate

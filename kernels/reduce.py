@@ -146,10 +146,13 @@ def sample_weight_of(sample_weight, weighted, row):
     return sample_weight[row] if weighted else float32(1)
 
 
-@kernel(f"void({VECTOR}, {VECTOR}, {VECTOR}, boolean, int64, boolean, float32, {LOSS_OUTPUTS})")
-def binary_crossentropy(outputs, labels, sample_weight, weighted, units, from_logits, count, grad, partials,
-                        blocks_done, loss, correct):
-    """Element-wise binary cross-entropy of probabilities or logits; ``count`` = number of elements.
+@kernel(f"void({VECTOR}, {VECTOR}, {VECTOR}, boolean, int64, boolean, float32, float32, float32, "
+        f"{LOSS_OUTPUTS})")
+def binary_crossentropy(outputs, labels, sample_weight, weighted, units, from_logits, keep, offset, count, grad,
+                        partials, blocks_done, loss, correct):
+    """Element-wise binary cross-entropy of probabilities or logits against the targets
+    t = y·keep + offset (label smoothing; keep 1, offset 0 without); ``count`` = number of elements.
+    The correct count compares with the labels y themselves.
 
     When ``weighted``, the loss and gradient of each element are multiplied by its sample's weight
     (``units`` elements per sample); the correct count is not weighted.
@@ -158,16 +161,17 @@ def binary_crossentropy(outputs, labels, sample_weight, weighted, units, from_lo
     correct_sum = float32(0)
     for i in range(cuda.grid(1), outputs.size, cuda.gridsize(1)):
         value, y = outputs[i], labels[i]
+        t = y * keep + offset
         w = sample_weight_of(sample_weight, weighted, i // units)
         if from_logits:
-            loss_sum += w * (max(value, float32(0)) - value * y + math.log1p(math.exp(-abs(value))))
-            grad[i] = w * (sigmoid(value, float32(0)) - y) / count
+            loss_sum += w * (max(value, float32(0)) - value * t + math.log1p(math.exp(-abs(value))))
+            grad[i] = w * (sigmoid(value, float32(0)) - t) / count
             predicted = float32(1) if value > 0 else float32(0)
         else:
             p = min(max(value, EPSILON), ONE_MINUS_EPSILON)
-            loss_sum -= w * (y * math.log(p) + (float32(1) - y) * math.log(float32(1) - p))
+            loss_sum -= w * (t * math.log(p) + (float32(1) - t) * math.log(float32(1) - p))
             clipped = value < EPSILON or value > ONE_MINUS_EPSILON
-            grad[i] = float32(0) if clipped else w * ((float32(1) - y) / (float32(1) - p) - y / p) / count
+            grad[i] = float32(0) if clipped else w * ((float32(1) - t) / (float32(1) - p) - t / p) / count
             predicted = float32(1) if value > float32(0.5) else float32(0)
         if predicted == y:
             correct_sum += float32(1)
@@ -182,15 +186,23 @@ def label_value(dense_labels, class_labels, sparse, row, base, k):
     return dense_labels[base + k]
 
 
-@kernel(f"void({VECTOR}, {VECTOR}, int32[::1], {VECTOR}, boolean, boolean, boolean, int64, float32, "
-        f"{LOSS_OUTPUTS})")
+@device
+def target_value(dense_labels, class_labels, sparse, row, base, k, keep, offset):
+    """The (smoothed) target y[row, k]·keep + offset."""
+    return label_value(dense_labels, class_labels, sparse, row, base, k) * keep + offset
+
+
+@kernel(f"void({VECTOR}, {VECTOR}, int32[::1], {VECTOR}, boolean, boolean, boolean, float32, float32, int64, "
+        f"float32, {LOSS_OUTPUTS})")
 def categorical_crossentropy(outputs, dense_labels, class_labels, sample_weight, weighted, sparse, from_logits,
-                             classes, count, grad, partials, blocks_done, loss, correct):
+                             keep, offset, classes, count, grad, partials, blocks_done, loss, correct):
     """Categorical cross-entropy of (rows, classes) probabilities or logits, one thread per row.
 
     Labels are dense rows, or int class indices when ``sparse`` (the other labels array is unused);
-    ``count`` = number of rows.  Argmax ties go to the first index, for outputs and labels alike.
-    When ``weighted``, each row's loss and gradient are multiplied by ``sample_weight[row]``.
+    the loss uses the targets t = y·keep + offset (label smoothing; keep 1, offset 0 without), the
+    correct count the labels y.  ``count`` = number of rows.  Argmax ties go to the first index, for
+    outputs and labels alike.  When ``weighted``, each row's loss and gradient are multiplied by
+    ``sample_weight[row]``.
     """
     loss_sum = float32(0)
     correct_sum = float32(0)
@@ -210,7 +222,7 @@ def categorical_crossentropy(outputs, dense_labels, class_labels, sample_weight,
                 best, best_k = value, k
             if y > label_best:
                 label_best, label_k = y, k
-            label_total += y
+            label_total += y * keep + offset
             row_sum += value
         if best_k == label_k:
             correct_sum += float32(1)
@@ -222,9 +234,9 @@ def categorical_crossentropy(outputs, dense_labels, class_labels, sample_weight,
             log_total = math.log(exp_total)
             for k in range(classes):
                 shifted = outputs[base + k] - best
-                y = label_value(dense_labels, class_labels, sparse, row, base, k)
-                loss_sum += w * y * (log_total - shifted)
-                grad[base + k] = w * (math.exp(shifted) / exp_total * label_total - y) / count
+                t = target_value(dense_labels, class_labels, sparse, row, base, k, keep, offset)
+                loss_sum += w * t * (log_total - shifted)
+                grad[base + k] = w * (math.exp(shifted) / exp_total * label_total - t) / count
         else:
             # q = p / Σp clipped; g = dL/dq = -y/q / N where the clip passed; dL/dp = (g - Σ g·q) / Σp.
             dot = float32(0)
@@ -232,11 +244,92 @@ def categorical_crossentropy(outputs, dense_labels, class_labels, sample_weight,
                 q = outputs[base + k] / row_sum
                 clipped = q < EPSILON or q > ONE_MINUS_EPSILON
                 q_clipped = min(max(q, EPSILON), ONE_MINUS_EPSILON)
-                y = label_value(dense_labels, class_labels, sparse, row, base, k)
-                loss_sum -= w * y * math.log(q_clipped)
-                g = float32(0) if clipped else -w * y / q_clipped / count
+                t = target_value(dense_labels, class_labels, sparse, row, base, k, keep, offset)
+                loss_sum -= w * t * math.log(q_clipped)
+                g = float32(0) if clipped else -w * t / q_clipped / count
                 grad[base + k] = g
                 dot += g * q
             for k in range(classes):
                 grad[base + k] = (grad[base + k] - dot) / row_sum
     finish_loss(loss_sum, correct_sum, count, partials, blocks_done, loss, correct)
+
+
+@kernel(f"void({VECTOR}, {VECTOR}, {VECTOR}, boolean, int64, int64, float32, {LOSS_OUTPUTS})")
+def mean_squared_error(outputs, labels, sample_weight, weighted, units, width, count, grad, partials,
+                       blocks_done, loss, correct):
+    """mean((p - y)²) over ``count`` elements, one thread per row of ``width`` (the last axis);
+    grad = 2(p - y) / count, each element's terms times its sample's weight when ``weighted``
+    (``units`` elements per sample).
+    Correct: (p > 0.5) == y per element when width is 1, else one per row where argmax p == argmax y
+    (first index on ties) — Keras' 'accuracy' for these outputs."""
+    loss_sum = float32(0)
+    correct_sum = float32(0)
+    for row in range(cuda.grid(1), outputs.size // width, cuda.gridsize(1)):
+        base = row * width
+        w = sample_weight_of(sample_weight, weighted, base // units)
+        best_k, label_k = 0, 0
+        best, label_best = outputs[base], labels[base]
+        for k in range(width):
+            value, y = outputs[base + k], labels[base + k]
+            difference = value - y
+            loss_sum += w * difference * difference
+            grad[base + k] = w * float32(2) * difference / count
+            if value > best:
+                best, best_k = value, k
+            if y > label_best:
+                label_best, label_k = y, k
+        if width == 1:
+            predicted = float32(1) if best > float32(0.5) else float32(0)
+            if predicted == label_best:
+                correct_sum += float32(1)
+        elif best_k == label_k:
+            correct_sum += float32(1)
+    finish_loss(loss_sum, correct_sum, count, partials, blocks_done, loss, correct)
+
+
+# ---- gradient clipping by norm: per-variable square sums, clip factors, scaled copy -------------------
+
+@kernel(f"void({VECTOR}, int64[::1], {VECTOR})")
+def segment_square_sums(grad, offsets, partials):
+    """partials[s·parts + p] = Σ g² over part p of variable s (the slice offsets[s]:offsets[s+1]); the
+    grid is (parts, variables) and part p takes every parts-th block-sized chunk of its variable, so
+    the sums depend only on the shapes (deterministic)."""
+    buffer = cuda.shared.array(MAX_THREADS, float32)
+    part, segment, parts = cuda.blockIdx.x, cuda.blockIdx.y, cuda.gridDim.x
+    total = float32(0)
+    step = parts * cuda.blockDim.x
+    for i in range(offsets[segment] + part * cuda.blockDim.x + cuda.threadIdx.x, offsets[segment + 1], step):
+        total += grad[i] * grad[i]
+    total = block_sum(buffer, total)
+    if cuda.threadIdx.x == 0:
+        partials[segment * parts + part] = total
+
+
+@kernel(f"void({VECTOR}, int64, float32, boolean, {VECTOR})")
+def clip_factors(partials, parts, clipnorm, global_norm, factors):
+    """Per variable s: factors[s] = clipnorm / max(‖g_s‖, clipnorm) (Keras' clipnorm), or with
+    ``global_norm`` the same factor clipnorm·min(1/‖g‖, 1/clipnorm) + (‖g‖ - ‖g‖) for every variable,
+    ‖g‖ over all of them (Keras' global_clipnorm: NaN when the norm is not finite)."""
+    segments = factors.size
+    for segment in range(cuda.grid(1), segments, cuda.gridsize(1)):
+        first, last = (0, segments) if global_norm else (segment, segment + 1)
+        total = float32(0)
+        for i in range(first * parts, last * parts):
+            total += partials[i]
+        norm = math.sqrt(total)
+        if global_norm:
+            inverse = float32(1) / norm if norm > 0 else float32(math.inf)
+            factors[segment] = clipnorm * min(inverse, float32(1) / clipnorm) + (norm - norm)
+        else:
+            factors[segment] = clipnorm / max(norm, clipnorm)
+
+
+@kernel(f"void({VECTOR}, int64[::1], {VECTOR}, {VECTOR})")
+def scale_segments(grad, offsets, factors, out):
+    """out = grad · factors[s] over each variable s; grid (blocks, variables), grid-stride per variable."""
+    segment = cuda.blockIdx.y
+    factor = factors[segment]
+    step = cuda.gridDim.x * cuda.blockDim.x
+    start = offsets[segment] + cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
+    for i in range(start, offsets[segment + 1], step):
+        out[i] = grad[i] * factor

@@ -1,13 +1,15 @@
 """Validate, then benchmark the Numba kernels (activations, bias, dropout, pooling, batch-norm, optimizers,
-losses) on a CUDA GPU, llm.c style.
+losses) on a CUDA GPU, llm.c style, and one CUDA C kernel (a skinny dense_forward, K = 64, nearly
+memory-bound) whose launch overhead is that of every CUDA C launcher (the cached kernel lookup).
 
-1. Validate: every op on the ``cuda`` backend against the NumPy reference on mid-size inputs.
-2. Benchmark: each op on large tensors, timed with CUDA events (warm-up, then the median of repeats),
-   as GB/s of the bytes it must move, next to a device-to-device copy measured in the same run
-   (the bandwidth ceiling; goal: >= 80 % of it for relu, bias add, dropout and Adam).
-3. Launch overhead: Python-side µs per call on a tiny tensor (enqueue only, no sync), per op.
+First a device-to-device copy of the large size (the bandwidth ceiling), then one case per op:
+1. Validate the op on the ``cuda`` backend against the NumPy reference on mid-size inputs; a mismatch
+   fails the case (nothing of it is timed) and the run goes on.
+2. Benchmark it on large tensors, timed with CUDA events (warm-up, then the median of repeats), as GB/s
+   of the bytes it must move, next to the copy (goal: >= 80 % of it for relu, bias add, dropout, Adam).
+3. Its launch overhead: Python-side µs per call on a tiny tensor (enqueue only, no sync).
 
-Writes a JSON report (GPU, driver, library versions, date, numbers) to
+The JSON report (GPU, driver, library versions, date, numbers) is rewritten after every case, to
 ``<output_dir>/elementwise-<gpu>-<date>.json`` (default output_dir: profiling/results).
 
     python profiling/bench_elementwise.py [output_dir] [--elements N] [--repeats R]
@@ -18,7 +20,7 @@ import sys
 import time
 
 import numpy as np
-from benchlib import RESULTS_DIR, device_time_ms, write_report
+from benchlib import RESULTS_DIR, Report, ValidationError, device_time_ms
 
 
 def parse_args(argv=None):
@@ -36,6 +38,9 @@ def parse_args(argv=None):
     if args.elements < 1 << 16 or args.repeats < 1 or args.warmup < 0 or args.launches < 1:
         parser.error("need --elements >= 65536, --repeats >= 1, --warmup >= 0, --launches >= 1")
     return args
+
+
+MAX_ERROR = 1e-4  # max relative error vs the NumPy reference (float32 on both sides)
 
 
 def cases(elements):
@@ -65,6 +70,7 @@ def cases(elements):
     mean, inv_std = x.reshape(-1, channels).mean(0), 1 / np.sqrt(x.reshape(-1, channels).var(0) + 1e-3)
     argmax = rng.integers(0, 4, pooled).astype(np.int32)
     step = np.array([10], np.int64)  # a step counter, as the layers and the optimizer keep on the device
+    dense_x, dense_w, dense_b = host((n // 64, 64)), host((64, 64)), host((64,))
 
     # Each entry: op name, positional arguments (host arrays are moved to the device once), bytes moved.
     return [
@@ -84,6 +90,7 @@ def cases(elements):
         ("sparse_softmax_categorical_crossentropy", (logits, labels), 2 * rows * classes * f),
         ("adam_update", (flat, grad, m, v, step, 1e-3, 0.9, 0.999, 1e-7), 7 * n * f),
         ("sgd_update", (flat, grad, m, 0.01, 0.9, True), 5 * n * f),
+        ("dense_forward", (dense_x, dense_w, dense_b, "relu"), 2 * n * f),
     ]
 
 
@@ -152,42 +159,35 @@ def main(argv=None):
     info = profiler.environment()
     print(f"{info['gpu']['name']}  driver {info['gpu']['driver']}  {info['versions']}")
 
-    # 1. Validate on mid-size inputs before timing anything.
-    validation = {}
-    for name, op_args, _ in cases(1 << 20):
-        validation[name] = validate(cp, ops, reference, name, op_args)
-        status = "ok" if validation[name] < 1e-4 else "MISMATCH"
-        print(f"validate {name:42s} max rel error {validation[name]:.2e}  {status}")
-    if any(error >= 1e-4 for error in validation.values()):
-        sys.exit("validation failed: not benchmarking wrong kernels")
-
-    # 2. Bandwidth ceiling: a device-to-device copy of the same size, in this run.
     n = args.elements
+    report = Report(args.output_dir, "elementwise", {**info, "elements": n, "repeats": args.repeats})
     copy_ms = copy_ms_of(cp, n, args)
     copy_gbs = 2 * n * 4 / copy_ms / 1e6
+    report.data["copy"] = {"median_ms": copy_ms, "gb_per_s": copy_gbs}
     print(f"{'device-to-device copy':42s} {copy_ms:8.3f} ms  {copy_gbs:8.1f} GB/s")
 
-    # 3. Each op on large tensors, then its launch overhead on tiny ones.
-    tiny = dict((name, op_args) for name, op_args, _ in cases(1 << 16))
-    results = []
-    for name, op_args, moved in cases(n):
+    mid = {name: op_args for name, op_args, _ in cases(1 << 20)}
+    tiny = {name: op_args for name, op_args, _ in cases(1 << 16)}
+
+    def measure(name, op_args, moved):
+        error = validate(cp, ops, reference, name, mid[name])
+        if not error < MAX_ERROR:
+            raise ValidationError(f"max relative error vs the NumPy reference {error:.2e} >= {MAX_ERROR:.0e}")
         device_args = to_device(cp, op_args)
-        call = (lambda f=getattr(ops, name), a=device_args: f(*a))
-        ms = device_time_ms(call, "cupy", args.warmup, args.repeats)["median_ms"]
+        ms = device_time_ms(lambda: getattr(ops, name)(*device_args), "cupy", args.warmup,
+                            args.repeats)["median_ms"]
         tiny_args = to_device(cp, tiny[name])
-        overhead = launch_overhead_us(cp, lambda f=getattr(ops, name), a=tiny_args: f(*a), args.launches)
+        overhead = launch_overhead_us(cp, lambda: getattr(ops, name)(*tiny_args), args.launches)
         gbs = moved / ms / 1e6
-        results.append({"op": name, "bytes": moved, "median_ms": ms, "gb_per_s": gbs,
-                        "fraction_of_copy": gbs / copy_gbs, "launch_overhead_us": overhead,
-                        "validation_max_rel_error": validation[name]})
         print(f"{name:42s} {ms:8.3f} ms  {gbs:8.1f} GB/s  {100 * gbs / copy_gbs:5.1f} % of copy  "
               f"launch {overhead:6.1f} µs")
-        del device_args, tiny_args
+        return {"op": name, "bytes": moved, "median_ms": ms, "gb_per_s": gbs, "fraction_of_copy": gbs / copy_gbs,
+                "launch_overhead_us": overhead, "validation_max_rel_error": error}
 
-    write_report(args.output_dir, "elementwise", {
-        **info, "elements": n, "repeats": args.repeats, "copy": {"median_ms": copy_ms, "gb_per_s": copy_gbs},
-        "results": results})
+    for name, op_args, moved in cases(n):
+        report.case(name, lambda name=name, op_args=op_args, moved=moved: measure(name, op_args, moved))
+    return report.finish()
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -2,7 +2,8 @@
 
 Numba reads NUMBA_ENABLE_CUDASIM once, when numba.cuda is first imported, so it is set here before any
 project import: the whole CI test process runs Numba kernels in the CUDA simulator.  On a GPU machine
-`GPUCNN_TESTS_ON_GPU=1 pytest -m gpu` leaves it off so the same kernels run on the device.
+`GPUCNN_TESTS_ON_GPU=1 pytest -m gpu` leaves it off so the same kernels run on the device, and fails at
+once where CuPy cannot use a GPU: skipping every test there would pass on exactly the machine that matters.
 """
 import os
 
@@ -17,6 +18,16 @@ from gpucnn import backend  # noqa: E402
 
 def _gpu_available():
     return ON_GPU and backend.cuda_device_count() > 0
+
+
+def pytest_configure(config):
+    if not ON_GPU:
+        return
+    reason = backend.cuda_unavailable_reason()
+    if reason is not None:
+        pytest.exit(f"GPUCNN_TESTS_ON_GPU=1 asks for the GPU tests, but {reason}. Fix: run them where CuPy "
+                    f"sees an NVIDIA GPU (pip install 'gpucnn[cuda13]'), or unset GPUCNN_TESTS_ON_GPU to run "
+                    f"the CPU tests.", returncode=pytest.ExitCode.USAGE_ERROR)
 
 
 def pytest_collection_modifyitems(config, items):

@@ -78,9 +78,9 @@ MISUSES = [
     ("duplicate-layer-name", lambda t: gpucnn.Sequential([Dense(1, name="d", input_shape=(3,)), Dense(1, name="d")]),
      ValueError, r"'d' is already used.*name="),
     # -- compile
-    ("unknown-optimizer", lambda t: model(False).compile(optimizer="adamw", loss="binary_crossentropy"),
-     ValueError, r"`optimizer` 'adamw'.*'adam'"),
-    ("unknown-loss", lambda t: model(False).compile(optimizer="adam", loss="mse"), ValueError, r"`loss` 'mse'.*binary_crossentropy"),
+    ("unknown-optimizer", lambda t: model(False).compile(optimizer="nadam", loss="binary_crossentropy"),
+     ValueError, r"`optimizer` 'nadam'.*'adam'"),
+    ("unknown-loss", lambda t: model(False).compile(optimizer="adam", loss="hinge"), ValueError, r"`loss` 'hinge'.*binary_crossentropy"),
     ("unknown-metric", lambda t: model(False).compile(optimizer="adam", loss="binary_crossentropy", metrics=["auc"]),
      ValueError, r"`metrics`.*'auc'.*Fix.*'accuracy'"),
     ("metrics-not-a-list", lambda t: model(False).compile(optimizer="adam", loss="binary_crossentropy", metrics="accuracy"),

@@ -27,3 +27,14 @@ def test_textures_example_runs_and_writes_its_outputs():
     assert "Total params:" in out and "final validation accuracy:" in out
     for name in ("textures_cnn.gpucnn", "history.png", "filters.png", "feature_maps.png"):
         assert (EXAMPLES / "output" / name).stat().st_size > 0
+
+
+def test_resnet_example_runs_a_functional_model_and_writes_it():
+    out = run_example("resnet_cnn.py", "--epochs", "1", "--train-per-class", "32")
+    assert "Connected to" in out and "data: 96 training and 192 validation crops" in out
+    assert "final validation accuracy:" in out
+    loaded = subprocess.run([sys.executable, "-c", "import gpucnn; m = gpucnn.load_model('examples/output/"
+                             "resnet_cnn.gpucnn'); print(type(m).__name__, len(m.layers))"],
+                            capture_output=True, text=True, timeout=300, cwd=EXAMPLES.parent,
+                            env={**os.environ, "GPUCNN_BACKEND": "cpu"})
+    assert loaded.stdout.split() == ["Functional", "30"], loaded.stderr[-2000:]

@@ -57,6 +57,9 @@ def activate(z, name):
     if name == "sigmoid":
         s = 1 / (1 + np.exp(-z))
         return s, s * (1 - s)
+    if name == "tanh":
+        t = np.tanh(z)
+        return t, 1 - t * t
     return z, np.ones_like(z)
 
 
@@ -122,7 +125,7 @@ def conv_configs(draw, name):
     return dict(batch=draw(st.integers(1, 3)), h=h, w=w, channels=draw(st.integers(1, 4 if name == "emulated" else 6)),
                 filters=draw(st.integers(1, 5 if name == "emulated" else 9)), kernel=kernel,
                 strides=(draw(st.integers(1, 3)), draw(st.integers(1, 3))), padding=padding,
-                activation=draw(st.sampled_from(["linear", "relu", "leaky_relu", "sigmoid"])),
+                activation=draw(st.sampled_from(["linear", "relu", "leaky_relu", "sigmoid", "tanh"])),
                 seed=draw(st.integers(0, 2**16)))
 
 
@@ -192,7 +195,7 @@ def test_max_pooling_layer_matches_the_oracle(any_backend):
 def test_dense_layer_matches_the_oracle(any_backend):
 
     @given(st.integers(1, 4), st.integers(1, 40), st.integers(1, 20),
-           st.sampled_from(["linear", "relu", "leaky_relu", "sigmoid"]), st.integers(0, 2**16))
+           st.sampled_from(["linear", "relu", "leaky_relu", "sigmoid", "tanh"]), st.integers(0, 2**16))
     def check(batch, features, units, activation, seed):
         generator = np.random.default_rng(seed)
         layer = Dense(units, activation=activation)

@@ -7,6 +7,7 @@ import pathlib
 import subprocess
 import sys
 import tarfile
+import time
 
 import numpy as np
 import pytest
@@ -30,13 +31,17 @@ def test_script_help(script):
     assert "usage:" in result.stdout
 
 
-def test_write_report_names_the_file_by_kind_gpu_and_date(benchlib, tmp_path):
+def test_report_path_names_the_file_by_kind_gpu_and_date(benchlib, tmp_path):
     report = {"date": "2026-11-25T10:00:00+00:00", "gpu": {"name": "NVIDIA H100 80GB HBM3"}, "x": [1, 2]}
-    path = benchlib.write_report(tmp_path / "out", "conv", report)
+    path = benchlib.report_path(tmp_path / "out", "conv", report)
     assert path == tmp_path / "out" / "conv-nvidia-h100-80gb-hbm3-2026-11-25.json"
-    assert json.loads(path.read_text()) == report
-    no_gpu = benchlib.write_report(tmp_path, "reference", {"date": "2026-11-25", "gpu": None})
+    no_gpu = benchlib.report_path(tmp_path, "reference", {"date": "2026-11-25", "gpu": None})
     assert no_gpu.name == "reference-no-gpu-2026-11-25.json"
+
+
+def test_set_torch_fp32_precision_accepts_only_ieee_or_tf32(benchlib):
+    with pytest.raises(ValueError, match="`precision` must be 'ieee' or 'tf32'"):
+        benchlib.set_torch_fp32_precision(None, "highest")
 
 
 def test_device_time_ms_rejects_an_unknown_library(benchlib):
@@ -80,6 +85,7 @@ def test_bench_conv_torch_side_matches_the_reference_ops_on_cpu(bench_conv, shap
     """The PyTorch calls bench_conv times and validates against, run on the CPU at batch 1: each
     runs with our padding and layouts and its float64 result equals our NumPy reference op's."""
     import torch
+
     from gpucnn import reference
 
     name, x_hwc, kernel, strides, padding = bench_conv.SHAPES[shape]
@@ -92,9 +98,22 @@ def test_bench_conv_torch_side_matches_the_reference_ops_on_cpu(bench_conv, shap
     ours = {"forward": reference.conv2d_forward(x, w, b, strides, padding, "relu"),
             "backward_data": reference.conv2d_backward_data(dy, w, x.shape, strides, padding),
             "backward_filter": reference.conv2d_backward_filter(x, dy, kernel[:2], strides, padding)}
-    for op, (their_op, reference64) in ops.items():
-        assert their_op().numel() == ours[op].size, (name, op)
+    for op, (their_op, reference64, to_ours) in ops.items():
+        assert tuple(to_ours(their_op()).shape) == ours[op].shape, (name, op)
         assert bench_conv.relative_error(ours[op], reference64()) < bench_conv.MAX_RELATIVE_ERROR, (name, op)
+        assert bench_conv.relative_error(to_ours(their_op()), reference64()) < bench_conv.MAX_RELATIVE_ERROR
+
+
+def test_bench_conv_tile_replacement_swaps_only_the_default_large_tile(bench_conv):
+    from gpucnn.cuda import dense
+    choose = dense.choose_tile
+    with bench_conv.tile_replaced(dense.LARGE_TILE_TWO_BLOCKS, only_instead_of=dense.LARGE_TILE) as replaced:
+        assert dense.choose_tile(10_000, 512, 9) == dense.LARGE_TILE_TWO_BLOCKS
+        assert dense.choose_tile(1000, 64, 64) == dense.SMALL_TILE
+    assert replaced == [(10_000, 512, 9)] and dense.choose_tile is choose
+    with bench_conv.tile_replaced(dense.LARGE_TILE_TWO_BLOCKS):
+        assert dense.choose_tile(1000, 64, 64) == dense.LARGE_TILE_TWO_BLOCKS
+    assert dense.choose_tile is choose
 
 
 def test_bench_conv_refuses_an_asymmetric_same_padding(bench_conv):
@@ -102,28 +121,116 @@ def test_bench_conv_refuses_an_asymmetric_same_padding(bench_conv):
         bench_conv.torch_padding("same", (8, 8), (2, 2), (1, 1))
 
 
-def test_gpu_suite_without_a_gpu_stops_early_and_still_writes_suite_json(tmp_path):
+def test_gpu_suite_without_a_gpu_stops_in_preflight_within_seconds_and_says_why(tmp_path):
     """A dry run of gpu_suite.sh on this machine: pip is not run (a stand-in python answers it), the
-    environment is recorded, the GPU check fails and the suite stops, leaving only suite.json and the
-    packed logs in the results folder."""
+    preflight fails at its device check and the suite stops with a non-zero exit, leaving suite.json,
+    summary.md (which names the failed check), preflight.json and the packed logs."""
     python = tmp_path / "python"
     python.write_text(f'#!/bin/sh\nif [ "$1 $2" = "-m pip" ]; then echo "pip not run: $*"; exit 0; fi\n'
                       f'exec "{sys.executable}" "$@"\n')
     python.chmod(0o755)
     results = tmp_path / "results"
+    begin = time.monotonic()
     result = subprocess.run(["bash", str(PROFILING / "gpu_suite.sh"), str(results)], capture_output=True,
                             text=True, timeout=120, env={**os.environ, "PYTHON": str(python)})
+    assert time.monotonic() - begin < 30
     assert result.returncode == 1, result.stdout + result.stderr
-    assert "no GPU visible to CuPy" in result.stderr
-    assert sorted(p.name for p in results.iterdir()) == ["gpu_suite_logs.tar.gz", "suite.json"]
+    assert "preflight failed" in result.stderr
+    assert sorted(p.name for p in results.iterdir()) == [
+        "gpu_suite_logs.tar.gz", "preflight.json", "suite.json", "summary.md"]
     suite = json.loads((results / "suite.json").read_text())
-    assert [(s["stage"], s["status"]) for s in suite["stages"]] == [
-        ("install", "passed"), ("environment", "passed"), ("gpu_check", "failed")]
-    assert suite["environment"]["gpu"] is None
+    assert [(s["stage"], s["status"]) for s in suite["stages"]] == [("install", "passed"), ("preflight", "failed")]
+    checks = {c["check"]: c["status"] for c in suite["preflight"]["checks"]}
+    assert checks == {"versions": "passed", "device": "failed", "numba_kernel": "not run",
+                      "cuda_c_kernel": "not run", "graph_capture": "not run"}
+    summary = (results / "summary.md").read_text()
+    assert "| preflight | failed |" in summary
+    assert "preflight check `device`: RuntimeError: CuPy" in summary
+    assert "`gpu_suite_logs/preflight.log` in gpu_suite_logs.tar.gz" in summary
     with tarfile.open(results / "gpu_suite_logs.tar.gz") as archive:
         names = set(archive.getnames())
-    assert {f"gpu_suite_logs/{name}" for name in ("install.log", "environment.log", "gpu_check.log",
-                                                  "stages.tsv", "environment.json", "nvidia-smi.txt")} <= names
+    assert {f"gpu_suite_logs/{name}" for name in ("install.log", "preflight.log", "stages.tsv",
+                                                  "nvidia-smi.txt")} <= names
+
+
+def test_gpu_suite_stage_limits_add_up_to_the_budget_in_order_of_value():
+    plan = subprocess.run(["bash", str(PROFILING / "gpu_suite.sh"), "--plan"], capture_output=True, text=True,
+                          timeout=30, check=True).stdout.split("\n")
+    stages = [line.split("\t") for line in plan if line]
+    assert [name for name, _ in stages] == ["install", "preflight", "pytest_gpu", "bench_train_step", "memcheck",
+                                            "bench_conv", "ncu", "bench_elementwise"]
+    assert sum(int(limit) for _, limit in stages) == 330
+    assert dict(stages)["preflight"] == "20"
+    script = (PROFILING / "gpu_suite.sh").read_text()
+    assert "GPU_SUITE_SECONDS:-330" in script
+    # The stages run in the plan's order.
+    runs = [script.index(f"run_stage {name} ") for name, _ in stages]
+    assert runs == sorted(runs)
+
+
+def test_preflight_exports_cuda_home_from_the_pip_wheels_and_no_sync(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(PROFILING))
+    import preflight
+    (tmp_path / "site" / "nvidia" / "cu13" / "nvvm").mkdir(parents=True)
+    (tmp_path / "site" / "nvidia" / "cuda_runtime").mkdir()
+    paths = [str(tmp_path / "nowhere"), str(tmp_path / "site")]
+    assert preflight.environment_exports({}, paths) == {
+        "CUDA_HOME": str(tmp_path / "site" / "nvidia" / "cu13"), "NUMBA_CUDA_ARRAY_INTERFACE_SYNC": "0"}
+    assert preflight.environment_exports({"CUDA_HOME": "/usr/local/cuda",
+                                          "NUMBA_CUDA_ARRAY_INTERFACE_SYNC": "1"}, paths) == {}
+    assert preflight.environment_exports({}, [str(tmp_path / "nowhere")]) == {
+        "NUMBA_CUDA_ARRAY_INTERFACE_SYNC": "0"}
+
+
+def test_suite_report_summarises_partial_benchmark_files(tmp_path):
+    """summary.md from a run killed during bench_conv: stage table, the failed case and the headline
+    ratios of the cases that finished."""
+    results, logs = tmp_path, tmp_path / "logs"
+    logs.mkdir()
+    (logs / "stages.tsv").write_text("preflight\tpassed\t0\t12\tpython preflight.py\n"
+                                     "bench_conv\ttimeout\t124\t50\tpython bench_conv.py\n")
+    (results / "preflight.json").write_text(json.dumps({"status": "passed", "checks": [
+        {"check": "versions", "status": "passed", "detail": {"gpu": {"name": "NVIDIA H200", "driver": "580"},
+                                                             "packages": {"numba-cuda": "0.30.4"}}}]}))
+    conv = {"status": "running", "results": [
+        {"case": "a forward", "status": "passed", "ratio_vs_cudnn": 0.5, "ours_tflops": 10.0,
+         "cudnn_fp32_tflops": 20.0, "relative_error": 1e-6, "cudnn_relative_error": 2e-6},
+        {"case": "a backward_data", "status": "failed", "error": "ValidationError: relative error 3e-2"},
+        {"case": "a backward_filter", "status": "passed", "ratio_vs_cudnn": 1.25, "ours_tflops": 25.0,
+         "cudnn_fp32_tflops": 20.0, "relative_error": 1e-6, "cudnn_relative_error": 2e-6, "ours_ms": 2.0,
+         "ours_two_blocks_ms": 1.5}]}
+    (results / "conv-nvidia-h200-2026-12-05.json").write_text(json.dumps(conv))
+    subprocess.run([sys.executable, str(PROFILING / "suite_report.py"), str(results), str(logs)], check=True,
+                   timeout=60, capture_output=True)
+    summary = (results / "summary.md").read_text()
+    assert "GPU: NVIDIA H200; driver 580" in summary
+    assert "| bench_conv | timeout | 50 | 124 |" in summary
+    assert "stage `bench_conv` timeout: log `gpu_suite_logs/bench_conv.log`" in summary
+    assert "conv case `a backward_data`: ValidationError: relative error 3e-2" in summary
+    assert "a forward: cuDNN/ours time 0.50 (10.0 vs 20.0 TFLOP/s; error 1.0e-06, cuDNN 2.0e-06)\n" in summary
+    assert ("a backward_filter: cuDNN/ours time 1.25 (25.0 vs 20.0 TFLOP/s; error 1.0e-06, cuDNN 2.0e-06); "
+            "two-blocks-per-SM tile 1.500 ms vs 2.000 ms") in summary
+    suite = json.loads((results / "suite.json").read_text())
+    assert suite["benchmarks"] == {"conv": "conv-nvidia-h200-2026-12-05.json"}
+
+
+def test_report_is_valid_json_after_every_case_and_a_failure_does_not_stop_the_run(benchlib, tmp_path):
+    report = benchlib.Report(tmp_path, "conv", {"date": "2026-12-05T00:00:00+00:00", "gpu": None})
+    assert json.loads(report.path.read_text())["results"] == []
+    report.case("ok", lambda: {"ms": 1.5})
+    assert json.loads(report.path.read_text())["results"] == [{"case": "ok", "status": "passed", "ms": 1.5}]
+
+    def mismatch():
+        raise benchlib.ValidationError("relative error 1e-2")
+
+    report.case("bad", mismatch)
+    report.case("after", lambda: {"ms": 2.0})
+    assert report.finish() == 1
+    written = json.loads(report.path.read_text())
+    assert [(r["case"], r["status"]) for r in written["results"]] == [
+        ("ok", "passed"), ("bad", "failed"), ("after", "passed")]
+    assert written["results"][1]["error"] == "ValidationError: relative error 1e-2"
+    assert written["status"] == "failed" and written["failed_cases"] == ["bad"]
 
 
 def test_bench_elementwise_cases_follow_the_op_contract(monkeypatch):
@@ -137,3 +244,24 @@ def test_bench_elementwise_cases_follow_the_op_contract(monkeypatch):
     for name, args, _ in bench_elementwise.cases(1 << 16):
         inspect.signature(getattr(gpucnn.cuda, name)).bind(*args)
         getattr(reference, name)(*(a.copy() if isinstance(a, np.ndarray) else a for a in args))
+
+
+def test_bench_train_step_per_layer_profile_runs_on_the_cpu_backend(cpu, monkeypatch):
+    monkeypatch.syspath_prepend(str(PROFILING))
+    import bench_train_step
+    result = bench_train_step.per_layer_profile(bench_train_step.faces_model, bench_train_step.FACES_SHAPE,
+                                                batch=4, steps=1)
+    profile = result["profile"]
+    assert profile["backend"] == "cpu" and profile["batch_size"] == 4 and profile["steps"] == 1
+    json.dumps(result)  # goes into the report as it is
+
+
+def test_bench_reference_times_the_residual_model_without_torch(tmp_path):
+    result = subprocess.run([sys.executable, str(PROFILING / "bench_reference.py"), "--models", "resnet",
+                             "--repeats", "1", "--resnet-batch", "2", "--no-torch", "--json",
+                             str(tmp_path / "r.json")], capture_output=True, text=True, timeout=300,
+                            cwd=PROFILING.parent)
+    assert result.returncode == 0, result.stderr
+    assert "--no-torch: timing gpucnn alone" in result.stdout and "(no PyTorch peer)" in result.stdout
+    [row] = json.loads((tmp_path / "r.json").read_text())["models"]
+    assert row["batch"] == 2 and row["gpucnn_ms_per_step"] > 0 and row["torch_ms_per_step"] is None

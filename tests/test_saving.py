@@ -201,3 +201,98 @@ def test_newer_format_version_says_to_upgrade(cpu, tmp_path):
     path.write_bytes(rewrite_header(path.read_bytes(), lambda h: h.update(format_version=2)))
     with pytest.raises(CorruptModelFileError, match=r"format version 2.*Fix: .*upgrade gpucnn"):
         gpucnn.load_model(path)
+
+
+# -- every header field is checked before a byte is read ---------------------------------------------
+def _set(path, value):
+    """A header change that sets ``header[path[0]][path[1]]...`` to ``value``."""
+    def change(header):
+        target = header
+        for key in path[:-1]:
+            target = target[key]
+        target[path[-1]] = value
+    return change
+
+
+def _swap_first_two_weights(header):
+    first, second = header["weights"][0], header["weights"][1]
+    first["offset"], second["offset"] = second["offset"], first["offset"]
+
+
+@pytest.mark.parametrize("change, field", [
+    (_set(["model"], []), "`model`"),
+    (_set(["weights"], {}), "`weights`"),
+    (_set(["weights", 0, "shape"], [3, 3, 1, -2]), r"`weights\[0\].shape`"),
+    (_set(["weights", 0, "shape"], [3, 3, 1, 2.0]), r"`weights\[0\].shape`"),
+    (_set(["weights", 0, "nbytes"], 4), r"`weights\[0\].nbytes`"),
+    (_set(["weights", 1, "offset"], 4), r"`weights\[1\].offset`"),   # shifted bytes
+    (_swap_first_two_weights, r"`weights\[0\].(offset|nbytes)`"),
+    (_set(["weights", 0, "name"], 7), r"`weights\[0\].name`"),
+    (lambda h: h["weights"][0].pop("offset"), r"`weights\[0\]`"),
+    (lambda h: h["optimizer_state"]["tensors"].pop(), "payload holds"),  # a tensor missing from the table
+    (_set(["compile", "metrics"], "accuracy"), "`compile.metrics`"),
+    (_set(["compile", "optimizer"], "adam"), "`compile.optimizer`"),
+    (_set(["optimizer_state", "iterations"], -1), "`optimizer_state.iterations`"),
+    (_set(["optimizer_state", "iterations"], True), "`optimizer_state.iterations`"),
+    (_set(["optimizer_state", "tensors", 1, "offset"], 0), r"`optimizer_state.tensors\[1\].offset`"),
+    (_set(["dropout_counters"], [None]), "`dropout_counters`"),
+    (_set(["dropout_counters", 2], {"base_seed": "x", "step": 1}), r"`dropout_counters\[2\]`"),
+    (_set(["training_state"], {"epoch": -3, "rng_state": {}}), "`training_state`"),
+])
+def test_every_header_field_is_validated(cpu, tmp_path, change, field):
+    path = tmp_path / "m.gpucnn"
+    trained_model().save(path)
+    path.write_bytes(rewrite_header(path.read_bytes(), change))
+    with pytest.raises(CorruptModelFileError, match=field) as info:
+        gpucnn.load_model(path)
+    assert "m.gpucnn" in str(info.value) and "Fix:" in str(info.value)
+
+
+def test_a_wrong_shaped_optimizer_state_is_refused_not_broadcast(cpu, tmp_path):
+    """The table is self-consistent (offsets, sizes, payload), only the state's shape is not the model's:
+    assigning it would broadcast one value over the whole buffer."""
+    path = tmp_path / "m.gpucnn"
+    model = trained_model()
+    model.save(path)
+    data = path.read_bytes()
+    length = struct.unpack("<Q", data[8:16])[0]
+    header = json.loads(data[16:16 + length])
+    payload = bytearray(data[16 + length:-32])
+    tensors = header["optimizer_state"]["tensors"]
+    cut = tensors[0]["nbytes"] - 4  # the first state tensor shrinks to one float
+    start = tensors[0]["offset"]
+    del payload[start + 4:start + 4 + cut]
+    tensors[0]["shape"], tensors[0]["nbytes"] = [1], 4
+    for entry in tensors[1:]:
+        entry["offset"] -= cut
+    header_bytes = json.dumps(header).encode()
+    body = data[:8] + struct.pack("<Q", len(header_bytes)) + header_bytes + bytes(payload)
+    path.write_bytes(body + hashlib.sha256(body).digest())
+    with pytest.raises(CorruptModelFileError, match=r"`optimizer_state.tensors\[0\].shape`.*\[1\]"):
+        gpucnn.load_model(path)
+
+
+def test_saving_over_a_read_only_file_is_refused_and_keeps_it(cpu, tmp_path):
+    path = tmp_path / "m.gpucnn"
+    model = trained_model()
+    model.save(path)
+    before = path.read_bytes()
+    path.chmod(0o444)
+    model.layers[0].kernel.value[...] += 1.0
+    try:
+        for save in (model.save, model.save_weights):
+            with pytest.raises(PermissionError, match="read-only"):
+                save(path)
+        assert path.read_bytes() == before and os.listdir(tmp_path) == ["m.gpucnn"]
+    finally:
+        path.chmod(0o644)
+
+
+def test_model_checkpoint_creates_its_folder(cpu, tmp_path):
+    from gpucnn.callbacks import ModelCheckpoint
+    model = trained_model()
+    x, y = data()
+    target = tmp_path / "new" / "nested" / "model-{epoch:02d}.gpucnn"
+    model.fit(x, y, epochs=2, verbose=0, callbacks=[ModelCheckpoint(str(target), save_best_only=False)])
+    assert sorted(os.listdir(tmp_path / "new" / "nested")) == ["model-01.gpucnn", "model-02.gpucnn"]
+    gpucnn.load_model(tmp_path / "new" / "nested" / "model-02.gpucnn")

@@ -57,6 +57,14 @@ def sigmoid_backward(dy, y):
     return _gradient(elementwise.sigmoid_backward, dy, y)
 
 
+def tanh_forward(x):
+    return _map(elementwise.tanh_forward, x)
+
+
+def tanh_backward(dy, y):
+    return _gradient(elementwise.tanh_backward, dy, y)
+
+
 def _rows(name, x):
     if x.ndim == 0:
         raise ValueError(f"Argument `{name}` must have at least one axis (softmax runs over the last), "

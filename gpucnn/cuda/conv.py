@@ -1,14 +1,22 @@
 """Convolution launchers (kernels/conv.cu): implicit GEMMs over NHWC activations and HWIO kernels.
 
 Same names, signatures and semantics as ``gpucnn.reference.conv``; the tile and split-K choice is the
-GEMM one of :mod:`gpucnn.cuda.dense`.
+GEMM one of :mod:`gpucnn.cuda.dense`, except for the backward-data of inputs with at most
+``NARROW_CHANNELS`` channels, whose GEMM is too narrow for any tile (``conv2d_backward_data_narrow``).
 """
 import numpy as np
 
 from gpucnn.cuda import runtime
-from gpucnn.cuda.dense import check_gemm_size, launch_gemm
+from gpucnn.cuda.dense import THREADS, check_gemm_size, launch_gemm, sm_count
 from gpucnn.reference.activations import check_activation
-from gpucnn.reference.shapes import normalize_padding, normalize_tuple, prod, window_geometry
+from gpucnn.reference.shapes import (
+    normalize_padding,
+    normalize_tuple,
+    prod,
+    window_geometry,
+)
+
+NARROW_CHANNELS = 4  # NARROW_CHANNELS in kernels/conv.cu
 
 
 def _geometry(x_shape, kernel_size, filters, strides, padding):
@@ -81,6 +89,12 @@ def conv2d_backward_data(dy, w, x_shape, strides, padding):
     in_pixels, out_pixels, _, grad_taps = _gemm_sizes(geometry)
     check_gemm_size(max(in_pixels, out_pixels), channels, grad_taps, "conv2d_backward_data")
     dx = runtime.xp().empty(x_shape, dtype=np.float32)
+    if channels <= NARROW_CHANNELS:  # one warp per input pixel, a grid-stride loop over the rest
+        warps = THREADS // 32
+        kernel = runtime.cuda_c_function("conv.cu", "conv2d_backward_data_narrow")
+        kernel((min(runtime.blocks_for(in_pixels, warps), 16 * sm_count()),), (THREADS,),
+               (dy, w, dx, *(np.int32(v) for v in geometry)))
+        return dx
     return launch_gemm("conv.cu", "conv2d_backward_data", dy, w, geometry, in_pixels, channels, grad_taps, dx)
 
 

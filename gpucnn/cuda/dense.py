@@ -13,22 +13,24 @@ from gpucnn.cuda import runtime
 from gpucnn.reference.activations import check_activation
 
 # Values of `enum Activation` in kernels/common.cuh.
-ACTIVATION_CODES = {"linear": 0, "relu": 1, "leaky_relu": 2, "sigmoid": 3}
+ACTIVATION_CODES = {"linear": 0, "relu": 1, "leaky_relu": 2, "sigmoid": 3, "tanh": 4}
 
 THREADS = 256       # every tile shape runs 256 threads per block
 TILE_DEPTH = 8      # BK: k values per shared-memory slice (GEMM_BK / CONV_BK in the .cu files)
-SM_COUNT = 132      # H100 SXM; only tunes the tile and split choice, never the result's correctness
-TARGET_BLOCKS = 2 * SM_COUNT
+# SMs assumed off the GPU (H100/H200 SXM); on it, the device's own count.  Only tunes the tile and split
+# choice, never the result's correctness.
+SM_COUNT = 132
 MIN_K_TILES_PER_SPLIT = 32   # below this a split's partial sums cost more than its parallelism brings
 
 
 class Tile(NamedTuple):
     rows: int
     cols: int
+    blocks_per_sm: int = 1  # > 1: the kernel's __launch_bounds__(256, blocks_per_sm) variant
 
     @property
     def suffix(self):
-        return f"{self.rows}x{self.cols}"
+        return f"{self.rows}x{self.cols}" + (f"_{self.blocks_per_sm}blocks" if self.blocks_per_sm > 1 else "")
 
     def grid(self, m, n):
         return math.ceil(m / self.rows), math.ceil(n / self.cols)
@@ -38,6 +40,13 @@ LARGE_TILE = Tile(128, 128)    # 8×8 outputs per thread: the most FMAs per shar
 SMALL_TILE = Tile(64, 64)      # 4×4 per thread: more blocks for mid-sized problems
 FEW_COLUMNS_TILE = Tile(128, 32)
 FEW_ROWS_TILE = Tile(32, 128)
+# A candidate for conv2d_backward_filter only (kernels/conv.cu): capped at 128 registers for two blocks
+# per SM.  Not chosen by default; profiling/bench_conv.py measures it against LARGE_TILE.
+LARGE_TILE_TWO_BLOCKS = Tile(128, 128, 2)
+
+
+def sm_count():
+    return runtime.device_sm_count() or SM_COUNT
 
 
 def choose_tile(m, n, k):
@@ -48,16 +57,18 @@ def choose_tile(m, n, k):
         return FEW_ROWS_TILE
     grid_m, grid_n = LARGE_TILE.grid(m, n)
     # Large tiles when they fill the GPU, or when k is long enough for split-K to fill it.
-    if grid_m * grid_n >= SM_COUNT or math.ceil(k / TILE_DEPTH) >= 2 * MIN_K_TILES_PER_SPLIT:
+    if grid_m * grid_n >= sm_count() or math.ceil(k / TILE_DEPTH) >= 2 * MIN_K_TILES_PER_SPLIT:
         return LARGE_TILE
     return SMALL_TILE
 
 
 def choose_split_k(blocks, k_tiles):
     """(splits, k_tiles_per_split): split the reduction only when the output tiles alone leave SMs idle."""
-    if blocks >= SM_COUNT:
+    sms = sm_count()
+    if blocks >= sms:
         return 1, k_tiles
-    splits = max(1, min(math.ceil(TARGET_BLOCKS / blocks), k_tiles // MIN_K_TILES_PER_SPLIT))
+    # Two blocks per SM: enough for the split partial sums to fill the GPU.
+    splits = max(1, min(math.ceil(2 * sms / blocks), k_tiles // MIN_K_TILES_PER_SPLIT))
     per_split = math.ceil(k_tiles / splits)
     return math.ceil(k_tiles / per_split), per_split
 
@@ -65,7 +76,8 @@ def choose_split_k(blocks, k_tiles):
 # The kernels index rows, columns and k with int32 (element offsets are 64-bit), and the last tile computes
 # indices up to a whole tile past the end before its bounds checks drop them (and k up to BK past K):
 # every size must leave that much room below 2**31.
-INDEX_LIMIT = 2**31 - 1 - max(max(tile) for tile in (LARGE_TILE, SMALL_TILE, FEW_COLUMNS_TILE, FEW_ROWS_TILE))
+INDEX_LIMIT = 2**31 - 1 - max(max(tile.rows, tile.cols) for tile in (LARGE_TILE, SMALL_TILE, FEW_COLUMNS_TILE,
+                                                                      FEW_ROWS_TILE))
 
 
 def check_gemm_size(m, n, k, what):
@@ -106,7 +118,7 @@ def launch_gemm(filename, kernel_prefix, in0, in1, shape_args, m, n, k, out, bia
             np.int32(per_split)))
     count = m * n
     reduce = runtime.cuda_c_function(filename, "split_k_reduce")
-    reduce((min(runtime.blocks_for(count, THREADS), 16 * SM_COUNT),), (THREADS,),
+    reduce((min(runtime.blocks_for(count, THREADS), 16 * sm_count()),), (THREADS,),
            (partial, np.int32(splits), np.int64(count), np.int32(n), bias, out, code, alpha))
     return out
 

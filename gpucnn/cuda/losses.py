@@ -1,5 +1,6 @@
 """Launchers of the loss kernels (``kernels/reduce.py``): gradient, mean loss and correct count in one
-launch, the last two as 0-d float32 device arrays (no host sync).
+launch, the last two as 0-d float32 device arrays (no host sync).  Label smoothing reaches the kernels
+as the (keep, offset) of ``gpucnn.reference.losses.smoothing_terms``.
 
 Same names and signatures as ``gpucnn.reference.losses`` (Keras 3 semantics, optional per-sample
 ``sample_weight``).  Labels and weights must already be on the device: float32 for the dense losses and
@@ -10,38 +11,45 @@ import numpy as np
 from gpucnn.cuda import runtime
 from gpucnn.cuda._numba_launch import flat, launch_loss
 from gpucnn.kernels import reduce
+from gpucnn.reference.losses import smoothing_terms
 
 
-def _sample_weight(sample_weight, rows, outputs):
-    """(weights array, weighted flag) for a loss kernel: the checked ``sample_weight`` (float32, one per
-    sample), or a placeholder the kernel never reads."""
-    if sample_weight is None:
-        return flat(outputs), np.bool_(False)
-    runtime.check_array("sample_weight", sample_weight, dtype=np.float32, ndim=1)
-    if tuple(sample_weight.shape) != (rows,):
-        raise ValueError(f"Argument `sample_weight` must be float32 of shape ({rows},) (one weight per "
-                         f"sample), got {tuple(sample_weight.shape)}.")
-    return sample_weight, np.bool_(True)
-
-
-def _binary(outputs_name, outputs, labels, sample_weight, from_logits):
+def _check_dense_labels(outputs_name, outputs, labels):
+    """Labels shaped like the outputs, or (N,) for outputs (N, 1)."""
     runtime.check_array(outputs_name, outputs)
     runtime.check_array("labels", labels)
     shape = tuple(outputs.shape)
     if tuple(labels.shape) != shape and not (shape[-1:] == (1,) and tuple(labels.shape) == shape[:-1]):
         raise ValueError(f"Argument `labels` must have the shape of `{outputs_name}` {shape}, "
                          f"got {tuple(labels.shape)}.")
-    rows = shape[0] if shape else 1
-    weights, weighted = _sample_weight(sample_weight, rows, outputs)
+
+
+def _sample_weight(sample_weight, outputs):
+    """(weights, weighted flag, elements per sample) for a loss kernel: the checked ``sample_weight``
+    (float32, one per sample along the first axis), or a placeholder the kernel never reads."""
+    rows = outputs.shape[0] if outputs.ndim else 1
+    units = outputs.size // rows if rows else 1
+    if sample_weight is None:
+        return flat(outputs), np.bool_(False), np.int64(units)
+    runtime.check_array("sample_weight", sample_weight, dtype=np.float32, ndim=1)
+    if tuple(sample_weight.shape) != (rows,):
+        raise ValueError(f"Argument `sample_weight` must be float32 of shape ({rows},) (one weight per "
+                         f"sample), got {tuple(sample_weight.shape)}.")
+    return sample_weight, np.bool_(True), np.int64(units)
+
+
+def _binary(outputs_name, outputs, labels, from_logits, label_smoothing, sample_weight):
+    _check_dense_labels(outputs_name, outputs, labels)
+    keep, offset = smoothing_terms(label_smoothing, 2)
+    weights, weighted, units = _sample_weight(sample_weight, outputs)
     grad = runtime.xp().empty_like(outputs)
-    units = outputs.size // rows if rows else 1  # elements per sample, each weighted by its sample's weight
-    loss, correct = launch_loss(reduce.binary_crossentropy, outputs.size, flat(outputs), flat(labels),
-                                weights, weighted, np.int64(units), np.bool_(from_logits),
-                                np.float32(outputs.size), flat(grad))
+    loss, correct = launch_loss(reduce.binary_crossentropy, outputs.size, flat(outputs), flat(labels), weights,
+                                weighted, units, np.bool_(from_logits), keep, offset, np.float32(outputs.size),
+                                flat(grad))
     return loss, grad, correct
 
 
-def _categorical(outputs_name, outputs, labels, sample_weight, sparse, from_logits):
+def _categorical(outputs_name, outputs, labels, sparse, from_logits, sample_weight, label_smoothing=0.0):
     runtime.check_array(outputs_name, outputs, ndim=2)
     rows, classes = outputs.shape
     xp = runtime.xp()
@@ -58,39 +66,54 @@ def _categorical(outputs_name, outputs, labels, sample_weight, sparse, from_logi
             raise ValueError(f"Argument `labels` must have the shape of `{outputs_name}` "
                              f"{tuple(outputs.shape)}, got {tuple(labels.shape)}.")
         dense_labels, class_labels = flat(labels), xp.zeros(1, dtype=np.int32)
-    weights, weighted = _sample_weight(sample_weight, rows, outputs)
+    keep, offset = smoothing_terms(label_smoothing, classes)
+    weights, weighted, _ = _sample_weight(sample_weight, outputs)
     grad = xp.empty_like(outputs)
     loss, correct = launch_loss(reduce.categorical_crossentropy, rows, flat(outputs), dense_labels,
-                                class_labels, weights, weighted, np.bool_(sparse), np.bool_(from_logits),
-                                np.int64(classes), np.float32(rows), flat(grad))
+                                class_labels, weights, weighted, np.bool_(sparse), np.bool_(from_logits), keep,
+                                offset, np.int64(classes), np.float32(rows), flat(grad))
     return loss, grad, correct
 
 
-def binary_crossentropy(probs, labels, sample_weight=None):
+def binary_crossentropy(probs, labels, label_smoothing=0.0, sample_weight=None):
     """(loss, dprobs, correct) of BCE on probabilities clipped to [1e-7, 1 - 1e-7]."""
-    return _binary("probs", probs, labels, sample_weight, from_logits=False)
+    return _binary("probs", probs, labels, False, label_smoothing, sample_weight)
 
 
-def sigmoid_binary_crossentropy(logits, labels, sample_weight=None):
+def sigmoid_binary_crossentropy(logits, labels, label_smoothing=0.0, sample_weight=None):
     """(loss, dlogits, correct) of BCE on sigmoid(logits), in the stable form."""
-    return _binary("logits", logits, labels, sample_weight, from_logits=True)
+    return _binary("logits", logits, labels, True, label_smoothing, sample_weight)
 
 
-def categorical_crossentropy(probs, labels, sample_weight=None):
+def categorical_crossentropy(probs, labels, label_smoothing=0.0, sample_weight=None):
     """(loss, dprobs, correct) of CE on row-normalized, clipped probabilities; labels (N, K) float32."""
-    return _categorical("probs", probs, labels, sample_weight, sparse=False, from_logits=False)
+    return _categorical("probs", probs, labels, False, False, sample_weight, label_smoothing)
 
 
-def softmax_categorical_crossentropy(logits, labels, sample_weight=None):
+def softmax_categorical_crossentropy(logits, labels, label_smoothing=0.0, sample_weight=None):
     """(loss, dlogits, correct) of CE on softmax(logits); labels (N, K) float32."""
-    return _categorical("logits", logits, labels, sample_weight, sparse=False, from_logits=True)
+    return _categorical("logits", logits, labels, False, True, sample_weight, label_smoothing)
 
 
 def sparse_categorical_crossentropy(probs, labels, sample_weight=None):
     """:func:`categorical_crossentropy` with int32 class labels of shape (N,) or (N, 1)."""
-    return _categorical("probs", probs, labels, sample_weight, sparse=True, from_logits=False)
+    return _categorical("probs", probs, labels, True, False, sample_weight)
 
 
 def sparse_softmax_categorical_crossentropy(logits, labels, sample_weight=None):
     """:func:`softmax_categorical_crossentropy` with int32 class labels of shape (N,) or (N, 1)."""
-    return _categorical("logits", logits, labels, sample_weight, sparse=True, from_logits=True)
+    return _categorical("logits", logits, labels, True, True, sample_weight)
+
+
+def mean_squared_error(outputs, labels, sample_weight=None):
+    """(loss, doutputs, correct) of mean((p - y)²); correct as Keras' 'accuracy' for these outputs."""
+    _check_dense_labels("outputs", outputs, labels)
+    if outputs.ndim == 0:
+        raise ValueError("Argument `outputs` must have at least one axis (the last holds the units).")
+    width = outputs.shape[-1]
+    weights, weighted, units = _sample_weight(sample_weight, outputs)
+    grad = runtime.xp().empty_like(outputs)
+    loss, correct = launch_loss(reduce.mean_squared_error, outputs.size // width if width else 0,
+                                flat(outputs), flat(labels), weights, weighted, units, np.int64(width),
+                                np.float32(outputs.size), flat(grad))
+    return loss, grad, correct

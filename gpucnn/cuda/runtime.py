@@ -103,11 +103,41 @@ def _emulated_module(filename):
     return emulator.load_module(str(kernels_dir() / filename))
 
 
+def compile_module(filename):
+    """Compile ``kernels/<filename>`` now rather than at its first launch (on the cuda backend, NVRTC and
+    ptxas for this GPU, kept in CuPy's disk cache for later processes; emulated, g++)."""
+    if is_emulated():
+        _emulated_module(filename)
+    else:
+        _cupy_module(filename).compile()
+
+
 def cuda_c_function(filename, name):
     """Kernel ``name`` (an ``extern "C" __global__`` entry point) of ``kernels/<filename>``, callable as
     ``f(grid, block, args, shared_mem=0)`` like ``cupy.RawKernel``.  Compiled once per process."""
-    module = _emulated_module(filename) if is_emulated() else _cupy_module(filename)
+    return _function(is_emulated(), filename, name)
+
+
+@functools.lru_cache(maxsize=None)
+def _function(emulated, filename, name):
+    # CuPy's RawModule.get_function builds a new RawKernel (a module-function lookup) on every call: a
+    # step launches dozens of CUDA C kernels, so each is looked up once per process instead.
+    module = _emulated_module(filename) if emulated else _cupy_module(filename)
     return module.get_function(name)
+
+
+def device_sm_count():
+    """Streaming multiprocessors of the current CUDA device, or None off the GPU (emulated, cpu)."""
+    if backend.current().name != "cuda":
+        return None
+    import cupy
+    return _sm_count_of(cupy.cuda.Device().id)
+
+
+@functools.lru_cache(maxsize=None)
+def _sm_count_of(device_id):
+    import cupy
+    return int(cupy.cuda.Device(device_id).attributes["MultiProcessorCount"])
 
 
 def check_array(name, array, ndim=None, dtype=np.float32):

@@ -12,6 +12,7 @@ import collections
 import numpy as np
 
 from gpucnn import activations, backend, initializers
+from gpucnn.layers import symbolic
 
 _name_counts = collections.Counter()
 
@@ -96,6 +97,7 @@ class Layer:
     ``call``, ``backward`` and ``get_config``; layers with weights also override ``build``."""
 
     default_name = "layer"
+    merges_inputs = False  # True for layers called on a list of tensors (Add, Concatenate)
     # Layers with an `activation` argument set these.  While an execution unit (gpucnn.execution)
     # runs the layer with ``output_logits = True`` it skips its activation: the model's output layer
     # handing logits to a fused loss, or a Conv2D whose ReLU is applied after pooling.
@@ -145,7 +147,15 @@ class Layer:
 
     # -- computation --------------------------------------------------------------------------------
     def __call__(self, x, training=False):
-        """Run the layer on a batch, building it from the batch's shape on first use."""
+        """Run the layer on a batch, building it from the batch's shape on first use; called on a
+        symbolic tensor (``gpucnn.Input(...)`` or a layer's symbolic output), record the call in the
+        graph of a model being built and return the symbolic output (:mod:`gpucnn.layers.symbolic`)."""
+        if symbolic.is_symbolic_call(x):
+            return symbolic.call_layer(self, x)
+        return self.eager_call(x, training)
+
+    def eager_call(self, x, training):
+        """``__call__`` on a batch of data."""
         x = backend.current().asarray(x)
         if not self.built:
             self.build(tuple(x.shape[1:]))

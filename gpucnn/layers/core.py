@@ -5,13 +5,16 @@ import numpy as np
 
 from gpucnn import activations, utils
 from gpucnn.counters import StepCounter
-from gpucnn.layers.base import (KernelLayer, Layer, _check_input_shape, check_data_format, format_shape,
-                                positive_int)
+from gpucnn.layers.base import (KernelLayer, Layer, _check_input_shape, _unique_name, check_data_format,
+                                format_shape, positive_int)
+from gpucnn.layers.symbolic import SymbolicTensor
 
 
-class Input:
-    """Declares the model's input shape (without the batch axis), as ``keras.Input(shape=...)`` in a
-    Sequential model.  It holds no weights and does not appear in ``summary()``."""
+class Input(SymbolicTensor):
+    """The model's input, as ``keras.Input(shape=...)``: a symbolic tensor of ``shape`` (one sample,
+    without the batch axis) to call layers on and pass to ``gpucnn.Model(inputs, outputs)``, or the
+    first entry of a Sequential model.  Its ``shape`` has the batch axis first, as None.  It holds no
+    weights; summary() lists it as Keras does for a functional model only."""
 
     def __init__(self, shape=None, batch_size=None, dtype=None, batch_shape=None, name=None):
         if shape is None and batch_shape is not None:
@@ -22,15 +25,14 @@ class Input:
         if dtype not in (None, "float32", np.float32):
             raise ValueError(f"Input: argument `dtype` must be 'float32' (the only dtype gpucnn computes "
                              f"in), got {dtype!r}.")
-        self.shape = _check_input_shape(shape)
         if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
                                        or batch_size <= 0):
             raise ValueError(f"Argument `batch_size` must be a positive int or None, got {batch_size!r}.")
+        if name is not None and (not isinstance(name, str) or not name):
+            raise ValueError(f"Argument `name` must be a non-empty string, got {name!r}.")
+        super().__init__(_check_input_shape(shape))
         self.batch_size = batch_size
-        self.name = name
-
-    def __repr__(self):
-        return f"<Input shape={format_shape(self.shape)}>"
+        self.name = name or _unique_name("input_layer")
 
 
 InputLayer = Input
@@ -109,7 +111,7 @@ class Flatten(Layer):
 
 
 class Activation(Layer):
-    """Applies an activation function by name: linear, relu, leaky_relu, sigmoid or softmax."""
+    """Applies an activation function by name: linear, relu, leaky_relu, sigmoid, tanh or softmax."""
 
     default_name = "activation"
 
@@ -130,6 +132,14 @@ class Activation(Layer):
         return {**super().get_config(), "activation": self.activation}
 
 
+def _negative_slope(slope):
+    """The slope as a float: Keras allows any slope >= 0 (0 is ReLU); an infinite one would turn every
+    negative input into -inf and its gradient into NaN."""
+    if isinstance(slope, bool) or not isinstance(slope, (int, float)) or not 0 <= slope < math.inf:
+        raise ValueError(f"Argument `negative_slope` must be a finite float >= 0, got {slope!r}.")
+    return float(slope)
+
+
 class ReLU(Activation):
     """``max(x, 0)``, or ``negative_slope * x`` below zero when ``negative_slope > 0``."""
 
@@ -139,10 +149,9 @@ class ReLU(Activation):
         if max_value is not None or threshold != 0.0:
             raise ValueError(f"ReLU: only max_value=None and threshold=0.0 are implemented, got "
                              f"max_value={max_value!r}, threshold={threshold!r}.")
-        if not isinstance(negative_slope, (int, float)) or negative_slope < 0:
-            raise ValueError(f"Argument `negative_slope` must be a float >= 0, got {negative_slope!r}.")
+        negative_slope = _negative_slope(negative_slope)
         super().__init__("leaky_relu" if negative_slope > 0 else "relu", **kwargs)
-        self.negative_slope = float(negative_slope)
+        self.negative_slope = negative_slope
         self.alpha = self.negative_slope
 
     def get_config(self):
@@ -158,12 +167,8 @@ class LeakyReLU(Activation):
     default_name = "leaky_re_lu"
 
     def __init__(self, negative_slope=0.3, alpha=None, **kwargs):
-        slope = negative_slope if alpha is None else alpha
-        if isinstance(slope, bool) or not isinstance(slope, (int, float)) or not slope > 0:
-            raise ValueError(f"Argument `negative_slope` must be a float > 0, got {slope!r}. "
-                             f"Fix: use ReLU() for a slope of 0.")
         super().__init__("leaky_relu", **kwargs)
-        self.negative_slope = self.alpha = float(slope)
+        self.negative_slope = self.alpha = _negative_slope(negative_slope if alpha is None else alpha)
 
     def get_config(self):
         config = super().get_config()

@@ -12,6 +12,8 @@ from gpucnn.layers.base import Layer, format_shape
 class Merge(Layer):
     """Base of the merge layers: input shapes are a list of batch-less shapes, one per input."""
 
+    merges_inputs = True
+
     def _check_shapes(self, input_shapes):
         """``input_shapes`` as a list of tuples, or an error naming the layer and the shapes."""
         if not isinstance(input_shapes, (list, tuple)) or not input_shapes or \
@@ -32,7 +34,7 @@ class Merge(Layer):
         self.output_shape = self.compute_output_shape(self.input_shape)
         self.built = True
 
-    def __call__(self, inputs, training=False):
+    def eager_call(self, inputs, training):
         """Run the layer on a list of batches, building it from their shapes on first use."""
         if not isinstance(inputs, (list, tuple)):
             self._check_shapes(tuple(getattr(inputs, "shape", ()))[1:])

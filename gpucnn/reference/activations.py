@@ -5,7 +5,7 @@ Backward functions take the saved *output* ``y`` of the forward pass, as the ker
 """
 import numpy as np
 
-FUSED_ACTIVATIONS = ("linear", "relu", "leaky_relu", "sigmoid")
+FUSED_ACTIVATIONS = ("linear", "relu", "leaky_relu", "sigmoid", "tanh")
 
 
 def check_activation(activation):
@@ -36,6 +36,8 @@ def apply_activation_(z, activation, alpha=0.2):
             np.exp(z, out=z)
             z += 1
             np.reciprocal(z, out=z)
+    elif activation == "tanh":
+        np.tanh(z, out=z)
     return z
 
 
@@ -72,6 +74,15 @@ def sigmoid_forward(x):
 
 def sigmoid_backward(dy, y):
     return dy * (y * (1 - y))
+
+
+def tanh_forward(x):
+    return apply_activation_(x.copy(), "tanh")
+
+
+def tanh_backward(dy, y):
+    """dx = dy·(1 - y²), from the saved output as the other activations."""
+    return dy * (1 - y * y)
 
 
 def softmax_forward(x):

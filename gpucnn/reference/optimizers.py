@@ -3,6 +3,7 @@
 A model keeps all its trainable parameters in one flat buffer (and the gradients in another), so one
 call updates the whole model.
 """
+import itertools
 import math
 
 import numpy as np
@@ -75,3 +76,60 @@ def sgd_update(param, grad, velocity, learning_rate, momentum, nesterov):
         param += dtype(momentum) * velocity - lr_grad
     else:
         param += velocity
+
+
+# ---- gradient clipping and weight decay (Keras 3 order: clip the gradients, decay, then update) -------
+
+def check_offsets(offsets, size):
+    """``offsets``: the variables' start offsets in the flat buffer and its end, [0, ..., size] (a 1-D
+    int64 array, non-decreasing); a ValueError naming what is wrong."""
+    if offsets.ndim != 1 or offsets.shape[0] < 2:
+        raise ValueError(f"Argument `offsets` must be a 1-D array [0, ..., {size}] of at least 2 entries "
+                         f"(one variable or more), got shape {tuple(offsets.shape)}.")
+
+
+def _check_offset_values(offsets, size):
+    values = np.asarray(offsets)
+    if values[0] != 0 or values[-1] != size or np.any(np.diff(values) < 0):
+        raise ValueError(f"Argument `offsets` must run from 0 to the gradient's size {size} without "
+                         f"decreasing, got {values.tolist()}.")
+    return values
+
+
+def _segment_square_sums(grad, offsets):
+    return np.array([np.dot(grad[start:end], grad[start:end])
+                     for start, end in itertools.pairwise(offsets)], dtype=grad.dtype)
+
+
+def clip_by_norm(grad, offsets, clipnorm):
+    """Keras 3 ``clipnorm``: each variable's gradient (the slice between consecutive ``offsets``) times
+    clipnorm / max(‖g‖₂, clipnorm).  Returns a new array."""
+    check_offsets(offsets, grad.size)
+    offsets = _check_offset_values(offsets, grad.size)
+    dtype = grad.dtype.type
+    norms = np.sqrt(_segment_square_sums(grad, offsets))
+    factors = dtype(clipnorm) / np.maximum(norms, dtype(clipnorm))
+    return grad * np.repeat(factors, np.diff(offsets))
+
+
+def clip_by_global_norm(grad, offsets, clipnorm):
+    """Keras 3 ``global_clipnorm``: every gradient times clipnorm·min(1/‖g‖₂, 1/clipnorm), ‖g‖₂ over all
+    variables; a non-finite norm makes every gradient NaN, as Keras does.  Returns a new array."""
+    check_offsets(offsets, grad.size)
+    offsets = _check_offset_values(offsets, grad.size)
+    dtype = grad.dtype.type
+    norm = np.sqrt(np.sum(_segment_square_sums(grad, offsets)))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        factor = dtype(clipnorm) * np.minimum(dtype(1) / norm, dtype(1) / dtype(clipnorm)) + (norm - norm)
+    return grad * dtype(factor)
+
+
+def clip_by_value(grad, clipvalue):
+    """Keras 3 ``clipvalue``: every gradient element clipped to [-clipvalue, clipvalue].  A new array."""
+    return np.clip(grad, -grad.dtype.type(clipvalue), grad.dtype.type(clipvalue))
+
+
+def decay_weights(param, weight_decay, learning_rate):
+    """Keras 3 weight decay, in place: param -= param·weight_decay·learning_rate (before the update)."""
+    dtype = param.dtype.type
+    param -= param * dtype(weight_decay) * dtype(learning_rate)

@@ -9,7 +9,7 @@ import pytest
 from gpucnn.cuda import dense as gemm_launch
 from gpucnn.cuda import runtime
 
-ACTIVATIONS = ("linear", "relu", "leaky_relu", "sigmoid")
+ACTIVATIONS = ("linear", "relu", "leaky_relu", "sigmoid", "tanh")
 ALL_TILES = (gemm_launch.LARGE_TILE, gemm_launch.SMALL_TILE, gemm_launch.FEW_COLUMNS_TILE,
              gemm_launch.FEW_ROWS_TILE)
 TILE_IDS = [tile.suffix for tile in ALL_TILES]

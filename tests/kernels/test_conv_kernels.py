@@ -79,6 +79,40 @@ def test_every_tile_shape_crosses_tile_edges(emulated, monkeypatch, launches, ti
         assert launch.grid[2] == splits, launch
 
 
+@pytest.mark.parametrize("stores", TILE_CASES)
+def test_two_blocks_per_sm_backward_filter_tile_crosses_tile_edges(emulated, monkeypatch, launches, stores):
+    """The __launch_bounds__(256, 2) candidate exists for backward-filter only (the others spill)."""
+    (shape, kernel, strides, padding), splits = TILE_CASES[stores]
+    force(monkeypatch, tile=gemm_launch.LARGE_TILE_TWO_BLOCKS, splits=splits)
+    rng = np.random.default_rng(7)
+    x, w, _, strides, padding = _problem(rng, (shape, kernel, strides, padding))
+    dy = random(rng, reference.conv2d_forward(x, w, None, strides, padding).shape)
+    assert_close(conv_launchers.conv2d_backward_filter(x, dy, w.shape[:2], strides, padding),
+                 reference.conv2d_backward_filter(x, dy, w.shape[:2], strides, padding))
+    tiled = [launch for launch in launches if launch.name != "split_k_reduce"]
+    assert [launch.name for launch in tiled] == ["conv2d_backward_filter_128x128_2blocks"]
+    assert_crosses_tiles(tiled[0], gemm_launch.LARGE_TILE_TWO_BLOCKS, vector_stores=stores != "scalar")
+    assert tiled[0].grid[2] == splits
+
+
+@pytest.mark.parametrize("channels", [1, 3, 4, 5])
+def test_backward_data_of_few_channels_takes_the_narrow_kernel(emulated, monkeypatch, launches, channels):
+    """Up to 4 input channels: one warp per input pixel (no GEMM tile, which would waste 31/32 of itself
+    on one channel); 5 take the GEMM.  40 filters make the lanes loop past 32; stride 2 with 'same'
+    padding skips taps; 2 × 9 × 9 pixels wrap the 16 blocks × 8 warps the grid is capped at here."""
+    monkeypatch.setattr(conv_launchers, "sm_count", lambda: 1)
+    rng = np.random.default_rng(8)
+    for strides, padding in (((2, 2), "same"), ((1, 1), "valid")):
+        x, w = random(rng, (2, 9, 9, channels)), random(rng, (3, 3, channels, 40))
+        dy = random(rng, reference.conv2d_forward(x, w, None, strides, padding).shape)
+        assert_close(conv_launchers.conv2d_backward_data(dy, w, x.shape, strides, padding),
+                     reference.conv2d_backward_data(dy, w, x.shape, strides, padding))
+    narrow = channels <= conv_launchers.NARROW_CHANNELS
+    assert all((launch.name == "conv2d_backward_data_narrow") == narrow for launch in launches), launches
+    if narrow:
+        assert all(launch.grid == (16,) for launch in launches), launches
+
+
 @pytest.mark.parametrize("activation", ["linear", "sigmoid"])
 def test_split_k_partial_sums_and_epilogue(emulated, monkeypatch, activation):
     force(monkeypatch, tile=gemm_launch.SMALL_TILE, splits=3)
@@ -106,7 +140,7 @@ def test_launcher_rejects_bad_arguments(emulated):
     with pytest.raises(ValueError, match="`b`"):
         conv_launchers.conv2d_forward(x, w, np.zeros(3, np.float32), (1, 1), "valid")
     with pytest.raises(ValueError, match="activation"):
-        conv_launchers.conv2d_forward(x, w, None, (1, 1), "valid", activation="tanh")
+        conv_launchers.conv2d_forward(x, w, None, (1, 1), "valid", activation="elu")
     with pytest.raises(ValueError, match="padding"):
         conv_launchers.conv2d_forward(x, w, None, (1, 1), "full")
     with pytest.raises(ValueError, match="does not fit"):

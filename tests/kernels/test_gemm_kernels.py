@@ -158,3 +158,37 @@ def test_dense_ops_match_reference_on_gpu(gpu, batch, features, units):
     dw = dense_launchers.dense_backward_weights(x_d, dy_d)
     assert_close(dw, reference.dense_backward_weights(x, dy), **tol)
     assert bool(cupy.array_equal(dw, dense_launchers.dense_backward_weights(x_d, dy_d)))
+
+
+def test_compile_module_builds_the_module_without_a_launch(emulated, monkeypatch):
+    from gpucnn.cuda import runtime
+    built = []
+    monkeypatch.setattr(runtime, "_emulated_module", built.append)
+    runtime.compile_module("gemm.cu")
+    assert built == ["gemm.cu"]
+
+
+def test_kernel_functions_are_looked_up_once_per_process(emulated):
+    # CuPy's RawModule.get_function builds a new RawKernel per call; the launchers reuse one.
+    from gpucnn.cuda import runtime
+    first = runtime.cuda_c_function("gemm.cu", "gemm_nn_64x64")
+    assert runtime.cuda_c_function("gemm.cu", "gemm_nn_64x64") is first
+    assert runtime.cuda_c_function("gemm.cu", "gemm_nn_128x128") is not first
+
+
+def test_sm_count_is_the_default_off_the_gpu(emulated, monkeypatch):
+    from gpucnn.cuda import runtime
+    assert runtime.device_sm_count() is None and dense_launchers.sm_count() == dense_launchers.SM_COUNT == 132
+    monkeypatch.setattr(runtime, "device_sm_count", lambda: 16)  # a small GPU: fewer blocks fill it
+    assert dense_launchers.sm_count() == 16
+    assert dense_launchers.choose_tile(1000, 64, 64) == dense_launchers.SMALL_TILE
+    assert dense_launchers.choose_tile(2048, 1024, 64) == dense_launchers.LARGE_TILE  # 16 × 8 blocks >= 16
+    assert dense_launchers.choose_split_k(16, 10_000) == (1, 10_000)
+
+
+@pytest.mark.gpu
+def test_sm_count_is_read_from_the_device(gpu):
+    import cupy
+
+    from gpucnn.cuda import runtime
+    assert runtime.device_sm_count() == cupy.cuda.runtime.getDeviceProperties(0)["multiProcessorCount"]

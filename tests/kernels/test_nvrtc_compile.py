@@ -117,3 +117,5 @@ def test_every_entry_point_the_launchers_ask_for_is_compiled():
         compiled = {kernel.name for kernel in _compiled(filename).kernels}
         wanted = {f"{op}_{tile.suffix}" for op in ops for tile in tiles} | {"split_k_reduce"}
         assert wanted <= compiled, (filename, sorted(wanted - compiled))
+    assert f"conv2d_backward_filter_{dense.LARGE_TILE_TWO_BLOCKS.suffix}" in {
+        kernel.name for kernel in _compiled("conv.cu").kernels}

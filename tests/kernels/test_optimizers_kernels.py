@@ -61,3 +61,43 @@ def test_optimizer_arguments_are_checked(emulated):
     with pytest.raises(ValueError, match="`step`"):
         launchers.adam_update(param, param, param, param, np.ones((1, 1), np.int64), 1e-3, 0.9, 0.999,
                               1e-7)
+
+
+def _offsets(device):
+    """Variables of the flat buffer: emulated, sizes that wrap the 2 × 32-thread parts of a variable and a
+    one-element variable; on the GPU, the article model's weights."""
+    sizes = pick(device, [5, 1, 70, 20], [4608, 512, 1179648, 256, 294912, 128, 512, 1])
+    return np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+
+
+@with_devices
+@pytest.mark.parametrize("op, clipnorm", [("clip_by_norm", 0.5), ("clip_by_norm", 1e6),
+                                          ("clip_by_global_norm", 0.5), ("clip_by_global_norm", 1e6)])
+def test_clipping_by_norm_matches_reference(device, op, clipnorm):
+    offsets = _offsets(device)
+    grad = random((int(offsets[-1]),), seed=7)
+    grad[offsets[:-1][np.diff(offsets) == 1]] = 0.0  # the one-element variable has norm 0
+    clipped = getattr(launchers, op)(*on_device(device, grad, offsets), clipnorm)
+    assert_close(device, clipped, getattr(reference, op)(grad, offsets, clipnorm), rtol=1e-5, atol=1e-7)
+
+
+@with_devices
+def test_clip_by_value_and_decay_weights_match_reference(device):
+    grad, param = _buffers(device, 8, 9)
+    grad[:3] = [np.nan, np.inf, -np.inf]
+    assert_close(device, launchers.clip_by_value(on_device(device, grad), 0.3),
+                 reference.clip_by_value(grad, 0.3), exact=True)
+    on_param = on_device(device, param)
+    launchers.decay_weights(on_param, 0.004, 0.01)
+    reference.decay_weights(param, 0.004, 0.01)
+    assert_close(device, on_param, param, rtol=1e-7, atol=1e-9)
+
+
+def test_clipping_arguments_are_checked(emulated):
+    grad = random((8,))
+    with pytest.raises(TypeError, match="`offsets`"):
+        launchers.clip_by_norm(grad, np.array([0, 8], np.int32), 1.0)
+    with pytest.raises(ValueError, match="`offsets`"):
+        launchers.clip_by_global_norm(grad, np.array([8], np.int64), 1.0)
+    with pytest.raises(ValueError, match="`grad`"):
+        launchers.clip_by_value(random((2, 4)), 1.0)

@@ -8,7 +8,8 @@ from gpucnn import reference
 
 # (x shape, pool_size, strides, padding): plain, overlapping + 'same' + stride 2, overlapping stride 1
 # with a non-square window, 'same' with stride 1, batch 1 throughout some, odd channel counts; strides
-# larger than the window (inputs in no window get 0); 100 outputs wrap the emulated 2 × 32-thread grid.
+# larger than the window (inputs in no window get 0); 100 outputs wrap the emulated 2 × 32-thread grid,
+# and 72 outputs of 18 per sample make the grid stride itself span whole samples (its n digit carries).
 EMULATED_CASES = [
     ((1, 4, 4, 3), (2, 2), (2, 2), "valid"),
     ((2, 5, 5, 3), (3, 3), (2, 2), "same"),
@@ -16,6 +17,7 @@ EMULATED_CASES = [
     ((1, 3, 4, 1), (2, 2), (1, 1), "same"),
     ((1, 8, 7, 2), (2, 2), (3, 3), "valid"),
     ((2, 5, 5, 2), (2, 2), (1, 1), "same"),
+    ((4, 3, 3, 2), (2, 2), (1, 1), "same"),
 ]
 GPU_CASES = [
     ((32, 64, 64, 64), (2, 2), (2, 2), "valid"),
@@ -64,3 +66,18 @@ def test_max_pool_arguments_are_checked(emulated):
         launchers.max_pool_backward(random((1, 3, 3, 2)), argmax, x.shape, (2, 2), (2, 2), "valid")
     with pytest.raises(TypeError, match="`argmax`.*int32"):
         launchers.max_pool_backward(y, argmax.astype(np.int64), x.shape, (2, 2), (2, 2), "valid")
+
+
+def test_floor_divide_by_reciprocal_is_exact():
+    """The backward pass divides by the stride as a float64 multiplication plus a correction: exact for
+    every position below 2**50, including those where the product rounds across an integer."""
+    from gpucnn.kernels import pool
+    rng = np.random.default_rng(0)
+    # 316544638530316 / 49 is an integer, yet its product with float64(1 / 49) truncates one below.
+    assert int(316544638530316 * (1.0 / 49)) == 316544638530316 // 49 - 1
+    assert pool.floor_divide.py_func(316544638530316, 49, 1.0 / 49) == 316544638530316 // 49
+    for divisor in (1, 2, 3, 5, 7, 49, 1000, 2**20 + 1):
+        values = [0, divisor - 1, divisor, 2**31 - 1, 2**50 - 1, *rng.integers(0, 2**50, 200)]
+        values += [k * divisor + d for k in rng.integers(1, 2**50 // divisor, 50) for d in (-1, 0, 1)]
+        for value in values:
+            assert pool.floor_divide.py_func(int(value), divisor, 1.0 / divisor) == int(value) // divisor

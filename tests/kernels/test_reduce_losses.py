@@ -44,15 +44,18 @@ def _probabilities(shape, seed):
     return p
 
 
-def _check_loss(device, op, outputs, labels):
+def _check_loss(device, op, outputs, labels, **options):
     """The launcher against the reference, without and with per-sample weights (zeros and weights
     above 1 included)."""
     weights = np.random.default_rng(5).uniform(0, 3, len(outputs)).astype(np.float32)
     weights[0] = 0
     for sample_weight in (None, weights):
-        arguments = (outputs, labels) if sample_weight is None else (outputs, labels, sample_weight)
-        loss, grad, correct = getattr(launchers, op)(*on_device(device, *arguments))
-        expected_loss, expected_grad, expected_correct = getattr(reference, op)(*arguments)
+        weight_options = {} if sample_weight is None else {"sample_weight": sample_weight}
+        loss, grad, correct = getattr(launchers, op)(
+            *on_device(device, outputs, labels), **options,
+            **{name: on_device(device, value) for name, value in weight_options.items()})
+        expected_loss, expected_grad, expected_correct = getattr(reference, op)(outputs, labels, **options,
+                                                                                **weight_options)
         assert loss.shape == () and correct.shape == ()
         assert_close(device, loss, expected_loss, rtol=1e-5)
         assert_close(device, grad, expected_grad, rtol=1e-5, atol=1e-7)
@@ -60,19 +63,21 @@ def _check_loss(device, op, outputs, labels):
 
 
 @with_devices
+@pytest.mark.parametrize("smoothing", [0.0, 0.2])
 @pytest.mark.parametrize("op", ["binary_crossentropy", "sigmoid_binary_crossentropy"])
-def test_binary_losses_match_reference(device, op):
+def test_binary_losses_match_reference(device, op, smoothing):
     # (N, 1) outputs with (N,) and (N, 1) labels, and a multi-label (N, K) case; 70 elements wrap the
     # emulated grid, so the last-block combine adds several block partials.
     for shape, label_shape in pick(device, [((7, 1), (7,)), ((7, 1), (7, 1)), ((10, 7), (10, 7))],
                                    [((4096, 1), (4096,)), ((1024, 40), (1024, 40))]):
         outputs = _probabilities(shape, 0) if op == "binary_crossentropy" else random(shape, 0, -6, 6)
-        _check_loss(device, op, outputs, _binary_labels(label_shape, 1))
+        _check_loss(device, op, outputs, _binary_labels(label_shape, 1), label_smoothing=smoothing)
 
 
 @with_devices
+@pytest.mark.parametrize("smoothing", [0.0, 0.3])
 @pytest.mark.parametrize("op", ["categorical_crossentropy", "softmax_categorical_crossentropy"])
-def test_categorical_losses_match_reference(device, op):
+def test_categorical_losses_match_reference(device, op, smoothing):
     for rows, classes in pick(device, [(1, 3), (70, 4)], [(512, 10), (256, 1000)]):
         rng = np.random.default_rng(rows)
         if op == "categorical_crossentropy":
@@ -85,7 +90,7 @@ def test_categorical_losses_match_reference(device, op):
             outputs = random((rows, classes), 2, -5, 5)
         outputs[0, :] = 0.5  # a row of ties: the first index is the argmax
         labels = rng.uniform(0, 1, (rows, classes)).astype(np.float32)  # soft labels
-        _check_loss(device, op, outputs, labels)
+        _check_loss(device, op, outputs, labels, label_smoothing=smoothing)
 
 
 @with_devices
@@ -115,8 +120,20 @@ def test_loss_arguments_are_checked(emulated):
     with pytest.raises(ValueError, match="`labels`"):
         launchers.sigmoid_binary_crossentropy(logits, random((4,)))
     with pytest.raises(ValueError, match=r"`sample_weight` must be float32 of shape \(4,\)"):
-        launchers.sigmoid_binary_crossentropy(logits, random((4, 3)), random((3,)))
+        launchers.sigmoid_binary_crossentropy(logits, random((4, 3)), sample_weight=random((3,)))
     with pytest.raises(TypeError, match="`sample_weight`.*float32"):
-        launchers.softmax_categorical_crossentropy(logits, random((4, 3)), np.ones(4))
+        launchers.softmax_categorical_crossentropy(logits, random((4, 3)), sample_weight=np.ones(4))
     with pytest.raises(ValueError, match="`gamma`"):
         launchers.batchnorm_forward_training(random((2, 3)), random((2,)), random((3,)), 1e-3)
+
+
+@with_devices
+def test_mean_squared_error_matches_reference(device):
+    # One unit (binary accuracy, (N,) labels too) and several (argmax accuracy, a row of ties); 70 rows
+    # wrap the emulated grid.
+    for shape, label_shape in pick(device, [((70, 1), (70,)), ((9, 4), (9, 4)), ((2, 3, 3, 2), (2, 3, 3, 2))],
+                                   [((4096, 1), (4096,)), ((1024, 40), (1024, 40))]):
+        outputs = random(shape, 0, -1, 2)
+        outputs.reshape(-1, shape[-1])[0, :] = 0.5
+        labels = _binary_labels(label_shape, 1) if shape[-1] == 1 else random(label_shape, 1, 0, 1)
+        _check_loss(device, "mean_squared_error", outputs, labels)

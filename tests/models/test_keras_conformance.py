@@ -276,7 +276,7 @@ def test_keras_argument_forms(cpu):
     dense = Dense(np.int64(2), input_dim=8)
     assert conv.filters == 4 and dense.units == 2 and dense.input_shape_argument == (8,)
     assert Dense(2, batch_input_shape=(None, 5)).input_shape_argument == (5,)
-    assert Input(batch_shape=(None, 6, 6, 1), dtype="float32").shape == (6, 6, 1)
+    assert Input(batch_shape=(None, 6, 6, 1), dtype="float32").shape == (None, 6, 6, 1)
     Flatten(data_format="channels_last")
     model = gpucnn.Sequential([Input((6, 6, 1)), conv, MaxPooling2D(), Flatten(), Dense(1)],
                               trainable=False, name="keras_like")

@@ -7,7 +7,8 @@ from scipy import special
 
 from gradcheck import assert_gradient, projection
 from gpucnn.reference import (bias_add, bias_backward, leaky_relu_backward, leaky_relu_forward, relu_backward,
-                              relu_forward, sigmoid_backward, sigmoid_forward, softmax_backward, softmax_forward)
+                              relu_forward, sigmoid_backward, sigmoid_forward, softmax_backward, softmax_forward,
+                              tanh_backward, tanh_forward)
 
 
 def _away_from_zero(shape, seed=0):
@@ -16,22 +17,24 @@ def _away_from_zero(shape, seed=0):
     return np.where(x >= 0, x + 0.1, x - 0.1)
 
 
-@pytest.mark.parametrize("alpha", [0.2, 0.01, 1.5])
+@pytest.mark.parametrize("alpha", [0.2, 0.01, 1.5, 0.0])
 def test_forwards_match_closed_forms(alpha):
     x = _away_from_zero((4, 5, 3)).astype(np.float32)
     x[0, 0, :] = [0.0, -0.0, 3.0]
     np.testing.assert_array_equal(relu_forward(x), np.where(x > 0, x, 0))
     np.testing.assert_allclose(leaky_relu_forward(x, alpha), np.where(x > 0, x, np.float32(alpha) * x), rtol=1e-7)
     np.testing.assert_allclose(sigmoid_forward(x), special.expit(x.astype(np.float64)), rtol=1e-6)
+    np.testing.assert_allclose(tanh_forward(x), np.tanh(x.astype(np.float64)), rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(softmax_forward(x), special.softmax(x.astype(np.float64), axis=-1), rtol=1e-6)
-    for y in (relu_forward(x), leaky_relu_forward(x, alpha), sigmoid_forward(x), softmax_forward(x)):
+    for y in (relu_forward(x), leaky_relu_forward(x, alpha), sigmoid_forward(x), tanh_forward(x),
+              softmax_forward(x)):
         assert y.dtype == np.float32 and y.shape == x.shape
 
 
 def test_sigmoid_and_softmax_are_stable_at_extremes():
     x = np.array([[-1000.0, -100.0, -20.0, 0.0, 20.0, 100.0, 1000.0]], np.float32)
     with warnings.catch_warnings():
-        warnings.simplefilter("error")
+        warnings.simplefilter("error", RuntimeWarning)  # NumPy overflow in exp
         s = sigmoid_forward(x)
         p = softmax_forward(x)
     np.testing.assert_allclose(s, special.expit(x.astype(np.float64)), rtol=1e-6, atol=1e-30)
@@ -41,7 +44,8 @@ def test_sigmoid_and_softmax_are_stable_at_extremes():
 def test_inputs_are_not_modified():
     x = _away_from_zero((3, 4)).astype(np.float32)
     saved = x.copy()
-    for forward in (relu_forward, sigmoid_forward, softmax_forward, lambda v: leaky_relu_forward(v, 0.2)):
+    for forward in (relu_forward, sigmoid_forward, tanh_forward, softmax_forward,
+                    lambda v: leaky_relu_forward(v, 0.2)):
         forward(x)
     np.testing.assert_array_equal(x, saved)
 
@@ -50,9 +54,11 @@ def test_inputs_are_not_modified():
     (relu_forward, relu_backward),
     (lambda x: leaky_relu_forward(x, 0.2), lambda dy, y: leaky_relu_backward(dy, y, 0.2)),
     (lambda x: leaky_relu_forward(x, 1.5), lambda dy, y: leaky_relu_backward(dy, y, 1.5)),
+    (lambda x: leaky_relu_forward(x, 0.0), lambda dy, y: leaky_relu_backward(dy, y, 0.0)),
     (sigmoid_forward, sigmoid_backward),
+    (tanh_forward, tanh_backward),
     (softmax_forward, softmax_backward),
-], ids=["relu", "leaky_relu", "leaky_relu_alpha_above_1", "sigmoid", "softmax"])
+], ids=["relu", "leaky_relu", "leaky_relu_alpha_above_1", "leaky_relu_alpha_0", "sigmoid", "tanh", "softmax"])
 @pytest.mark.parametrize("shape", [(3, 4), (2, 3, 3, 2)])
 def test_backward_from_output_matches_finite_differences(forward, backward, shape):
     x = _away_from_zero(shape)
@@ -65,6 +71,17 @@ def test_relu_gradients_at_zero_follow_tensorflow():
     dy = np.ones(3, np.float32)
     np.testing.assert_array_equal(relu_backward(dy, y), 0)
     np.testing.assert_allclose(leaky_relu_backward(dy, y, 0.2), np.float32(0.2))
+    np.testing.assert_array_equal(leaky_relu_backward(dy, y, 0.0), 0)  # a slope of 0 is relu
+
+
+def test_leaky_relu_with_slope_0_is_relu_forward_and_backward():
+    """With alpha = 0 the output no longer tells x < 0 from x = 0 (both give 0, or -0.0), and both
+    gradients are alpha·dy = 0 there: the same gradient as relu, for every input."""
+    x = np.array([-2.0, -0.0, 0.0, 1e-30, 3.0], np.float32)
+    dy = np.array([1.0, 2.0, 3.0, 4.0, 5.0], np.float32)
+    y = leaky_relu_forward(x, 0.0)
+    np.testing.assert_array_equal(y, relu_forward(x))
+    np.testing.assert_array_equal(leaky_relu_backward(dy, y, 0.0), relu_backward(dy, relu_forward(x)))
 
 
 @pytest.mark.parametrize("shape", [(5, 3), (2, 3, 4, 1), (1, 2, 2, 6)])

@@ -107,7 +107,7 @@ def test_float32_stays_float32_and_inputs_are_not_modified():
 def test_misuse_raises_clear_errors():
     x, w = _operands((1, 5, 5, 2), (3, 3), 3, np.float32)
     with pytest.raises(ValueError, match="activation"):
-        conv2d_forward(x, w, None, (1, 1), "same", activation="tanh")
+        conv2d_forward(x, w, None, (1, 1), "same", activation="elu")
     with pytest.raises(ValueError, match="input channels"):
         conv2d_forward(x[..., :1], w, None, (1, 1), "same")
     with pytest.raises(ValueError, match="rank 4"):

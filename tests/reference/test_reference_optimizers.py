@@ -1,10 +1,12 @@
 """Optimizer references vs textbook loops written here in float64."""
+import itertools
 import math
 
 import numpy as np
 import pytest
 
-from gpucnn.reference import adam_update, sgd_update
+from gpucnn.reference import (adam_update, clip_by_global_norm, clip_by_norm, clip_by_value, decay_weights,
+                              sgd_update)
 
 STEPS = 5
 
@@ -88,3 +90,61 @@ def test_misuse_raises_clear_errors():
     with pytest.raises(ValueError, match="`v`"):
         adam_update(param, param.copy(), param.copy(), np.zeros(5, np.float32), np.ones(1, np.int64),
                     1e-3, 0.9, 0.999, 1e-7)
+
+
+# ---- clipping and weight decay vs Keras 3's formulas, written per variable in float64 ---------------
+
+OFFSETS = np.array([0, 5, 6, 14, 20], np.int64)  # four variables, one of a single element
+
+
+def _variables(grad):
+    return [grad[start:end] for start, end in itertools.pairwise(OFFSETS)]
+
+
+def _keras_clip_by_norm(values, clipnorm):
+    """keras.optimizers.Optimizer._clip_by_norm: values·clipnorm / max(‖values‖, clipnorm)."""
+    l2sum = np.sum(np.square(values))
+    l2norm = np.sqrt(l2sum) if l2sum > 0 else l2sum
+    return values * clipnorm / max(l2norm, clipnorm)
+
+
+@pytest.mark.parametrize("clipnorm", [0.5, 3.0, 100.0])
+def test_clip_by_norm_clips_each_variable_as_keras(clipnorm):
+    grad = _gradients(20, seed=5)[0]
+    grad[5] = 0.0  # a variable whose norm is 0 keeps its zero gradient
+    clipped = clip_by_norm(grad, OFFSETS, clipnorm)
+    expected = np.concatenate([_keras_clip_by_norm(v, clipnorm) for v in _variables(grad)])
+    np.testing.assert_allclose(clipped, expected, rtol=1e-12)
+    for variable in _variables(clipped):
+        assert np.linalg.norm(variable) <= clipnorm * (1 + 1e-12)
+
+
+@pytest.mark.parametrize("clipnorm", [0.5, 100.0])
+def test_clip_by_global_norm_scales_every_variable_as_keras(clipnorm):
+    grad = _gradients(20, seed=6)[0]
+    clipped = clip_by_global_norm(grad, OFFSETS, clipnorm)
+    norm = math.sqrt(sum(np.sum(np.square(v)) for v in _variables(grad)))  # keras global_norm
+    np.testing.assert_allclose(clipped, grad * clipnorm * min(1 / norm, 1 / clipnorm), rtol=1e-12)
+
+
+def test_clip_by_global_norm_of_a_non_finite_gradient_is_nan_as_keras():
+    grad = _gradients(20, seed=6)[0]
+    grad[3] = np.inf
+    assert np.isnan(clip_by_global_norm(grad, OFFSETS, 1.0)).all()
+    zeros = clip_by_global_norm(np.zeros(20), OFFSETS, 2.0)
+    np.testing.assert_array_equal(zeros, 0)
+
+
+def test_clip_by_value_and_weight_decay_formulas():
+    grad = np.array([-3.0, -0.5, 0.0, 0.25, 7.0])
+    np.testing.assert_array_equal(clip_by_value(grad, 0.5), [-0.5, -0.5, 0.0, 0.25, 0.5])
+    param = np.array([1.0, -2.0, 0.5])
+    decay_weights(param, 0.004, 0.1)
+    np.testing.assert_allclose(param, np.array([1.0, -2.0, 0.5]) * (1 - 0.004 * 0.1), rtol=1e-15)
+
+
+@pytest.mark.parametrize("offsets", [np.array([0, 5, 19]), np.array([1, 20]), np.array([0, 12, 8, 20]),
+                                     np.array([20])])
+def test_bad_offsets_are_refused(offsets):
+    with pytest.raises(ValueError, match="`offsets`"):
+        clip_by_norm(np.zeros(20), offsets.astype(np.int64), 1.0)
