@@ -158,3 +158,18 @@ def test_complex_labels_are_refused(cpu):
     x = np.zeros((2, 2, 2, 1), np.float32)
     with pytest.raises(TypeError, match=r"`y` must hold real numbers.*complex128.*np\.real"):
         model.fit(x, np.eye(2)[[0, 1]] + 0j, verbose=0)
+
+
+def test_the_output_layer_of_a_graph_keeps_its_activation_in_another_model(cpu):
+    """A Functional model hands its output layer's logits to the fused loss only while its own unit
+    runs: the same layer inside a Sequential model still applies its sigmoid."""
+    gpucnn.utils.set_random_seed(8)
+    x, y = data()
+    head = Dense(3, activation="sigmoid")
+    inputs = gpucnn.Input((2, 2, 1))
+    graph = gpucnn.Model(inputs, head(Flatten()(inputs)))
+    graph.compile(optimizer="adam", loss="binary_crossentropy")
+    graph.fit(x, np.stack([y] * 3, axis=1), epochs=1, verbose=0)
+    stack = gpucnn.Sequential([Flatten(input_shape=(2, 2, 1)), head, Dense(1, activation="sigmoid")])
+    for model in (graph, stack):
+        np.testing.assert_allclose(model.predict(x), numpy_predict(model, x), rtol=1e-5, atol=1e-6)

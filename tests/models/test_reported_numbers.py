@@ -23,6 +23,8 @@ CASES = [
     (gpucnn.losses.CategoricalCrossentropy(from_logits=True), 3, None, "accuracy"),
     ("sparse_categorical_crossentropy", 3, "softmax", "accuracy"),
     ("sparse_categorical_crossentropy", 3, "sigmoid", "sparse_categorical_accuracy"),
+    ("mse", 1, "sigmoid", "accuracy"),  # Keras' 'accuracy' here: binary for one unit, argmax for more
+    ("mse", 3, "softmax", "accuracy"),
 ]
 
 
@@ -54,7 +56,7 @@ def model_and_data(loss, units, activation, metric):
     x = np.random.default_rng(1).normal(size=(SAMPLES, 2, 2, 1)).astype(np.float32)
     predictions = model.predict(x)
     # Labels agree with the predictions on the first 5 samples only, so any wrong divisor shows.
-    if model.loss.name == "binary_crossentropy":
+    if model.loss.name == "binary_crossentropy" or units == 1:
         y = (predictions > 0.5).astype(np.float32)
         y[5:] = 1 - y[5:]
     else:
@@ -65,7 +67,7 @@ def model_and_data(loss, units, activation, metric):
 
 
 def independent_accuracy(loss_name, predictions, y):
-    if loss_name == "binary_crossentropy":
+    if loss_name == "binary_crossentropy" or predictions.shape[1] == 1:
         return np.mean((predictions > 0.5) == (y > 0.5))
     labels = y if y.ndim == 1 else y.argmax(axis=1)
     return np.mean(predictions.argmax(axis=1) == labels)

@@ -19,6 +19,8 @@ CASES = [
     ("categorical_crossentropy", 3, "softmax"),
     ("categorical_crossentropy", 3, "sigmoid"),
     ("sparse_categorical_crossentropy", 3, "softmax"),
+    ("mse", 1, "sigmoid"),
+    ("mse", 3, None),
 ]
 
 
@@ -35,7 +37,9 @@ def frozen_model(loss, units, activation, metric="accuracy"):
 def inputs_and_labels(loss, units, seed=2):
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(SAMPLES, 2, 2, 1)).astype(np.float32)
-    if loss == "binary_crossentropy":
+    if loss == "mse":
+        y = rng.random((SAMPLES, units)).astype(np.float32)
+    elif loss == "binary_crossentropy":
         y = (rng.random((SAMPLES, units)) > 0.5).astype(np.float32)
     else:
         y = rng.integers(0, units, SAMPLES)
@@ -46,6 +50,8 @@ def inputs_and_labels(loss, units, seed=2):
 def per_sample_loss(loss, predictions, y):
     """Keras' per-sample losses from the predictions, in float64 (clipped as Keras clips)."""
     p = predictions.astype(np.float64)
+    if loss == "mse":
+        return np.mean((p - y) ** 2, axis=1)
     if loss == "binary_crossentropy":
         p = np.clip(p, 1e-7, 1 - 1e-7)
         return np.mean(-(y * np.log(p) + (1 - y) * np.log(1 - p)), axis=1)
@@ -55,8 +61,8 @@ def per_sample_loss(loss, predictions, y):
 
 
 def accuracy(loss, predictions, y):
-    if loss == "binary_crossentropy":
-        return np.mean((predictions > 0.5) == (y > 0.5))
+    if loss == "binary_crossentropy" or predictions.shape[1] == 1:
+        return np.mean((predictions > 0.5) == y)
     return np.mean(predictions.argmax(axis=1) == (y if y.ndim == 1 else y.argmax(axis=1)))
 
 
@@ -65,7 +71,7 @@ def classes_of(y):
     argmax of the row (also for several binary units)."""
     if y.ndim == 1:
         return y
-    return y[:, 0].astype(int) if y.shape[1] == 1 else y.argmax(axis=1)
+    return np.round(y[:, 0]).astype(int) if y.shape[1] == 1 else y.argmax(axis=1)
 
 
 @pytest.mark.parametrize("backend_name", ["cpu", "emulated"])
