@@ -86,7 +86,7 @@ class Trainer:
         self._initial_epoch = 0
 
     # -- compile ------------------------------------------------------------------------------------
-    def compile(self, optimizer="rmsprop", loss=None, metrics=None, jit_graph=None):
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None, jit_graph=None, weighted_metrics=None):
         """Configure training: ``optimizer`` ('adam', 'sgd' or an instance), ``loss`` (Keras name or
         instance), ``metrics`` (e.g. ['accuracy']).  When the model is built, a loss or metric that
         cannot work on its output shape raises here, as does anything Keras would refuse.
@@ -97,6 +97,7 @@ class Trainer:
         ``True`` asks for the graph runner anywhere (off the GPU it runs the same host logic
         eagerly).  See :mod:`gpucnn.step_runners`."""
         step_runners.check_jit_graph(jit_graph)
+        _refuse_unimplemented(weighted_metrics=weighted_metrics)
         if optimizer == "rmsprop":
             raise ValueError("Argument `optimizer` 'rmsprop' (Keras' default) is not implemented. "
                              "Fix: pass optimizer='adam' or 'sgd'.")

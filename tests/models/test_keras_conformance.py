@@ -291,6 +291,8 @@ def test_keras_arguments_without_an_implementation_are_refused_by_name(cpu):
     x, y = np.ones((4, 2, 2, 1), np.float32), np.array([0, 1, 0, 1], np.float32)
     calls = [
         ("steps_per_epoch", lambda: model.fit(x, y, steps_per_epoch=2, verbose=0)),
+        ("weighted_metrics", lambda: model.compile(optimizer="adam", loss="binary_crossentropy",
+                                                   weighted_metrics=["accuracy"])),
         ("validation_steps", lambda: model.fit(x, y, validation_steps=1, verbose=0)),
         ("steps", lambda: model.evaluate(x, y, steps=1, verbose=0)),
         ("steps", lambda: model.predict(x, steps=1)),
