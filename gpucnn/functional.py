@@ -248,10 +248,4 @@ def _map_graph(model_input, output, name):
     if repeated:
         raise ValueError(f"Model '{name}': layer names must be unique in a model, but {repeated} name "
                          f"several layers. Fix: pass distinct name= arguments.")
-    output_calls = sum(node.layer is output.node.layer for node in order)
-    if output_calls > 1:
-        raise ValueError(f"Model '{name}': the output layer '{output.node.layer.name}' is called "
-                         f"{output_calls} times in the graph; the trainer hands its pre-activation "
-                         f"output to the loss, which would change its other calls too. Fix: use a "
-                         f"separate layer for the output.")
     return order, layers
