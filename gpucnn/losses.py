@@ -9,7 +9,7 @@ import functools
 
 import numpy as np
 
-from gpucnn.reference.losses import check_label_smoothing
+from gpucnn.contract.losses import check_label_smoothing
 
 
 class Loss:

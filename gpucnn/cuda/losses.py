@@ -1,6 +1,6 @@
 """Launchers of the loss kernels (``kernels/reduce.py``): gradient, mean loss and correct count in one
 launch, the last two as 0-d float32 device arrays (no host sync).  Label smoothing reaches the kernels
-as the (keep, offset) of ``gpucnn.reference.losses.smoothing_terms``.
+as the (keep, offset) of ``gpucnn.contract.losses.smoothing_terms``.
 
 Same names and signatures as ``gpucnn.reference.losses`` (Keras 3 semantics, optional per-sample
 ``sample_weight``).  Labels and weights must already be on the device: float32 for the dense losses and
@@ -8,20 +8,17 @@ the weights, int32 class indices for the sparse ones.
 """
 import numpy as np
 
+from gpucnn.contract.losses import (check_binary, check_categorical, check_mean_squared_error,
+                                    check_sample_weight, smoothing_terms)
 from gpucnn.cuda import runtime
 from gpucnn.cuda._numba_launch import flat, launch_loss
 from gpucnn.kernels import reduce
-from gpucnn.reference.losses import smoothing_terms
 
 
-def _check_dense_labels(outputs_name, outputs, labels):
-    """Labels shaped like the outputs, or (N,) for outputs (N, 1)."""
+def _check_arrays(outputs_name, outputs, labels, labels_dtype=np.float32):
+    """What only a launch needs (arrays of the backend, their dtypes); the shapes are the contract's."""
     runtime.check_array(outputs_name, outputs)
-    runtime.check_array("labels", labels)
-    shape = tuple(outputs.shape)
-    if tuple(labels.shape) != shape and not (shape[-1:] == (1,) and tuple(labels.shape) == shape[:-1]):
-        raise ValueError(f"Argument `labels` must have the shape of `{outputs_name}` {shape}, "
-                         f"got {tuple(labels.shape)}.")
+    runtime.check_array("labels", labels, dtype=labels_dtype)
 
 
 def _sample_weight(sample_weight, outputs):
@@ -31,15 +28,14 @@ def _sample_weight(sample_weight, outputs):
     units = outputs.size // rows if rows else 1
     if sample_weight is None:
         return flat(outputs), np.bool_(False), np.int64(units)
-    runtime.check_array("sample_weight", sample_weight, dtype=np.float32, ndim=1)
-    if tuple(sample_weight.shape) != (rows,):
-        raise ValueError(f"Argument `sample_weight` must be float32 of shape ({rows},) (one weight per "
-                         f"sample), got {tuple(sample_weight.shape)}.")
+    runtime.check_array("sample_weight", sample_weight)
+    check_sample_weight(outputs, sample_weight)
     return sample_weight, np.bool_(True), np.int64(units)
 
 
 def _binary(outputs_name, outputs, labels, from_logits, label_smoothing, sample_weight):
-    _check_dense_labels(outputs_name, outputs, labels)
+    _check_arrays(outputs_name, outputs, labels)
+    check_binary(outputs_name, outputs, labels)
     keep, offset = smoothing_terms(label_smoothing, 2)
     weights, weighted, units = _sample_weight(sample_weight, outputs)
     grad = runtime.xp().empty_like(outputs)
@@ -50,21 +46,14 @@ def _binary(outputs_name, outputs, labels, from_logits, label_smoothing, sample_
 
 
 def _categorical(outputs_name, outputs, labels, sparse, from_logits, sample_weight, label_smoothing=0.0):
-    runtime.check_array(outputs_name, outputs, ndim=2)
+    _check_arrays(outputs_name, outputs, labels, np.int32 if sparse else np.float32)
+    check_categorical(outputs_name, outputs, labels, sparse)
     rows, classes = outputs.shape
     xp = runtime.xp()
     if sparse:
-        runtime.check_array("labels", labels, dtype=np.int32)
-        if tuple(labels.shape) not in ((rows,), (rows, 1)):
-            raise ValueError(f"Argument `labels` must be int32 class indices of shape ({rows},) or "
-                             f"({rows}, 1), got {tuple(labels.shape)}.")
         # The kernel reads one labels array; the other argument is a placeholder it never touches.
         dense_labels, class_labels = flat(outputs), flat(labels)
     else:
-        runtime.check_array("labels", labels, ndim=2)
-        if labels.shape != outputs.shape:
-            raise ValueError(f"Argument `labels` must have the shape of `{outputs_name}` "
-                             f"{tuple(outputs.shape)}, got {tuple(labels.shape)}.")
         dense_labels, class_labels = flat(labels), xp.zeros(1, dtype=np.int32)
     keep, offset = smoothing_terms(label_smoothing, classes)
     weights, weighted, _ = _sample_weight(sample_weight, outputs)
@@ -107,9 +96,8 @@ def sparse_softmax_categorical_crossentropy(logits, labels, sample_weight=None):
 
 def mean_squared_error(outputs, labels, sample_weight=None):
     """(loss, doutputs, correct) of mean((p - y)²); correct as Keras' 'accuracy' for these outputs."""
-    _check_dense_labels("outputs", outputs, labels)
-    if outputs.ndim == 0:
-        raise ValueError("Argument `outputs` must have at least one axis (the last holds the units).")
+    _check_arrays("outputs", outputs, labels)
+    check_mean_squared_error(outputs, labels)
     width = outputs.shape[-1]
     weights, weighted, units = _sample_weight(sample_weight, outputs)
     grad = runtime.xp().empty_like(outputs)

@@ -4,20 +4,14 @@ The layer keeps the moving averages; these ops only compute with the statistics 
 """
 import numpy as np
 
+from gpucnn.contract.batchnorm import check_batchnorm_backward, check_channels
+
 from .activations import column_sums
 
 
 def _rows(x):
     """x as a (M, C) matrix: one row per position, one column per channel."""
     return x.reshape(-1, x.shape[-1])
-
-
-def _check_channels(x, **per_channel):
-    channels = x.shape[-1]
-    for name, array in per_channel.items():
-        if array.shape != (channels,):
-            raise ValueError(f"Argument `{name}` must have shape ({channels},) to match the channels of "
-                             f"x {x.shape}, got {array.shape}.")
 
 
 def _normalize(x, mean, inv_std, gamma, beta):
@@ -31,7 +25,7 @@ def _normalize(x, mean, inv_std, gamma, beta):
 
 def batchnorm_forward_training(x, gamma, beta, epsilon):
     """(y, mean, var, inv_std): normalize with the batch statistics; var is the biased variance."""
-    _check_channels(x, gamma=gamma, beta=beta)
+    check_channels(x, gamma=gamma, beta=beta)
     rows = _rows(x)
     count = rows.shape[0]
     mean = column_sums(rows) / count
@@ -43,7 +37,7 @@ def batchnorm_forward_training(x, gamma, beta, epsilon):
 
 def batchnorm_forward_inference(x, gamma, beta, moving_mean, moving_var, epsilon):
     """y = gamma · (x - moving_mean) / sqrt(moving_var + epsilon) + beta."""
-    _check_channels(x, gamma=gamma, beta=beta, moving_mean=moving_mean, moving_var=moving_var)
+    check_channels(x, gamma=gamma, beta=beta, moving_mean=moving_mean, moving_var=moving_var)
     inv_std = 1 / np.sqrt(moving_var + x.dtype.type(epsilon))
     return _normalize(x, moving_mean, inv_std, gamma, beta)
 
@@ -53,9 +47,7 @@ def batchnorm_backward(dy, x, gamma, mean, inv_std):
 
     dx = gamma · inv_std · (dy - mean(dy) - x̂ · mean(dy · x̂)), x̂ = (x - mean) · inv_std.
     """
-    _check_channels(x, gamma=gamma, mean=mean, inv_std=inv_std)
-    if dy.shape != x.shape:
-        raise ValueError(f"Argument `dy` must have the shape of x {x.shape}, got {dy.shape}.")
+    check_batchnorm_backward(dy, x, gamma, mean, inv_std)
     dy_rows = _rows(dy)
     x_hat = _rows(x) - mean
     x_hat *= inv_std

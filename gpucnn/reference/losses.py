@@ -15,6 +15,9 @@ the weighted loss.  The correct count is not weighted (Keras' ``metrics`` ignore
 """
 import numpy as np
 
+from gpucnn.contract.losses import (check_binary, check_categorical, check_mean_squared_error,
+                                    check_sample_weight, smoothing_terms)
+
 from .activations import sigmoid_forward
 
 #: Keras' backend epsilon: probabilities are clipped to [EPSILON, 1 - EPSILON] before the log.
@@ -25,24 +28,25 @@ def _float32(value):
     return np.asarray(value, dtype=np.float32)
 
 
-def _dense_labels(labels, outputs):
+def _dense_labels(labels, outputs, outputs_name):
     """Float labels shaped like ``outputs``; (N,) labels are accepted for (N, 1) outputs."""
     labels = np.asarray(labels)
-    if labels.shape != outputs.shape and not (outputs.shape[-1:] == (1,) and labels.shape == outputs.shape[:-1]):
-        raise ValueError(f"Argument `labels` must have the shape of the predictions {outputs.shape}, "
-                         f"got {labels.shape}.")
+    check_binary(outputs_name, outputs, labels)
     return labels.astype(outputs.dtype, copy=False).reshape(outputs.shape)
 
 
-def _class_labels(labels, outputs):
+def _row_labels(labels, outputs, outputs_name):
+    """Float label rows shaped like the (N, classes) ``outputs``."""
+    labels = np.asarray(labels)
+    check_categorical(outputs_name, outputs, labels, sparse=False)
+    return labels.astype(outputs.dtype, copy=False)
+
+
+def _class_labels(labels, outputs, outputs_name):
     """Int class labels of shape (N,) (or (N, 1)) as one-hot rows shaped like ``outputs`` (N, K)."""
     labels = np.asarray(labels)
-    if outputs.ndim != 2:
-        raise ValueError(f"Categorical losses expect predictions of shape (N, classes), got {outputs.shape}.")
+    check_categorical(outputs_name, outputs, labels, sparse=True)
     n, classes = outputs.shape
-    if labels.shape not in ((n,), (n, 1)) or labels.dtype.kind not in "iu":
-        raise ValueError(f"Argument `labels` must be integer class indices of shape ({n},) or ({n}, 1), "
-                         f"got {labels.dtype} {labels.shape}.")
     labels = labels.reshape(n)
     if n and (labels.min() < 0 or labels.max() >= classes):
         raise ValueError(f"Argument `labels` holds class indices outside [0, {classes}): "
@@ -50,21 +54,6 @@ def _class_labels(labels, outputs):
     one_hot = np.zeros(outputs.shape, dtype=outputs.dtype)
     one_hot[np.arange(n), labels] = 1
     return one_hot
-
-
-def check_label_smoothing(label_smoothing):
-    """``label_smoothing`` as a float in [0, 1], or a ValueError."""
-    if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, (int, float, np.floating)) \
-            or not 0 <= label_smoothing <= 1:
-        raise ValueError(f"Argument `label_smoothing` must be a float in [0, 1], got {label_smoothing!r}.")
-    return float(label_smoothing)
-
-
-def smoothing_terms(label_smoothing, classes):
-    """(keep, offset) with target = y·keep + offset, both rounded to float32 once (as the kernels get
-    them): keep = 1 - s, offset = s / classes."""
-    label_smoothing = check_label_smoothing(label_smoothing)
-    return np.float32(1 - label_smoothing), np.float32(label_smoothing / classes)
 
 
 def _smooth(labels, label_smoothing, classes):
@@ -77,9 +66,7 @@ def _row_weights(sample_weight, outputs):
     if sample_weight is None:
         return 1
     sample_weight = np.asarray(sample_weight)
-    if sample_weight.shape != outputs.shape[:1] or sample_weight.dtype != np.float32:
-        raise ValueError(f"Argument `sample_weight` must be float32 of shape {outputs.shape[:1]} (one "
-                         f"weight per sample), got {sample_weight.dtype} {sample_weight.shape}.")
+    check_sample_weight(outputs, sample_weight)
     return sample_weight.astype(outputs.dtype).reshape((-1,) + (1,) * (outputs.ndim - 1))
 
 
@@ -92,7 +79,7 @@ def _clip(probs):
 def binary_crossentropy(probs, labels, label_smoothing=0.0, sample_weight=None):
     """mean(-(t log p + (1-t) log(1-p))) with p clipped and t the (smoothed) targets; correct counts
     elements with (p > 0.5) == y."""
-    labels = _dense_labels(labels, probs)
+    labels = _dense_labels(labels, probs, "probs")
     targets = _smooth(labels, label_smoothing, 2)
     w = _row_weights(sample_weight, probs)
     p, passed = _clip(probs)
@@ -105,7 +92,7 @@ def binary_crossentropy(probs, labels, label_smoothing=0.0, sample_weight=None):
 def sigmoid_binary_crossentropy(logits, labels, label_smoothing=0.0, sample_weight=None):
     """BCE on sigmoid(z) in the stable form mean(max(z, 0) - z·t + log(1 + exp(-|z|))), t the
     (smoothed) targets."""
-    labels = _dense_labels(labels, logits)
+    labels = _dense_labels(labels, logits, "logits")
     targets = _smooth(labels, label_smoothing, 2)
     w = _row_weights(sample_weight, logits)
     loss = np.mean(w * (np.maximum(logits, 0) - logits * targets + np.log1p(np.exp(-np.abs(logits)))))
@@ -122,9 +109,7 @@ def _count_same_argmax(scores, labels):
 def categorical_crossentropy(probs, labels, label_smoothing=0.0, sample_weight=None):
     """mean over rows of -Σ t log p, with p divided by its row sum and clipped (gradient of exactly that),
     t the (smoothed) targets."""
-    labels = _dense_labels(labels, probs)
-    if probs.ndim != 2:
-        raise ValueError(f"Categorical losses expect predictions of shape (N, classes), got {probs.shape}.")
+    labels = _row_labels(labels, probs, "probs")
     n, classes = probs.shape
     targets = _smooth(labels, label_smoothing, classes)
     w = _row_weights(sample_weight, probs)
@@ -140,9 +125,7 @@ def categorical_crossentropy(probs, labels, label_smoothing=0.0, sample_weight=N
 def softmax_categorical_crossentropy(logits, labels, label_smoothing=0.0, sample_weight=None):
     """mean over rows of -Σ t log softmax(z); dz = (softmax(z)·Σt - t) / N, t the (smoothed) targets
     (times each row's weight)."""
-    labels = _dense_labels(labels, logits)
-    if logits.ndim != 2:
-        raise ValueError(f"Categorical losses expect logits of shape (N, classes), got {logits.shape}.")
+    labels = _row_labels(labels, logits, "logits")
     n, classes = logits.shape
     targets = _smooth(labels, label_smoothing, classes)
     w = _row_weights(sample_weight, logits)
@@ -159,21 +142,22 @@ def softmax_categorical_crossentropy(logits, labels, label_smoothing=0.0, sample
 
 def sparse_categorical_crossentropy(probs, labels, sample_weight=None):
     """:func:`categorical_crossentropy` with int class labels of shape (N,) or (N, 1)."""
-    return categorical_crossentropy(probs, _class_labels(labels, probs), sample_weight=sample_weight)
+    return categorical_crossentropy(probs, _class_labels(labels, probs, "probs"), sample_weight=sample_weight)
 
 
 def sparse_softmax_categorical_crossentropy(logits, labels, sample_weight=None):
     """:func:`softmax_categorical_crossentropy` with int class labels of shape (N,) or (N, 1)."""
-    return softmax_categorical_crossentropy(logits, _class_labels(labels, logits), sample_weight=sample_weight)
+    return softmax_categorical_crossentropy(logits, _class_labels(labels, logits, "logits"),
+                                            sample_weight=sample_weight)
 
 
 def mean_squared_error(outputs, labels, sample_weight=None):
     """mean((p - y)²) over every element (Keras: the mean over the last axis, then over the batch);
     dp = 2(p - y) / count.  ``correct`` is what Keras' 'accuracy' means for these outputs: elements
     with (p > 0.5) == y for one output unit, else rows where argmax p == argmax y."""
-    labels = _dense_labels(labels, outputs)
-    if outputs.ndim == 0:
-        raise ValueError("Argument `outputs` must have at least one axis (the last holds the units).")
+    labels = np.asarray(labels)
+    check_mean_squared_error(outputs, labels)
+    labels = labels.astype(outputs.dtype, copy=False).reshape(outputs.shape)
     w = _row_weights(sample_weight, outputs)
     difference = outputs - labels
     loss = np.mean(w * np.square(difference, dtype=np.float64))

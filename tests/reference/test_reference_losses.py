@@ -153,14 +153,13 @@ def test_sparse_variants_equal_the_one_hot_losses(label_shape, dtype):
         assert got[1].dtype == np.float32
 
 
-def test_bad_labels_raise():
+def test_labels_are_checked_against_the_class_count():
+    # Only the reference reads the labels on the host; the shape checks are the contract's (test_contract.py).
     raw = np.full((3, 4), 0.25, np.float32)
     with pytest.raises(ValueError, match="outside"):
         sparse_categorical_crossentropy(raw, np.array([0, 4, 1]))
     with pytest.raises(ValueError, match="integer"):
         sparse_softmax_categorical_crossentropy(raw, np.array([0.0, 1.0, 1.0]))
-    with pytest.raises(ValueError, match="shape"):
-        binary_crossentropy(raw, np.zeros((3, 2), np.float32))
 
 
 # ---- label smoothing (Keras 3: targets y·(1 - s) + s/2 for binary, y·(1 - s) + s/K for categorical) ------
