@@ -141,8 +141,8 @@ BAD_CALLS = {
     "sample-weight-binary": (lambda ops: ops.sigmoid_binary_crossentropy(LOGITS, LOGITS, sample_weight=_zeros(3)),
                              ValueError, r"`sample_weight` must be float32 of shape \(4,\) \(one weight per sample\)"),
     "sample-weight-sparse": (lambda ops: ops.sparse_softmax_categorical_crossentropy(
-        LOGITS, _zeros(4, dtype=np.int32), sample_weight=_zeros(4, 1)), ValueError, r"`sample_weight` must be float32 "
-        r"of shape \(4,\)"),
+        LOGITS, _zeros(4, dtype=np.int32), sample_weight=_zeros(4, 1)), ValueError,
+        r"`sample_weight` must be float32 of shape \(4,\)"),
     "sample-weight-mse": (lambda ops: ops.mean_squared_error(LOGITS, LOGITS, sample_weight=_zeros(5)), ValueError,
                           r"`sample_weight` must be float32 of shape \(4,\)"),
     "mse-labels": (lambda ops: ops.mean_squared_error(LOGITS, _zeros(3, 4)), ValueError,
