@@ -126,10 +126,11 @@ def sgd_expected(model, x, y, weights, learning_rate):
     return kernel - learning_rate * flat.T @ dz, bias - learning_rate * dz.sum(axis=0)
 
 
-@pytest.mark.parametrize("backend_name, jit_graph", [("cpu", False), ("cpu", True), ("emulated", True)])
+@pytest.mark.parametrize("backend_name, jit_graph", [("cpu", False), ("cpu", True), ("emulated", True),
+                                                     pytest.param("gpu", True, marks=pytest.mark.gpu)])
 def test_weighted_gradient_steps_match_numpy(request, backend_name, jit_graph):
     """Full batches of 2 (captured once, replayed with each batch's weights copied into the static
-    buffer when jit_graph) and a last batch of 1 (eager)."""
+    buffer when jit_graph; a real CUDA graph on the gpu) and a last batch of 1 (eager)."""
     request.getfixturevalue(backend_name)
     if backend_name == "emulated":
         request.getfixturevalue("small_numba_launches")
