@@ -150,6 +150,13 @@ BAD_CALLS = {
                          r"`label_smoothing` must be a float in \[0, 1\], got 1.5"),
     "smoothing-categorical": (lambda ops: ops.softmax_categorical_crossentropy(LOGITS, LOGITS, -0.1), ValueError,
                               r"`label_smoothing` must be a float in \[0, 1\], got -0.1"),
+    "sample-weight-binary": (lambda ops: ops.sigmoid_binary_crossentropy(LOGITS, LOGITS, sample_weight=_zeros(3)),
+                             ValueError, r"`sample_weight` must be float32 of shape \(4,\) \(one weight per sample\)"),
+    "sample-weight-sparse": (lambda ops: ops.sparse_softmax_categorical_crossentropy(
+        LOGITS, _zeros(4, dtype=np.int32), sample_weight=_zeros(4, 1)), ValueError,
+        r"`sample_weight` must be float32 of shape \(4,\)"),
+    "sample-weight-mse": (lambda ops: ops.mean_squared_error(LOGITS, LOGITS, sample_weight=_zeros(5)), ValueError,
+                          r"`sample_weight` must be float32 of shape \(4,\)"),
     "mse-labels": (lambda ops: ops.mean_squared_error(LOGITS, _zeros(3, 4)), ValueError,
                    r"`labels` must have the shape of `outputs` \(4, 3\), got \(3, 4\)"),
     "mse-0d": (lambda ops: ops.mean_squared_error(_zeros(), _zeros()), ValueError,

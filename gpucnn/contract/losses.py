@@ -1,6 +1,6 @@
 """Cross-entropy and mean squared error losses: the checks of the binary and categorical losses, on
 probabilities or logits (``outputs_name`` says which the caller got), of ``mean_squared_error``, and the
-label-smoothing arithmetic both backends share."""
+label-smoothing arithmetic both backends share, and the per-sample loss weights every loss takes."""
 import numbers
 
 import numpy as np
@@ -30,6 +30,15 @@ def check_categorical(outputs_name, outputs, labels, sparse):
 def check_mean_squared_error(outputs, labels):
     check_binary("outputs", outputs, labels)
     check_last_axis("outputs", outputs, "the last holds the units")
+
+
+def check_sample_weight(outputs, sample_weight):
+    """ValueError unless ``sample_weight`` is float32 of shape (N,): one weight per sample of
+    ``outputs`` (the first axis)."""
+    rows = tuple(outputs.shape[:1])
+    if tuple(sample_weight.shape) != rows or sample_weight.dtype != np.float32:
+        raise ValueError(f"Argument `sample_weight` must be float32 of shape {rows} (one weight per "
+                         f"sample), got {sample_weight.dtype} {tuple(sample_weight.shape)}.")
 
 
 def check_label_smoothing(label_smoothing):

@@ -45,12 +45,20 @@ def _probabilities(shape, seed):
 
 
 def _check_loss(backend, op, outputs, labels, **options):
-    loss, grad, correct = getattr(launchers, op)(*on_device(backend, outputs, labels), **options)
-    expected_loss, expected_grad, expected_correct = getattr(reference, op)(outputs, labels, **options)
-    assert loss.shape == () and correct.shape == ()
-    assert_close(loss, expected_loss, rtol=1e-5)
-    assert_close(grad, expected_grad, rtol=1e-5, atol=1e-7)
-    assert_close(correct, expected_correct, exact=True)
+    """The launcher against the reference, without and with per-sample weights (zeros and weights
+    above 1 included)."""
+    weights = np.random.default_rng(5).uniform(0, 3, len(outputs)).astype(np.float32)
+    weights[0] = 0
+    for weight_options in ({}, {"sample_weight": weights}):
+        device_options = {name: on_device(backend, value) for name, value in weight_options.items()}
+        loss, grad, correct = getattr(launchers, op)(*on_device(backend, outputs, labels), **options,
+                                                     **device_options)
+        expected_loss, expected_grad, expected_correct = getattr(reference, op)(outputs, labels, **options,
+                                                                                **weight_options)
+        assert loss.shape == () and correct.shape == ()
+        assert_close(loss, expected_loss, rtol=1e-5)
+        assert_close(grad, expected_grad, rtol=1e-5, atol=1e-7)
+        assert_close(correct, expected_correct, exact=True)
 
 
 @on_backends()
@@ -102,10 +110,12 @@ def test_sparse_losses_match_reference(backend, op, dense_op):
         np.testing.assert_allclose(actual, wanted, rtol=1e-5, atol=1e-7)
 
 
-def test_sparse_labels_must_be_int32(emulated):
+def test_sparse_labels_and_sample_weights_must_be_int32_and_float32(emulated):
     # The op's own argument checks are the contract's, tested on every backend in test_contract.py.
     with pytest.raises(TypeError, match="`labels`.*int32"):
         launchers.sparse_softmax_categorical_crossentropy(random((4, 3)), np.zeros(4, dtype=np.int64))
+    with pytest.raises(TypeError, match="`sample_weight`.*float32"):
+        launchers.softmax_categorical_crossentropy(random((4, 3)), random((4, 3)), sample_weight=np.ones(4))
 
 
 @on_backends()
