@@ -102,10 +102,19 @@ def _check_kernel(w, channels):
                          f"Fix: use a kernel of shape (kh, kw, {channels}, filters).")
 
 
+# NumPy copies a window row kw·C floats at a time: with 1 to 3 channels (a first layer on grey or RGB
+# images) that is loop overhead. Copied channel-major instead, each kernel offset's shifted image moves in
+# long runs, and BLAS reads the (K, M) result transposed; from 4 channels on the row copy is faster.
+_NARROW_CHANNELS = 3
+
+
 def _im2col(x, geometry):
     """Every window of ``x`` as one row: (N·oh·ow, kh·kw·C), in HWIO order to match ``w.reshape(-1, F)``."""
     windows = sliding_windows(x, geometry, 0)
-    return windows.reshape(-1, windows.shape[3] * windows.shape[4] * windows.shape[5])
+    depth = windows.shape[3] * windows.shape[4] * windows.shape[5]
+    if x.shape[3] <= _NARROW_CHANNELS:
+        return np.ascontiguousarray(windows.transpose(3, 4, 5, 0, 1, 2)).reshape(depth, -1).T
+    return windows.reshape(-1, depth)
 
 
 def conv2d_forward(x, w, b, strides, padding, activation="linear", alpha=0.2):
@@ -130,7 +139,9 @@ def conv2d_backward_data(dy, w, x_shape, strides, padding):
     kh, kw, channels, filters = w.shape
     geometry = window_layout(x_shape, (kh, kw), strides, padding)
     _check_output_grad(dy, x_shape[0], geometry, filters)
-    if geometry.strides == (1, 1):
+    # The correlation copies kh·kw·F values per input pixel, col2im adds kh·kw·C per output pixel: with
+    # more filters than channels (a first layer) col2im moves less and wins.
+    if geometry.strides == (1, 1) and filters <= channels:
         return _backward_data_as_correlation(dy, w, x_shape, geometry)
     dcols = (dy.reshape(-1, filters) @ w.reshape(-1, filters).T).reshape(
         dy.shape[0], geometry.out_h, geometry.out_w, kh, kw, channels)

@@ -21,6 +21,10 @@ CASES = [
     ((1, 5, 5, 3), (1, 1), 2, (2, 2), "same"),
     ((2, 6, 7, 3), (4, 3), 2, (1, 1), "same"),   # odd total padding: one more row at the bottom
     ((1, 8, 8, 2), (3, 3), 2, (2, 2), "same"),   # pad 0 on top, 1 at the bottom
+    # 4+ channels (im2col row by row, not channel-major), backward-data by col2im (F > C) and as a
+    # correlation (F <= C, the dy im2col also row by row):
+    ((2, 6, 5, 5), (3, 3), 6, (1, 1), "same"),
+    ((1, 6, 7, 6), (3, 2), 4, (1, 1), "valid"),
 ]
 IDS = [f"{'x'.join(map(str, x))}-k{k[0]}{k[1]}-s{s[0]}{s[1]}-{p}" for x, k, _, s, p in CASES]
 
