@@ -8,7 +8,10 @@ model's predictions against the same network in PyTorch), then times:
 - achieved GFLOP/s of each conv layer's forward, backward-data and backward-filter in the reference
   (the two stacks).
 Goal (issues 3 and 14): reference step time within 1.5x of PyTorch's CPU step time.  Without torch
-(or with --no-torch) it times gpucnn alone and says so.
+(or with --no-torch) it times gpucnn alone and says so.  On a machine shared with other jobs, run it as
+OMP_NUM_THREADS=1 python profiling/bench_reference.py ... (NumPy's OpenBLAS and PyTorch both read it):
+thread pools whose threads wait for busy cores make two-thread timings of either library vary tenfold.
+The JSON records the thread settings, usable CPUs and load average.
 
     python profiling/bench_reference.py [--repeats 5] [--batch 8] [--models textures article resnet]
                                         [--no-torch] [--json results.json]
