@@ -4,7 +4,7 @@ Conv2D and Dense pass the "fusable" ones (linear, relu, leaky_relu, sigmoid, tan
 them in the kernel epilogue; softmax is a separate op over the last axis.
 """
 # The ops' fused epilogues define which activations fuse (the list is not repeated here).
-from gpucnn.reference.activations import FUSED_ACTIVATIONS as FUSABLE
+from gpucnn.contract.activations import FUSED_ACTIVATIONS as FUSABLE
 
 NAMES = FUSABLE + ("softmax",)
 

@@ -109,20 +109,22 @@ class RunningLogs(collections.abc.Mapping):
         self.loss_sum = xp.zeros((), xp.float64)
         self.correct_sum = xp.zeros((), xp.float64)
         self.samples = 0
-        self.elements = 0
+        self.predictions = 0
 
-    def add(self, loss, correct, samples, elements):
+    def add(self, loss, correct, samples, predictions):
+        """One batch: its mean ``loss`` over ``samples`` samples and ``correct`` right out of
+        ``predictions`` (``Loss.accuracy_count``: samples, or output units for binary accuracy)."""
         self.last_loss = loss
         self.loss_sum += loss * samples
         self.correct_sum += correct
         self.samples += samples
-        self.elements += elements
+        self.predictions += predictions
 
     def result(self, prefix=""):
         logs = {}
         if self.samples:
             for name in self.metric_names:
-                logs[prefix + name] = float(self.correct_sum) / self.elements
+                logs[prefix + name] = float(self.correct_sum) / self.predictions
             logs[prefix + "loss"] = float(self.loss_sum) / self.samples
         return logs
 
@@ -161,13 +163,15 @@ def _format_step_time(seconds):
 
 
 class ProgressBar(Callback):
-    """Keras-style progress output, with Keras' "Epoch i/n" header when there is more than one epoch.
-    verbose=1: a bar per epoch with step count, ETA and running loss / accuracy, redrawn at most every
-    ``interval`` seconds on a terminal (each redraw reads the running values from the device); on a
-    pipe or file only the final line of each epoch is written.  verbose=2: one line per epoch, without
-    a bar (``32/32 - 1s - 25ms/step - accuracy: ... - loss: ...``)."""
+    """Keras-style progress output of ``fit``, with Keras' "Epoch i/n" header when there is more than
+    one epoch.  verbose=1: a bar per epoch with step count, ETA and running loss / accuracy, redrawn at
+    most every ``interval`` seconds on a terminal (each redraw reads the running values from the
+    device); on a pipe or file only the final line of each epoch is written (``32/32 ━━━━ 1s 25ms/step
+    - accuracy: ... - loss: ...``).  verbose=2: one line per epoch, without a bar (``32/32 - 1s -
+    25ms/step - accuracy: ... - loss: ...``).  ``start`` / ``update`` / ``finish`` draw one pass;
+    :class:`EvaluationProgressBar` and ``predict`` use them for theirs."""
 
-    def __init__(self, steps, epochs, verbose=1, interval=0.5, stream=None):
+    def __init__(self, steps, epochs=1, verbose=1, interval=0.5, stream=None):
         self.steps = steps
         self.epochs = epochs
         self.verbose = verbose
@@ -179,27 +183,30 @@ class ProgressBar(Callback):
         self.stream.write(text)
         self.stream.flush()
 
-    def on_epoch_begin(self, epoch, logs=None):
-        self._start = self._last_draw = time.perf_counter()
-        if self.epochs > 1:
-            self._write(f"Epoch {epoch + 1}/{self.epochs}\n")
-
     def _bar(self, step):
         width = 20
         done = width * step // max(self.steps, 1)
         return "━" * done + " " * (width - done) if step < self.steps else "━" * width
 
-    def on_train_batch_end(self, batch, logs=None):
+    def start(self):
+        """A pass of ``steps`` steps begins now."""
+        self._start = self._last_draw = time.perf_counter()
+
+    def update(self, step, logs):
+        """``step`` steps of the pass are done; on a terminal, redraw the bar with the running
+        ``logs`` (a dict, or :class:`RunningLogs`, read only when drawing) at most every
+        ``interval`` seconds."""
         now = time.perf_counter()
-        if not self.interactive or now - self._last_draw < self.interval or batch + 1 == self.steps:
+        if not self.interactive or now - self._last_draw < self.interval or step == self.steps:
             return
         self._last_draw = now
-        step = batch + 1
         eta = (now - self._start) / step * (self.steps - step)
+        values = logs.result() if isinstance(logs, RunningLogs) else logs
         self._write(f"\r{step}/{self.steps} {self._bar(step)} {_format_seconds(eta)}"
-                    f"{_format_logs(logs.result())}\033[K")
+                    f"{_format_logs(values)}\033[K")
 
-    def on_epoch_end(self, epoch, logs=None):
+    def finish(self, logs):
+        """The pass is done: its final line, with the time per step and the final ``logs``."""
         elapsed = time.perf_counter() - self._start
         per_step = _format_step_time(elapsed / max(self.steps, 1))
         if self.verbose == 2:
@@ -209,6 +216,34 @@ class ProgressBar(Callback):
         line = (f"{self.steps}/{self.steps} {self._bar(self.steps)} {_format_seconds(elapsed)} "
                 f"{per_step}{_format_logs(logs or {})}")
         self._write(f"\r{line}\033[K\n" if self.interactive else line + "\n")
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.epochs > 1:
+            self._write(f"Epoch {epoch + 1}/{self.epochs}\n")
+        self.start()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.update(batch + 1, logs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.finish(logs)
+
+
+class EvaluationProgressBar(Callback):
+    """``evaluate``'s progress output, from the test hooks: its one pass drawn as ``fit`` draws an
+    epoch (:class:`ProgressBar`, same arguments)."""
+
+    def __init__(self, steps, verbose=1, interval=0.5, stream=None):
+        self.bar = ProgressBar(steps, 1, verbose, interval, stream)
+
+    def on_test_begin(self, logs=None):
+        self.bar.start()
+
+    def on_test_batch_end(self, batch, logs=None):
+        self.bar.update(batch + 1, logs)
+
+    def on_test_end(self, logs=None):
+        self.bar.finish(logs)
 
 
 # -- monitoring a logged quantity (EarlyStopping, ModelCheckpoint) -------------------------------------

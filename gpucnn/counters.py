@@ -2,7 +2,7 @@
 steps).
 
 The count lives in a 1-element int64 array on the backend that ops read (see
-``gpucnn.reference.steps``).  Advancing it is an in-place add on that array, so a training step
+``gpucnn.contract.steps``).  Advancing it is an in-place add on that array, so a training step
 captured as a CUDA graph advances it on every replay, and nothing is read back to the host during
 training.  Reading :attr:`StepCounter.value` waits for the device; it is meant for saving and
 inspection, not for the step itself.

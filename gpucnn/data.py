@@ -70,16 +70,74 @@ def check_xy(model, x, y, x_name="x", y_name="y"):
     return x, model.loss.prepare_labels(y_host, model.output_shape[1:], y_name)
 
 
+def check_sample_weight(sample_weight, samples, argument="sample_weight"):
+    """``sample_weight`` as a float32 NumPy vector of one finite weight per sample (Keras takes shape
+    (samples,) or (samples, 1)), or None."""
+    if sample_weight is None:
+        return None
+    weights = backend.current().to_numpy(as_array(sample_weight))
+    if weights.dtype.kind == "c" or not (np.issubdtype(weights.dtype, np.number) or weights.dtype == bool):
+        raise TypeError(f"Argument `{argument}` must hold real numbers, got dtype {weights.dtype}. "
+                        f"Fix: pass a float array of shape ({samples},).")
+    if weights.ndim == 2 and weights.shape[1] == 1:
+        weights = weights[:, 0]
+    if weights.shape != (samples,):
+        raise ValueError(f"Argument `{argument}` must have one weight per sample, shape ({samples},), got "
+                         f"shape {weights.shape}.")
+    weights = weights.astype(np.float32)
+    if not np.isfinite(weights).all():
+        raise ValueError(f"Argument `{argument}` contains NaN or Inf (or values beyond float32). Fix: "
+                         f"pass finite weights.")
+    return weights
+
+
+def class_weight_to_sample_weight(class_weight, labels):
+    """Keras' ``class_weight`` dict as per-sample weights for checked ``labels`` (as the loss' own
+    ``prepare_labels`` returns them): the class of a sample is its label rounded (one unit or class
+    indices) or the argmax of its row; classes missing from the dict weigh 1, as in Keras."""
+    if not hasattr(class_weight, "items") or not hasattr(class_weight, "get"):
+        raise ValueError(f"Argument `class_weight` must be a dict mapping class indices to weights, e.g. "
+                         f"{{0: 1.0, 1: 4.0}}, got {type(class_weight).__name__}: {class_weight!r}.")
+    weights_of = {}
+    for key, value in class_weight.items():
+        try:
+            index = int(key)
+        except (TypeError, ValueError):
+            raise ValueError(f"Argument `class_weight` must have integer class indices as keys, got the "
+                             f"key {key!r}.") from None
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+                or not np.isfinite(value):
+            raise ValueError(f"Argument `class_weight` must map each class to a finite number, got "
+                             f"{value!r} for class {key!r}.")
+        weights_of[index] = float(value)
+    classes = labels
+    if classes.ndim > 1:
+        classes = classes.argmax(axis=-1) if classes.shape[-1] != 1 else classes[..., 0]
+    classes = np.round(classes).astype(np.int64)
+    return np.array([weights_of.get(int(c), 1.0) for c in classes], dtype=np.float32)
+
+
+def sample_weights(labels, sample_weight=None, class_weight=None):
+    """The per-sample loss weights ``fit`` / ``train_on_batch`` use: ``sample_weight`` checked, or
+    ``class_weight`` turned into per-sample weights for ``labels``, or None (Keras refuses both)."""
+    if class_weight is None:
+        return check_sample_weight(sample_weight, len(labels))
+    if sample_weight is not None:
+        raise ValueError("You cannot use `class_weight` and `sample_weight` at the same time. Fix: fold "
+                         "the class weights into `sample_weight`, e.g. sample_weight * "
+                         "class_weight_of_each_label.")
+    return class_weight_to_sample_weight(class_weight, labels)
+
+
 def x_on_backend(model, x):
     """``x`` checked as :func:`check_x` does, as an array of the backend."""
     return backend.current().asarray(check_x(model, x))
 
 
-def xy_on_backend(model, x, y):
-    """``x`` and the labels checked as :func:`check_xy` does, as arrays of the backend."""
-    x, labels = check_xy(model, x, y)
+def on_backend(*arrays):
+    """Each array on the backend (as it is, when already there); None stays None."""
     xp = backend.current().xp
-    return xp.asarray(x), xp.asarray(labels)
+    return tuple(None if array is None else xp.asarray(array) for array in arrays)
 
 
 _FINITE_CHECK_BYTES = 64 << 20
@@ -126,58 +184,60 @@ def fits_on_device(nbytes):
     return nbytes <= DEVICE_FRACTION * free
 
 
-def place(x, y=None):
-    """``x`` (and labels ``y``) as :class:`DeviceData`, or as :class:`HostData` when they are NumPy
-    arrays too large for the device.  Device arrays are used in place."""
+def place(x, y=None, sample_weight=None):
+    """``x`` (and labels ``y``, per-sample weights ``sample_weight``) as :class:`DeviceData`, or as
+    :class:`HostData` when they are NumPy arrays too large for the device.  Device arrays are used in
+    place."""
     b = backend.current()
     on_host = isinstance(x, np.ndarray) and b.name == "cuda"
-    nbytes = x.nbytes + (0 if y is None else y.nbytes)
+    nbytes = sum(array.nbytes for array in (x, y, sample_weight) if array is not None)
     if on_host and not fits_on_device(nbytes):
-        return HostData(x, y)
-    return DeviceData(b.xp.asarray(x), None if y is None else b.xp.asarray(y))
+        return HostData(x, y, sample_weight)
+    return DeviceData(*(None if array is None else b.xp.asarray(array) for array in (x, y, sample_weight)))
 
 
 class DeviceData:
-    """Arrays already on the backend."""
+    """Arrays already on the backend: the samples ``x`` and, optionally, their labels ``y`` and
+    weights ``sample_weight``."""
 
-    def __init__(self, x, y=None):
-        self.x, self.y = x, y
+    def __init__(self, x, y=None, sample_weight=None):
+        self.x, self.y, self.sample_weight = x, y, sample_weight
 
     def __len__(self):
         return len(self.x)
 
     def batches(self, batch_size, order=None):
-        """``(x, y)`` batches in sample order, or in the order of the host permutation ``order``."""
+        """``(x, y, sample_weight)`` batches (None for what the data does not have) in sample order,
+        or in the order of the host permutation ``order``."""
         index = None if order is None else backend.current().xp.asarray(order)
         for start in range(0, len(self.x), batch_size):
             rows = slice(start, start + batch_size) if index is None else index[start:start + batch_size]
-            yield self.x[rows], _part(self.y, rows)
-
-
-def _part(y, rows):
-    return None if y is None else y[rows]
+            yield tuple(None if array is None else array[rows]
+                        for array in (self.x, self.y, self.sample_weight))
 
 
 class HostData(DeviceData):
     """NumPy arrays that stay on the host and reach the device chunk by chunk (see the module doc)."""
 
-    def __init__(self, x, y=None, copier=None):
-        super().__init__(np.ascontiguousarray(x), None if y is None else np.ascontiguousarray(y))
+    def __init__(self, x, y=None, sample_weight=None, copier=None):
+        super().__init__(*(None if array is None else np.ascontiguousarray(array)
+                           for array in (x, y, sample_weight)))
         self._copier = copier
 
     def batches(self, batch_size, order=None):
         """As :meth:`DeviceData.batches`; a batch is a view into a chunk buffer that is refilled two
         chunks later, so use it (launch its step) before asking for the next ones."""
         copier = self._copier or _copier_for(backend.current())
-        sample_bytes = self.x[0].nbytes + (0 if self.y is None else self.y[0].nbytes)
+        arrays = (self.x, self.y, self.sample_weight)
+        sample_bytes = sum(array[0].nbytes for array in arrays if array is not None)
         chunk = max(1, CHUNK_BYTES // (batch_size * sample_bytes)) * batch_size
         chunk = min(chunk, math.ceil(len(self.x) / batch_size) * batch_size)
-        slots = [_Slot(copier, self.x, self.y, chunk) for _ in range(2)]
+        slots = [_Slot(copier, arrays, chunk) for _ in range(2)]
         starts = range(0, len(self.x), chunk)
 
         def stage(k):
             rows = slice(starts[k], starts[k] + chunk)
-            slots[k % 2].stage(self.x, self.y, rows if order is None else order[rows])
+            slots[k % 2].stage(arrays, rows if order is None else order[rows])
 
         stage(0)
         for k in range(len(starts)):
@@ -187,38 +247,35 @@ class HostData(DeviceData):
             copier.wait_copied(slot.copied)
             for start in range(0, slot.count, batch_size):
                 rows = slice(start, min(start + batch_size, slot.count))
-                yield slot.x[rows], _part(slot.y, rows)
+                yield tuple(None if array is None else array[rows] for array in slot.device)
             # The caller has launched every step that reads this chunk: later copies into it wait for them.
             slot.used = copier.mark_used()
 
 
 class _Slot:
-    """One pinned host buffer and one device buffer of ``chunk`` samples, and the events guarding them."""
+    """One pinned host buffer and one device buffer of ``chunk`` samples per array (None stays None),
+    and the events guarding them."""
 
-    def __init__(self, copier, x, y, chunk):
+    def __init__(self, copier, arrays, chunk):
         self.copier = copier
-        self.host_x = copier.empty_pinned((chunk,) + x.shape[1:], x.dtype)
-        self.x = copier.empty_device((chunk,) + x.shape[1:], x.dtype)
-        self.host_y = None if y is None else copier.empty_pinned((chunk,) + y.shape[1:], y.dtype)
-        self.y = None if y is None else copier.empty_device((chunk,) + y.shape[1:], y.dtype)
+        self.host = [None if a is None else copier.empty_pinned((chunk,) + a.shape[1:], a.dtype) for a in arrays]
+        self.device = [None if a is None else copier.empty_device((chunk,) + a.shape[1:], a.dtype) for a in arrays]
         self.count = 0
         self.copied = self.used = None
 
-    def stage(self, x, y, rows):
+    def stage(self, arrays, rows):
         self.copier.wait_host_reusable(self.copied)
-        if isinstance(rows, slice):
-            count = len(range(*rows.indices(len(x))))
-            self.host_x[:count] = x[rows]
-            if y is not None:
-                self.host_y[:count] = y[rows]
-        else:
-            count = len(rows)
-            # mode='clip': the indices are valid, and 'raise' would gather into a temporary first.
-            np.take(x, rows, axis=0, out=self.host_x[:count], mode="clip")
-            if y is not None:
-                np.take(y, rows, axis=0, out=self.host_y[:count], mode="clip")
+        count = len(range(*rows.indices(len(arrays[0])))) if isinstance(rows, slice) else len(rows)
+        for array, host in zip(arrays, self.host):
+            if array is None:
+                continue
+            if isinstance(rows, slice):
+                host[:count] = array[rows]
+            else:
+                # mode='clip': the indices are valid, and 'raise' would gather into a temporary first.
+                np.take(array, rows, axis=0, out=host[:count], mode="clip")
         self.count = count
-        pairs = [(self.x, self.host_x)] + ([] if y is None else [(self.y, self.host_y)])
+        pairs = [(device, host) for device, host in zip(self.device, self.host) if host is not None]
         self.copied = self.copier.copy(pairs, count, after=self.used)
 
 

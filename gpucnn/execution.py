@@ -38,25 +38,30 @@ class _Unit:
 
 
 class LayerUnit(_Unit):
-    """One layer, run on its own."""
+    """One layer, run on its own; with ``output_logits`` it computes and differentiates the layer's
+    output without its activation (the model's output layer handing logits to a fused loss)."""
 
-    def __init__(self, layer):
+    def __init__(self, layer, output_logits=False):
         super().__init__((layer,), layer.name)
+        self._activation = _pre_activation if output_logits else contextlib.nullcontext
 
     def forward(self, x, training):
-        y = self.layers[0].call(x, training=training)
+        with self._activation(self.layers[0]) as layer:
+            y = layer.call(x, training=training)
         self._keep_caches()
         return y
 
     def backward(self, dy, need_input_grad):
         self._restore_caches()
-        return self.layers[0].backward(dy, need_input_grad=need_input_grad)
+        with self._activation(self.layers[0]) as layer:
+            return layer.backward(dy, need_input_grad=need_input_grad)
 
 
 @contextlib.contextmanager
 def _pre_activation(layer):
-    """Make ``layer`` compute and differentiate its output without its activation (the mechanism the
-    model also uses to hand logits to a fused loss), restoring the flag afterwards."""
+    """Make ``layer`` compute and differentiate its output without its activation, restoring the flag
+    afterwards: the flag is set only while a unit runs the layer, so a layer never carries it into
+    another use (inference, another call of the layer, another model)."""
     saved = layer.output_logits
     layer.output_logits = True
     try:
@@ -102,13 +107,15 @@ class ConvReluPool(_Unit):
 
 
 def _fusable(layer, following):
-    return (type(layer) is Conv2D and type(following) is MaxPooling2D and layer.activation == "relu"
-            and not layer.output_logits)
+    return type(layer) is Conv2D and type(following) is MaxPooling2D and layer.activation == "relu"
 
 
-def plan_units(layers, fuse=True):
+def plan_units(layers, fuse=True, output_logits=False):
     """The execution units for ``layers`` (in execution order): fused conv-ReLU-pool pairs (when
-    ``fuse``) and single layers, in order."""
+    ``fuse``) and single layers, in order; with ``output_logits`` the last layer, in a unit of its
+    own, outputs its pre-activation logits."""
+    if output_logits:
+        return plan_units(layers[:-1], fuse) + [LayerUnit(layers[-1], output_logits=True)]
     units, index = [], 0
     while index < len(layers):
         if fuse and index + 1 < len(layers) and _fusable(layers[index], layers[index + 1]):
@@ -131,11 +138,13 @@ class WiredUnit:
         self.output = output
 
 
-def plan_graph(nodes, output, fuse=True):
+def plan_graph(nodes, output, fuse=True, output_logits=False):
     """The plan for layer calls ``nodes`` (:class:`gpucnn.layers.symbolic.Node`, in a topological
     order) whose result is the tensor ``output``: a list of :class:`WiredUnit`.  A Conv2D-ReLU call
     whose output only feeds one MaxPooling2D call (and is not the model's output) fuses with it; the
-    pair runs where the convolution was, which is safe because the pooling reads nothing else."""
+    pair runs where the convolution was, which is safe because the pooling reads nothing else.  With
+    ``output_logits`` the call that makes ``output`` outputs its pre-activation logits (other calls
+    of the same layer keep their activation)."""
     consumers = {}
     for node in nodes:
         for tensor in node.inputs:
@@ -151,5 +160,6 @@ def plan_graph(nodes, output, fuse=True):
                                    users[0].output))
             fused.add(users[0])
         else:
-            steps.append(WiredUnit(LayerUnit(node.layer), node.inputs, node.merge, node.output))
+            unit = LayerUnit(node.layer, output_logits=output_logits and node.output is output)
+            steps.append(WiredUnit(unit, node.inputs, node.merge, node.output))
     return steps

@@ -73,11 +73,12 @@ class Functional(Model):
     # -- running the graph --------------------------------------------------------------------------
     def wired_plan(self):
         """The execution units with the tensors each reads and writes
-        (:class:`gpucnn.execution.WiredUnit`), re-planned when an activation or the output layer's
-        logits flag changes (they decide what fuses)."""
-        key = tuple((id(layer), layer.activation, layer.output_logits) for layer in self.layers)
+        (:class:`gpucnn.execution.WiredUnit`), re-planned when an activation or the compiled loss'
+        use of the output's logits (``output_logits``) changes."""
+        logits = self.output_logits
+        key = (tuple((id(layer), layer.activation) for layer in self.layers), logits)
         if self._graph_plan is None or self._graph_plan[0] != key:
-            self._graph_plan = (key, plan_graph(self._nodes, self.output))
+            self._graph_plan = (key, plan_graph(self._nodes, self.output, output_logits=logits))
         return self._graph_plan[1]
 
     def execution_plan(self):
@@ -247,10 +248,4 @@ def _map_graph(model_input, output, name):
     if repeated:
         raise ValueError(f"Model '{name}': layer names must be unique in a model, but {repeated} name "
                          f"several layers. Fix: pass distinct name= arguments.")
-    output_calls = sum(node.layer is output.node.layer for node in order)
-    if output_calls > 1:
-        raise ValueError(f"Model '{name}': the output layer '{output.node.layer.name}' is called "
-                         f"{output_calls} times in the graph; the trainer hands its pre-activation "
-                         f"output to the loss, which would change its other calls too. Fix: use a "
-                         f"separate layer for the output.")
     return order, layers

@@ -9,18 +9,24 @@ in model order (``conv2d``, ``conv2d_1``, ...; not the layer's name), the variab
 (Conv2D/Dense kernel then bias, BatchNormalization gamma, beta, moving_mean, moving_variance), Conv2D
 kernels HWIO and Dense kernels (in, out) as in gpucnn.  The optimizer's variables are in
 ``optimizer/vars``: the iteration count, the learning rate, then per trainable weight (model order)
-Adam's m and v interleaved, or SGD's momentum (none without momentum).  gpucnn keeps those states in
-flat buffers, so they are split by weight on writing and joined on reading: training continues in the
-other library.  Not carried (gpucnn-only): the Dropout layers' mask counters, so masks differ after a
+Adam's (or AdamW's) m and v interleaved, or SGD's momentum (none without momentum).  gpucnn keeps
+those states in flat buffers, so they are split by weight on writing and joined on reading: training
+continues in the other library.  Not carried (gpucnn-only): the Dropout layers' mask counters, so masks differ after a
 round trip, and gpucnn's random generator state.
 
 Configs are translated option by option through ``_LAYERS``: an option gpucnn implements becomes the
 gpucnn argument, an option gpucnn does not implement must hold Keras' default (else a ValueError names
 the layer, the option and what gpucnn supports), an option this module does not know is refused the
 same way, so a loaded model never computes something other than the Keras model did.  The model config
-is read by its class: Sequential now; a Functional config (``keras.Model(inputs, outputs)``) is refused
-by name until gpucnn has the Functional API, when a reader for it joins ``_MODEL_READERS`` (the weight
-layout is the same, keyed over ``model.layers``).
+is read by its class (``_MODEL_READERS``: the reader into gpucnn's config, then the model's maker).  A
+Functional config (``keras/src/models/functional.py``, ``keras.Model(inputs, outputs)``: ``layers`` with
+the calls each makes as ``inbound_nodes`` of serialized Keras tensors, ``input_layers``,
+``output_layers``) is read into the config of ``gpucnn.Model(inputs, outputs)`` (the layers in Keras'
+order, each call as the ``[layer, call]`` references it reads) and checked first: one input and one
+output, merge layers (Add, Concatenate) called on lists and the others on one tensor, every reference to
+a call the config has (``Functional.from_config`` refuses cycles); and written back the same way.  Keras keys the H5 groups of both model
+kinds over the same layer order (a Functional model's ``model.layers`` is Keras' order), a Functional
+one with an extra ``input_layer`` group that holds no variables.
 
 Files are built in memory and written atomically (``saving.write_atomically``).
 """
@@ -74,6 +80,15 @@ _LAYERS = {
          "lora_alpha": _ANY}),
     "MaxPooling2D": _LayerSpec("max_pooling2d", ("pool_size", "strides", "padding"),
                                {"data_format": "channels_last"}),
+    # Both average only the cells inside the input in 'same' windows, as Keras does.
+    "AveragePooling2D": _LayerSpec("average_pooling2d", ("pool_size", "strides", "padding"),
+                                   {"data_format": "channels_last"}),
+    "GlobalAveragePooling2D": _LayerSpec("global_average_pooling2d", ("keepdims",),
+                                         {"data_format": "channels_last"}),
+    "ZeroPadding2D": _LayerSpec("zero_padding2d", ("padding",), {"data_format": "channels_last"}),
+    # Merge layers: only in Functional models (gpucnn's refuse a Sequential stack's single tensor).
+    "Add": _LayerSpec("add"),
+    "Concatenate": _LayerSpec("concatenate", ("axis",)),
     "Flatten": _LayerSpec("flatten", (), {"data_format": "channels_last"}),
     "Activation": _LayerSpec("activation", ("activation",)),
     "ReLU": _LayerSpec("re_lu", ("negative_slope",), {"max_value": None, "threshold": 0.0}),
@@ -90,18 +105,22 @@ _LAYERS = {
 # Keras writes these with every layer; gpucnn reads name and trainable, and computes in float32 only.
 _BASE_OPTIONS = ("name", "trainable", "dtype")
 
-_OPTIMIZER_FIXED = {"weight_decay": None, "clipnorm": None, "global_clipnorm": None, "clipvalue": None,
-                    "use_ema": False, "ema_overwrite_frequency": None, "loss_scale_factor": None,
+_OPTIMIZER_OPTIONS = ("learning_rate", "weight_decay") + optimizers.CLIP_ARGUMENTS
+_OPTIMIZER_FIXED = {"use_ema": False, "ema_overwrite_frequency": None, "loss_scale_factor": None,
                     "gradient_accumulation_steps": None}
-_OPTIMIZERS = {"Adam": (("learning_rate", "beta_1", "beta_2", "epsilon"),
-                        {**_OPTIMIZER_FIXED, "amsgrad": False}),
-               "SGD": (("learning_rate", "momentum", "nesterov"), _OPTIMIZER_FIXED)}
+_ADAM = (_OPTIMIZER_OPTIONS + ("beta_1", "beta_2", "epsilon"), {**_OPTIMIZER_FIXED, "amsgrad": False})
+# AdamW is Adam with a weight decay that must be set: the same options and variables.
+_OPTIMIZERS = {"Adam": _ADAM, "AdamW": _ADAM,
+               "SGD": (_OPTIMIZER_OPTIONS + ("momentum", "nesterov"), _OPTIMIZER_FIXED)}
 # Options that change nothing gpucnn computes: the optimizer's name, EMA momentum without EMA, and
 # how Keras runs steps.
 _OPTIMIZER_IGNORED = ("name", "ema_momentum")
 _COMPILE_IGNORED = ("run_eagerly", "steps_per_execution", "jit_compile", "auto_scale_loss")
+# Keras' loss options gpucnn does not have; each loss class reads the options its get_config names
+# (from_logits, and label_smoothing for the binary and categorical cross-entropies).
 _LOSS_FIXED = {"label_smoothing": 0.0, "axis": -1, "reduction": "sum_over_batch_size",
                "ignore_class": None}
+_LOSS_IGNORED = ("name",)
 _METRIC_CLASSES = {"BinaryAccuracy": "binary_accuracy", "CategoricalAccuracy": "categorical_accuracy",
                    "SparseCategoricalAccuracy": "sparse_categorical_accuracy"}
 
@@ -179,8 +198,10 @@ def _keras_layer(layer):
         value = config[option]
         keras_config[option] = _keras_initializer(value) if option.endswith("_initializer") else value
     keras_config.update(spec.fixed)
+    shape = layer.input_shape  # a merge layer's: one per input
+    input_shape = [[None, *s] for s in shape] if isinstance(shape, list) else [None, *shape]
     return _keras_object("keras.layers", type(layer).__name__, keras_config,
-                         build_config={"input_shape": [None, *layer.input_shape]})
+                         build_config={"input_shape": input_shape})
 
 
 def _keras_compile_config(model):
@@ -190,23 +211,58 @@ def _keras_compile_config(model):
     optimizer_config = {"name": type(optimizer).__name__.lower(),
                         **{option: settings[option] for option in arguments}, **fixed}
     loss = model.loss
-    loss_entry = (_keras_object("keras.losses", type(loss).__name__, {"from_logits": True})
-                  if loss.from_logits else loss.name)
+    # Keras' name when every option is at its default (from_logits, label_smoothing), else the class.
+    settings = loss.get_config()
+    loss_entry = (_keras_object("keras.losses", type(loss).__name__, settings) if any(settings.values())
+                  else loss.name)
     return {"optimizer": _keras_object("keras.optimizers", type(optimizer).__name__, optimizer_config),
             "loss": loss_entry, "loss_weights": None, "metrics": list(model.metrics),
             "weighted_metrics": None, "run_eagerly": False, "steps_per_execution": 1,
             "jit_compile": False}
 
 
+def _keras_input_layer(model, name):
+    return _keras_object("keras.layers", "InputLayer",
+                         {"batch_shape": [None, *model.input_shape[1:]], "dtype": "float32", "sparse": False,
+                          "name": name})
+
+
+def _keras_functional_layers(model, graph):
+    """Keras' Functional ``layers`` from gpucnn's graph config: each layer's Keras config with its
+    name and calls, every tensor a call reads serialized as Keras serializes a KerasTensor."""
+    shapes = {layer.name: layer.output_shape for layer in model.layers}
+    shapes[graph["input"]["name"]] = tuple(graph["input"]["shape"])
+
+    def tensor(reference):
+        name, index = reference
+        return {"class_name": "__keras_tensor__",
+                "config": {"shape": [None, *shapes[name]], "dtype": "float32",
+                           "keras_history": [name, index, 0]}}
+
+    entries = [{**_keras_input_layer(model, graph["input"]["name"]), "name": graph["input"]["name"],
+                "inbound_nodes": []}]
+    for layer, layer_graph in zip(model.layers, graph["layers"]):
+        calls = [{"args": [[tensor(r) for r in refs] if layer.merges_inputs else tensor(refs[0])],
+                  "kwargs": {}} for refs in layer_graph["inbound_nodes"]]
+        entries.append({**_keras_layer(layer), "name": layer.name, "inbound_nodes": calls})
+    return entries
+
+
 def _keras_config(model):
     batch_shape = [None, *model.input_shape[1:]]
-    input_layer = _keras_object("keras.layers", "InputLayer",
-                                {"batch_shape": batch_shape, "dtype": "float32", "sparse": False,
-                                 "name": "input_layer"})
-    config = {"name": model.name, "trainable": model.trainable, "dtype": _dtype_policy(),
-              "layers": [input_layer] + [_keras_layer(layer) for layer in model.layers],
-              "build_input_shape": batch_shape}
-    entry = _keras_object("keras", "Sequential", config, build_config={"input_shape": batch_shape})
+    if _is_functional(model):
+        graph = model.get_config()
+        config = {"name": model.name, "trainable": model.trainable,
+                  "layers": _keras_functional_layers(model, graph),
+                  "input_layers": [graph["input"]["name"], 0, 0], "output_layers": [*graph["output"], 0]}
+        entry = {**_keras_object("keras.src.models.functional", "Functional", config),
+                 "registered_name": "Functional", "build_config": {"input_shape": None}}
+    else:
+        config = {"name": model.name, "trainable": model.trainable, "dtype": _dtype_policy(),
+                  "layers": [_keras_input_layer(model, "input_layer")]
+                  + [_keras_layer(layer) for layer in model.layers],
+                  "build_input_shape": batch_shape}
+        entry = _keras_object("keras", "Sequential", config, build_config={"input_shape": batch_shape})
     if model.loss is not None:
         entry["compile_config"] = _keras_compile_config(model)
     return entry
@@ -233,9 +289,18 @@ def _optimizer_variables(model):
     return variables
 
 
+def _is_functional(model):
+    from gpucnn.functional import Functional
+
+    return isinstance(model, Functional)
+
+
 def _write_h5(model, stream):
     with h5py.File(stream, "w") as h5:
         h5.create_group("vars").attrs["name"] = model.name
+        if _is_functional(model):
+            # Keras' Functional models list their InputLayer among the layers: a group without variables.
+            h5.create_group("layers/input_layer/vars").attrs["name"] = model.input.name
         for key, layer in zip(_layer_keys(model), model.layers):
             group = h5.create_group(f"layers/{key}/vars")
             group.attrs["name"] = layer.name
@@ -471,15 +536,135 @@ def _sequential_from_keras(entry, filepath):
     return {"name": config.get("name"), "input_shape": input_shape, "layers": gpucnn_layers}
 
 
-def _functional_not_yet(entry, filepath):
-    raise ValueError(f"{filepath!r} holds a Keras Functional model (keras.Model(inputs, outputs)); "
-                     f"gpucnn has only Sequential models so far. Fix: rebuild it as keras.Sequential "
-                     f"and save it again, or load it in Keras.")
+def _keras_tensor(value, where, filepath):
+    """``[layer name, call index]`` of one serialized Keras tensor that a layer call reads."""
+    is_tensor = isinstance(value, dict) and value.get("class_name") == "__keras_tensor__"
+    config = value.get("config") if is_tensor else None
+    history = config.get("keras_history") if isinstance(config, dict) else None
+    if not (isinstance(history, list) and len(history) == 3 and isinstance(history[0], str)
+            and all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in history[1:])):
+        raise _corrupt(filepath, "archive", f"{where} reads {value!r}, which is not a Keras tensor "
+                                            f"(a __keras_tensor__ with keras_history [layer, node, index])")
+    if history[2] != 0:
+        raise _corrupt(filepath, "archive", f"{where} reads output {history[2]} of layer "
+                                            f"{history[0]!r}, whose layers have one output each")
+    return history[:2]
 
 
-# Keras model classes by config class name; the Functional API's reader replaces the refusal.
-_MODEL_READERS = {"Sequential": _sequential_from_keras, "Functional": _functional_not_yet,
-                  "Model": _functional_not_yet}
+def _layer_calls(entry, merge, where, filepath):
+    """The calls a Keras Functional config records for one layer (``inbound_nodes``), each as the list
+    of ``[layer name, call index]`` it reads: one tensor, or the list a merge layer joins."""
+    calls = []
+    for node in entry.get("inbound_nodes") or []:
+        args = node.get("args") if isinstance(node, dict) else None
+        kwargs = node.get("kwargs", {}) if isinstance(node, dict) else None
+        if not isinstance(args, list) or len(args) != 1 or not isinstance(kwargs, dict):
+            raise _corrupt(filepath, "archive", f"{where} has a call {node!r} that is not one "
+                                                f"{'list of tensors' if merge else 'tensor'} (args, kwargs)")
+        for option, value in kwargs.items():
+            if option != "mask" or value is not None:
+                raise _unsupported(f"{where}, call {len(calls)}", option, value,
+                                   "layer calls on their input tensors only (mask=None)")
+        tensors = args[0]
+        if merge != isinstance(tensors, list) or (merge and len(tensors) < 2):
+            raise ValueError(f"{where}: call {len(calls)} reads {'one tensor' if merge else 'a list'}, but "
+                             f"{'a merge layer joins a list of at least 2' if merge else 'the layer takes one'}"
+                             f". Fix: save a model that calls the layer as Keras' API does.")
+        calls.append([_keras_tensor(t, where, filepath) for t in (tensors if merge else [tensors])])
+    if not calls:
+        raise _corrupt(filepath, "archive", f"{where} is never called in the model's graph")
+    return calls
+
+
+def _one_endpoint(value, what, filepath):
+    """The ``[layer, node]`` of a Functional config's ``input_layers`` / ``output_layers``: one tensor
+    ([layer, node, index], or a list of one), as gpucnn models have one input and one output."""
+    if isinstance(value, list) and len(value) == 1 and isinstance(value[0], list):
+        value = value[0]
+    if isinstance(value, dict) or (isinstance(value, list) and value and isinstance(value[0], list)):
+        raise ValueError(f"{filepath!r}: the Keras model has several {what} ({value!r}); gpucnn models "
+                         f"have one input and one output. Fix: save a model with one of each, or load it "
+                         f"in Keras.")
+    if not (isinstance(value, list) and len(value) == 3 and isinstance(value[0], str)):
+        raise _corrupt(filepath, "archive", f"the Functional config's {what} is {value!r}, not "
+                                            f"[layer, node, index]")
+    return _keras_tensor({"class_name": "__keras_tensor__", "config": {"keras_history": value}},
+                         f"the model's {what}", filepath)
+
+
+def _check_references(model_input, layers, output, filepath):
+    """Every ``[layer, call]`` a call reads, and the output, must be a call the config has (the input
+    counts as one); the order of the calls (and cycles) is ``Functional.from_config``'s to check."""
+    calls = {entry["config"]["name"]: len(entry["inbound_nodes"]) for entry in layers}
+    reads = [(f"layer {entry['config']['name']!r} call {index}", reference) for entry in layers
+             for index, references in enumerate(entry["inbound_nodes"]) for reference in references]
+    for where, (name, index) in reads + [("the model's output", output)]:
+        # The input is a tensor calls read, but not an output of the model.
+        count = 1 if name == model_input[0] and where != "the model's output" else calls.get(name, 0)
+        if index >= count:
+            raise _corrupt(filepath, "archive", f"{where} reads {[name, index]}, which is not a layer "
+                                                f"call of the Functional config")
+
+
+def _functional_from_keras(entry, filepath):
+    """gpucnn's Functional config (``gpucnn.Model(inputs, outputs).get_config()``: the input, the layers
+    with the calls each makes as ``inbound_nodes`` of ``[layer name, call index]``, the output) from a
+    Keras Functional config (``keras/src/models/functional.py``: ``layers`` with ``inbound_nodes`` of
+    serialized Keras tensors, ``input_layers``, ``output_layers``), every layer, call and reference
+    checked."""
+    from gpucnn.layers import _CLASSES
+
+    config = entry.get("config") or {}
+    layers = config.get("layers")
+    if not isinstance(layers, list) or not all(isinstance(e, dict) for e in layers):
+        raise _corrupt(filepath, "archive", "the Functional config has no list of layers")
+    model_input = _one_endpoint(config.get("input_layers"), "inputs", filepath)
+    output = _one_endpoint(config.get("output_layers"), "outputs", filepath)
+    names = [layer_entry.get("name", (layer_entry.get("config") or {}).get("name")) for layer_entry in layers]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated or not all(isinstance(name, str) for name in names):
+        raise _corrupt(filepath, "archive", f"the Functional config's layer names {names} are not unique "
+                                            f"strings")
+    inputs = [name for name, e in zip(names, layers) if e.get("class_name") == "InputLayer"]
+    if inputs != [model_input[0]] or model_input[1] != 0:
+        raise ValueError(f"{filepath!r}: the Keras model has the input layers {inputs} and takes "
+                         f"{model_input}; gpucnn models have one input. Fix: save a model with one "
+                         f"keras.Input, or load it in Keras.")
+    input_entry = layers[names.index(model_input[0])]
+    gpucnn_layers = []
+    for name, layer_entry in zip(names, layers):
+        if layer_entry is input_entry:
+            continue
+        layer = _gpucnn_layer(layer_entry, filepath)
+        where = f"{filepath!r}: layer {name!r} ({layer['class_name']})"
+        if layer["config"].get("name") != name:
+            raise _corrupt(filepath, "archive", f"layer {name!r} is named {layer['config'].get('name')!r} "
+                                                f"in its config")
+        merge = _CLASSES[layer["class_name"]].merges_inputs
+        gpucnn_layers.append({**layer, "inbound_nodes": _layer_calls(layer_entry, merge, where, filepath)})
+    _check_references(model_input, gpucnn_layers, output, filepath)
+    return {"name": config.get("name"),
+            "input": {"name": model_input[0], "shape": _input_shape(input_entry, filepath)},
+            "layers": gpucnn_layers, "output": output}
+
+
+def _functional_model(gpucnn_config):
+    from gpucnn.functional import Functional
+
+    return Functional.from_config(gpucnn_config)
+
+
+def _sequential_model(gpucnn_config):
+    from gpucnn.models import Sequential
+
+    return Sequential.from_config(gpucnn_config)
+
+
+# Keras model classes by config class name: (the reader of the Keras config into gpucnn's config, the
+# maker of the gpucnn model from that).
+_MODEL_READERS = {"Sequential": (_sequential_from_keras, _sequential_model),
+                  "Functional": (_functional_from_keras, _functional_model),
+                  "Model": (_functional_from_keras, _functional_model)}
 
 
 def _optimizer(entry):
@@ -517,8 +702,15 @@ def _loss(entry):
     if class_name not in classes:
         raise _unsupported("The compiled loss", "loss", class_name, f"the losses {sorted(classes)}")
     config = entry.get("config") or {}
-    _check_fixed(f"The compiled loss ({class_name})", config, _LOSS_FIXED)
-    return classes[class_name](from_logits=bool(config.get("from_logits", False)))
+    where = f"The compiled loss ({class_name})"
+    arguments = classes[class_name]().get_config()
+    unknown = sorted(set(config) - set(arguments) - set(_LOSS_FIXED) - set(_LOSS_IGNORED) - {"dtype"})
+    if unknown:
+        raise ValueError(f"{where}: option(s) {unknown} are not known to gpucnn, which reads "
+                         f"{sorted(set(arguments) | set(_LOSS_FIXED))}.")
+    _check_dtype(where, config.get("dtype"))
+    _check_fixed(where, config, {k: v for k, v in _LOSS_FIXED.items() if k not in arguments})
+    return classes[class_name](**{option: config[option] for option in arguments if option in config})
 
 
 def _metrics(entry):
@@ -593,17 +785,17 @@ def _read_archive(filepath):
 
 def load_model(filepath, compile=True):
     """A gpucnn model from a Keras 3 ``.keras`` archive (weights, compile settings, optimizer state)."""
-    from gpucnn.models import Sequential
-
     filepath = saving.check_filepath(filepath)
     config, arrays = _read_archive(filepath)
     class_name = config.get("class_name")
     if class_name not in _MODEL_READERS:
         raise ValueError(f"{filepath!r} holds a Keras model of class {class_name!r}; gpucnn reads "
-                         f"Sequential models. Fix: rebuild it as keras.Sequential, or load it in Keras.")
-    gpucnn_config = _MODEL_READERS[class_name](config, filepath)
+                         f"Sequential and Functional models. Fix: rebuild it as keras.Sequential or "
+                         f"keras.Model(inputs, outputs), or load it in Keras.")
+    read, make = _MODEL_READERS[class_name]
+    gpucnn_config = read(config, filepath)
     try:
-        model = Sequential.from_config(gpucnn_config)
+        model = make(gpucnn_config)
     except (ValueError, TypeError) as error:
         # gpucnn's layers refuse what they cannot compute (e.g. Dense on a 4-D input, which Keras
         # applies to the last axis): the same refusal, naming the file.

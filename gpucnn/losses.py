@@ -9,7 +9,7 @@ import functools
 
 import numpy as np
 
-from gpucnn.reference.losses import check_label_smoothing
+from gpucnn.contract.losses import check_label_smoothing
 
 
 class Loss:
@@ -35,6 +35,11 @@ class Loss:
         """``y`` as a NumPy array the loss op accepts, or a ValueError naming ``argument``."""
         raise NotImplementedError
 
+    def accuracy_count(self, labels):
+        """How many predictions the loss op's correct count is out of, for a batch of ``labels``:
+        one per sample (the categorical losses compare one argmax per row)."""
+        return len(labels)
+
     def get_config(self):
         return {"from_logits": self.from_logits}
 
@@ -49,6 +54,9 @@ def _check_shape(y, output_shape, argument, loss_name, hint):
 
 def _as_float_labels(y, argument):
     y = np.asarray(y)
+    if y.dtype.kind == "c":
+        raise TypeError(f"Argument `{argument}` must hold real numbers, got dtype {y.dtype}: the "
+                        f"imaginary part would be dropped. Fix: pass real labels, e.g. np.real(y).")
     if not (np.issubdtype(y.dtype, np.number) or y.dtype == bool):
         raise TypeError(f"Argument `{argument}` must hold numbers, got dtype {y.dtype}.")
     y = y.astype(np.float32)
@@ -75,6 +83,10 @@ class BinaryCrossentropy(_SmoothedCrossentropy):
     logits_op = "sigmoid_binary_crossentropy"
     activation = "sigmoid"
     accuracy_name = "binary_accuracy"
+
+    def accuracy_count(self, labels):
+        """One prediction per output unit: Keras' binary accuracy is the mean over every unit."""
+        return int(labels.size)
 
     def prepare_labels(self, y, output_shape, argument="y"):
         y = _as_float_labels(y, argument)
@@ -140,6 +152,10 @@ class MeanSquaredError(Loss):
     def __init__(self):
         super().__init__(from_logits=False)
 
+    def accuracy_count(self, labels):
+        """One prediction per row of the last axis (per element for one output unit)."""
+        return int(labels.size // labels.shape[-1])
+
     def prepare_labels(self, y, output_shape, argument="y"):
         y = _as_float_labels(y, argument)
         if y.ndim == 1 and tuple(output_shape) == (1,):
@@ -199,26 +215,26 @@ def metric_names(metrics, loss):
     return list(dict.fromkeys(metrics))
 
 
-def check_accuracy_metrics(metrics, loss, output_shape):
-    """Refuse 'accuracy'/'acc' where Keras 3 would compute another accuracy than the loss op does.
+def check_fits_output(loss, metrics, output_shape):
+    """Refuse a loss, then metrics, that cannot work on the model's outputs (batch-less
+    ``output_shape``): known as soon as the model is built, so ``compile`` reports it.
 
-    Keras picks the accuracy for those names from the output shape: binary for one output unit, else
-    sparse categorical for class-index labels and categorical otherwise.  Our accuracy comes from the
-    loss op, so for binary_crossentropy on several units (Keras: argmax accuracy; ours: per-unit) and
-    the categorical losses on one unit (Keras: binary accuracy) the numbers would silently differ."""
-    generic = [name for name in metrics if name in ("accuracy", "acc")]
-    if not generic or isinstance(loss, MeanSquaredError):  # its op computes the accuracy Keras picks
-        return
+    A categorical loss on one output unit is constant (a softmax over one class is 1), so the model
+    cannot learn.  Keras picks the accuracy for 'accuracy'/'acc' from the output shape: binary for one
+    output unit, else categorical (argmax); our accuracy comes from the loss op, so binary
+    cross-entropy on several units (Keras: argmax accuracy; ours: per-unit) would silently differ
+    (mean squared error's op computes the accuracy Keras picks)."""
     units = output_shape[-1]
-    if isinstance(loss, BinaryCrossentropy) and units > 1:
+    if isinstance(loss, (CategoricalCrossentropy, SparseCategoricalCrossentropy)) and units == 1:
+        raise ValueError(f"Loss '{loss.name}' on a model with 1 output unit cannot learn: a softmax "
+                         f"over one class is always 1, so the loss is constant. Fix: "
+                         f"loss='binary_crossentropy' with Dense(1, activation='sigmoid'), or one output "
+                         f"unit per class with Dense(classes, activation='softmax').")
+    generic = [name for name in metrics if name in ("accuracy", "acc")]
+    if generic and isinstance(loss, BinaryCrossentropy) and units > 1:
         raise ValueError(f"Argument `metrics={metrics!r}`: with loss 'binary_crossentropy' on "
                          f"{units} output units, Keras' {generic[0]!r} is categorical (argmax) "
                          f"accuracy, while gpucnn computes the per-unit binary accuracy. Fix: "
                          f"metrics=['binary_accuracy'] for per-unit accuracy, or "
                          f"loss='categorical_crossentropy' with a softmax output for one class per "
                          f"sample.")
-    if not isinstance(loss, BinaryCrossentropy) and units == 1:
-        raise ValueError(f"Argument `metrics={metrics!r}`: with loss '{loss.name}' on 1 output unit, "
-                         f"Keras' {generic[0]!r} is binary accuracy, which gpucnn does not compute for "
-                         f"a categorical loss (and a categorical loss on one unit cannot learn). Fix: "
-                         f"loss='binary_crossentropy' with Dense(1, activation='sigmoid').")

@@ -13,12 +13,11 @@ its public interface, so a model over a graph of layers trains the same way as `
   and ``backward(dy)`` in reverse; ``call(x, training)``: the outputs with the last activation applied;
 - the weights, ``get_weights`` / ``set_weights``, ``count_params``, ``get_config`` / ``from_config``.
 """
-import numpy as np
 
 from gpucnn import backend, data, execution, profiler, saving
 from gpucnn import summary as summary_module
 from gpucnn.layers import Input, Layer, deserialize, serialize
-from gpucnn.layers.base import _unique_name, format_shape
+from gpucnn.layers.base import _unique_name, assign_weights, format_shape
 from gpucnn.trainer import Trainer
 
 
@@ -93,16 +92,17 @@ class Model(Trainer):
     # MaxPooling2D pair; each unit's forward/backward is an NVTX range for nsys timelines.
     def execution_plan(self):
         """The units ``forward`` runs in order and ``backward`` in reverse, kept on the model (a fused
-        unit holds its output between forward and backward) and re-planned whenever the layers or
-        their activations change."""
-        key = tuple((id(layer), layer.activation, layer.output_logits) for layer in self.layers)
+        unit holds its output between forward and backward) and re-planned whenever the layers,
+        their activations or the compiled loss' use of the output layer's logits change."""
+        logits = self.output_logits
+        key = (tuple((id(layer), layer.activation) for layer in self.layers), logits)
         if self._execution_plan is None or self._execution_plan[0] != key:
-            self._execution_plan = (key, execution.plan_units(self.layers))
+            self._execution_plan = (key, execution.plan_units(self.layers, output_logits=logits))
         return self._execution_plan[1]
 
     def forward(self, x, training, after_unit=None):
-        """The output layer's output for the batch ``x`` on the backend: logits where the output
-        layer hands them to a fused loss (``output_logits``).  ``after_unit()``, when given, is
+        """The output layer's output for the batch ``x`` on the backend: its pre-activation logits
+        where the compiled loss takes them (``output_logits``).  ``after_unit()``, when given, is
         called after each unit (the profiler's clock marks)."""
         for unit in self.execution_plan():
             with profiler.nvtx_range(unit.name, "forward"):
@@ -131,9 +131,9 @@ class Model(Trainer):
         """The model's outputs for the batch ``x`` on the backend, with the last activation applied
         even where the output layer hands logits to a fused loss."""
         out = self.forward(x, training=training)
-        last = self.output_layer
-        if last.output_logits:
+        if self.output_logits:
             ops = backend.current().ops
+            last = self.output_layer
             out = ops.sigmoid_forward(out) if last.activation == "sigmoid" else ops.softmax_forward(out)
         return out
 
@@ -166,20 +166,10 @@ class Model(Trainer):
         return [w.numpy() for w in self.weights]
 
     def set_weights(self, weights):
-        """Set every weight from NumPy arrays in ``get_weights()`` order.  All shapes are checked first,
-        so a wrong list leaves the model unchanged."""
+        """Set every weight from arrays in ``get_weights()`` order, all or nothing: a wrong count,
+        shape or dtype (complex included) raises before any weight changes."""
         self.build()
-        weights = list(weights)
-        if len(weights) != len(self.weights):
-            raise ValueError(f"set_weights expects {len(self.weights)} arrays (one per weight, in "
-                             f"get_weights() order), got {len(weights)}.")
-        for weight, array in zip(self.weights, weights):
-            if tuple(np.shape(array)) != weight.shape:
-                raise ValueError(f"Weight '{weight.name}' has shape {weight.shape}, but set_weights got "
-                                 f"an array of shape {tuple(np.shape(array))}. Fix: pass arrays in "
-                                 f"get_weights() order and shapes.")
-        for weight, array in zip(self.weights, weights):
-            weight.assign(array)
+        assign_weights(self.weights, weights, f"Model '{self.name}'")
 
     def save_weights(self, filepath):
         """Write only the weights (with the layer config they belong to) to ``filepath``, atomically."""

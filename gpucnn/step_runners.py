@@ -1,11 +1,12 @@
 """Step runners: how ``fit`` runs one training step of any model (:mod:`gpucnn.trainer`) — eager
 launches, or one CUDA graph replayed per step.
 
-``make_step_runner(model, jit_graph)`` returns a callable ``runner(x, y) -> (loss, correct)`` doing
-one optimizer step on a batch already on the backend.  :class:`EagerStep` launches every op each
+``make_step_runner(model, jit_graph)`` returns a callable ``runner(x, y, sample_weight=None) -> (loss,
+correct)`` doing one optimizer step on a batch (and its per-sample loss weights) already on the
+backend.  :class:`EagerStep` launches every op each
 step.  :class:`GraphStep` runs the first batch eagerly (which also compiles every kernel and fills
 the memory pool), then captures the whole step (forward, loss, backward and optimizer) for that
-batch shape once, reading from static input/label buffers; each later step of that shape copies
+batch shape once, reading from static input/label/sample-weight buffers; each later step of that shape copies
 the batch into the static buffers (an on-device copy) and replays the graph.  What changes from
 step to step lives on the device: the optimizer's update count (Adam's bias correction) and each
 Dropout layer's step count (its mask seed) are :class:`gpucnn.counters.StepCounter` arrays that
@@ -44,8 +45,8 @@ class EagerStep:
     def __init__(self, model):
         self.model = model
 
-    def __call__(self, x, y):
-        return self.model.train_step(x, y)
+    def __call__(self, x, y, sample_weight=None):
+        return self.model.train_step(x, y, sample_weight)
 
 
 class EagerCapture:
@@ -132,14 +133,15 @@ def default_capture():
 
 class _CapturedStep:
     """A captured step: the batch shape and optimizer settings it was captured for, and the static
-    buffers it reads its batch from."""
+    buffers it reads its batch from (``sample_weight`` None for an unweighted step)."""
 
-    def __init__(self, shape_key, settings, graph, x, y):
+    def __init__(self, shape_key, settings, graph, x, y, sample_weight):
         self.shape_key = shape_key
         self.settings = settings
         self.graph = graph
         self.x = x
         self.y = y
+        self.sample_weight = sample_weight
 
 
 class GraphStep:
@@ -160,27 +162,28 @@ class GraphStep:
     def _settings(self):
         return self.model.optimizer.get_config()
 
-    def __call__(self, x, y):
-        key = (tuple(x.shape), tuple(y.shape), str(y.dtype))
+    def __call__(self, x, y, sample_weight=None):
+        key = (tuple(x.shape), tuple(y.shape), str(y.dtype), sample_weight is None)
         if self._captured is not None and self._captured.settings != self._settings():
             # The graph holds the old learning rate (and the like) as kernel arguments: capture anew,
             # at the old graph's batch shape, even if the next batch is the epoch's partial one.
             self._shape_to_capture = self._captured.shape_key
             self._captured = None
         if self._captured is not None and self._captured.shape_key == key:
-            return self._replay(x, y)
+            return self._replay(x, y, sample_weight)
         if self._captured is None and not self._capture_failed and self._shape_to_capture in (None, key):
-            return self._warm_up_and_capture(x, y, key)
+            return self._warm_up_and_capture(x, y, sample_weight, key)
         self.eager_steps += 1
-        return self.model.train_step(x, y)
+        return self.model.train_step(x, y, sample_weight)
 
-    def _warm_up_and_capture(self, x, y, key):
-        outputs = self._capture.warm_up(lambda: self.model.train_step(x, y))
+    def _warm_up_and_capture(self, x, y, sample_weight, key):
+        outputs = self._capture.warm_up(lambda: self.model.train_step(x, y, sample_weight))
         self.eager_steps += 1
         xp = backend.current().xp
         static_x, static_y = xp.empty(x.shape, x.dtype), xp.empty(y.shape, y.dtype)
+        static_w = None if sample_weight is None else xp.empty(sample_weight.shape, sample_weight.dtype)
         try:
-            graph = self._capture.capture(lambda: self.model.train_step(static_x, static_y))
+            graph = self._capture.capture(lambda: self.model.train_step(static_x, static_y, static_w))
         except Exception as error:  # any failure of capture means: train eagerly, but say so
             self._capture_failed = True
             warnings.warn(f"CUDA graph capture of model '{self.model.name}' failed "
@@ -188,14 +191,16 @@ class GraphStep:
                           f"Fix: compile(..., jit_graph=False) to skip the attempt.",
                           RuntimeWarning, stacklevel=3)
             return outputs
-        self._captured = _CapturedStep(key, self._settings(), graph, static_x, static_y)
+        self._captured = _CapturedStep(key, self._settings(), graph, static_x, static_y, static_w)
         self.captures += 1
         return outputs
 
-    def _replay(self, x, y):
+    def _replay(self, x, y, sample_weight):
         captured = self._captured
         captured.x[...] = x
         captured.y[...] = y
+        if sample_weight is not None:
+            captured.sample_weight[...] = sample_weight
         loss, correct = captured.graph.replay()
         self.replays += 1
         # The graph writes its loss into the same buffer every replay; callers may keep a step's loss

@@ -23,26 +23,52 @@ from gpucnn import callbacks as callbacks_module
 class FlatParameters:
     """Every trainable weight of a model in one flat buffer (``values``) and their gradients in a twin
     (``grads``), so the optimizer updates the whole model in one op.  Packing moves each weight's value
-    into the buffer; the weights keep views into both buffers."""
+    into the buffer; the weights keep views into both buffers.
+
+    A layer used by several models (as in Keras, they share its weights) lives in the buffer of the
+    model that trained it last: packing takes each weight's current value from wherever it is, and
+    :meth:`holds` tells a model whose buffer no longer holds a weight to pack again."""
 
     def __init__(self, weights):
         xp = backend.current().xp
-        self.key = tuple(id(w) for w in weights)
-        self.size = sum(int(np.prod(w.shape)) for w in weights)
+        self.weights = _distinct(weights)
+        self.size = sum(int(np.prod(w.shape)) for w in self.weights)
         self.values = xp.empty(self.size, xp.float32)
         self.grads = xp.zeros(self.size, xp.float32)
+        self.offsets = []
         offset = 0
-        for weight in weights:
+        for weight in self.weights:
             size = int(np.prod(weight.shape))
             view = self.values[offset:offset + size].reshape(weight.shape)
             view[...] = weight.value
             weight.value = view
             weight.grad = self.grads[offset:offset + size].reshape(weight.shape)
+            self.offsets.append(offset)
             offset += size
+        self._views = [(w.value, w.grad) for w in self.weights]
 
     def holds(self, weights):
-        """Whether the buffer was packed for exactly these weights, in this order."""
-        return self.key == tuple(id(w) for w in weights)
+        """Whether the buffer was packed for exactly these weights, in this order, and still holds
+        each of them (another model sharing a layer has not packed its weights since)."""
+        weights = _distinct(weights)
+        return len(weights) == len(self.weights) and all(
+            w is packed and w.value is value and w.grad is grad
+            for w, packed, (value, grad) in zip(weights, self.weights, self._views))
+
+    def copy_state(self, old, old_state, new_state):
+        """Copy the per-parameter optimizer state of every weight packed both in ``old`` (a previous
+        buffer, whose state is ``old_state``) and here into ``new_state`` (for this buffer)."""
+        where = {id(w): (offset, int(np.prod(w.shape))) for w, offset in zip(old.weights, old.offsets)}
+        for weight, offset in zip(self.weights, self.offsets):
+            if id(weight) in where:
+                old_offset, size = where[id(weight)]
+                for name, array in new_state.items():
+                    array[offset:offset + size] = old_state[name][old_offset:old_offset + size]
+
+
+def _distinct(weights):
+    """``weights`` without repeats (a layer called twice in one model has one set of weights)."""
+    return list({id(w): w for w in weights}.values())
 
 
 class Trainer:
@@ -56,14 +82,14 @@ class Trainer:
         self.metrics = []
         self.stop_training = False
         self._flat = None
-        self._loss_op = None
         self._jit_graph = None
         self._initial_epoch = 0
 
     # -- compile ------------------------------------------------------------------------------------
-    def compile(self, optimizer="rmsprop", loss=None, metrics=None, jit_graph=None):
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None, jit_graph=None, weighted_metrics=None):
         """Configure training: ``optimizer`` ('adam', 'sgd' or an instance), ``loss`` (Keras name or
-        instance), ``metrics`` (e.g. ['accuracy']).
+        instance), ``metrics`` (e.g. ['accuracy']).  When the model is built, a loss or metric that
+        cannot work on its output shape raises here, as does anything Keras would refuse.
 
         ``jit_graph`` chooses how ``fit`` runs a step: ``None`` (default) captures a whole training
         step of a full batch (forward, loss, backward, optimizer) once as a CUDA graph and replays it
@@ -71,24 +97,29 @@ class Trainer:
         ``True`` asks for the graph runner anywhere (off the GPU it runs the same host logic
         eagerly).  See :mod:`gpucnn.step_runners`."""
         step_runners.check_jit_graph(jit_graph)
+        _refuse_unimplemented(weighted_metrics=weighted_metrics)
         if optimizer == "rmsprop":
             raise ValueError("Argument `optimizer` 'rmsprop' (Keras' default) is not implemented. "
                              "Fix: pass optimizer='adam' or 'sgd'.")
         if loss is None:
             raise ValueError("Argument `loss` is required, e.g. loss='binary_crossentropy'.")
-        self.optimizer = optimizers.get(optimizer)
-        self.loss = losses.get(loss)
-        self.metrics = losses.metric_names(metrics, self.loss)
+        optimizer = optimizers.get(optimizer)
+        loss = losses.get(loss)
+        metrics = losses.metric_names(metrics, loss)
+        if self.built:
+            # The output shape is known: a loss or metric that cannot work on it is reported now
+            # (and again at fit / evaluate for a model built or changed later).
+            self.build()
+            losses.check_fits_output(loss, metrics, self.output_shape[1:])
+        self.optimizer, self.loss, self.metrics = optimizer, loss, metrics
         self._jit_graph = jit_graph
         self._flat = None
-        if self.built:
-            self.build()
 
     def require_compiled(self, method):
-        """Raise the Keras error for calling ``method`` (its name) on a model not compiled yet."""
+        """Raise Keras' ValueError for calling ``method`` (its name) on a model not compiled yet."""
         if self.loss is None:
-            raise RuntimeError(f"You must compile the model before calling {method}(). "
-                               f"Fix: model.compile(optimizer='adam', loss=..., metrics=['accuracy']).")
+            raise ValueError(f"You must call `compile()` before calling `{method}()`. "
+                             f"Fix: model.compile(optimizer='adam', loss=..., metrics=['accuracy']).")
 
     # -- the training state -------------------------------------------------------------------------
     @property
@@ -99,35 +130,43 @@ class Trainer:
 
     def pack_parameters(self):
         """Move every trainable weight into one flat parameter buffer (and its gradient into a twin)
-        and build the optimizer's state for it; nothing to do when already packed for these weights."""
+        and build the optimizer's state for it; nothing to do when the buffer still holds these
+        weights."""
         trainable = self.trainable_weights
         if self._flat is not None and self._flat.holds(trainable):
             return
+        old, old_state = self._flat, self.optimizer.state
         self._flat = FlatParameters(trainable)
-        self.optimizer.build(self._flat.values, [int(np.prod(w.shape)) for w in trainable])
+        self.optimizer.build(self._flat.values, [int(np.prod(w.shape)) for w in self._flat.weights])
+        if old is not None:
+            # Repacked because a layer changed hands, was added or unfrozen: this model's optimizer
+            # keeps what it learned about the weights it already trained (Adam's moments).
+            self._flat.copy_state(old, old_state, self.optimizer.state)
 
-    def _setup_loss(self):
-        """Use the loss' stable fused form when the output layer ends in its activation."""
-        losses.check_accuracy_metrics(self.metrics, self.loss, self.output_shape[1:])
-        last = self.output_layer
-        # A layer that was the output layer before add()/pop() must apply its activation again.
-        for layer in self.layers:
-            if layer is not last:
-                layer.output_logits = False
-        logits = self.loss.from_logits or last.activation == self.loss.activation
-        last.output_logits = not self.loss.from_logits and last.activation == self.loss.activation
-        self._loss_op = self.loss.op(backend.current().ops, logits)
+    @property
+    def output_logits(self):
+        """Whether ``forward`` ends at the output layer's pre-activation logits, which the loss then
+        takes in its numerically stable fused form: when the compiled loss' activation (sigmoid for
+        binary, softmax for categorical cross-entropy) is the output layer's.  Derived from the
+        current output layer and loss every time, so ``add``, ``pop`` or a new ``compile`` never
+        leave a stale choice behind."""
+        return (self.loss is not None and not self.loss.from_logits and bool(self.layers)
+                and self.output_layer.activation == self.loss.activation)
+
+    def _check_loss_fits_output(self):
+        """Refuse a compiled loss or metrics that cannot work on the model's output shape."""
+        losses.check_fits_output(self.loss, self.metrics, self.output_shape[1:])
 
     def setup_training(self):
-        """Everything a training step needs besides the data: the loss set up for the output layer
-        (fused with its activation where it can) and the parameters packed."""
-        self._setup_loss()
+        """Everything a training step needs besides the data: the metrics checked against the output
+        layer and the parameters packed."""
+        self._check_loss_fits_output()
         self.pack_parameters()
 
     def prepare_training(self, x, y):
         """``x``/``y`` checked and on the backend, ready for :meth:`train_step`, after
         :meth:`setup_training`."""
-        x, y = data.xy_on_backend(self, x, y)
+        x, y = data.on_backend(*data.check_xy(self, x, y))
         self.setup_training()
         return x, y
 
@@ -153,41 +192,50 @@ class Trainer:
         self._initial_epoch = epoch
 
     # -- one step -----------------------------------------------------------------------------------
-    def loss_and_gradient(self, outputs, y):
-        """The compiled loss of ``forward``'s ``outputs`` for labels ``y``: device (loss, gradient
-        with respect to ``outputs``, correct count)."""
-        return self._loss_op(outputs, y)
+    def loss_and_gradient(self, outputs, y, sample_weight=None):
+        """The compiled loss of ``forward``'s ``outputs`` (logits where :attr:`output_logits`) for
+        labels ``y``, each sample's loss weighted by ``sample_weight`` when given (Keras 3:
+        Σ wᵢ·lossᵢ / batch size): device (loss, gradient with respect to ``outputs``, correct count,
+        not weighted)."""
+        op = self.loss.op(backend.current().ops, self.loss.from_logits or self.output_logits)
+        return op(outputs, y, sample_weight=sample_weight)
 
     def apply_optimizer(self):
         """One optimizer update of the flat parameter buffer from the gradient buffer."""
         with profiler.nvtx_range("optimizer"):
             self.optimizer.apply(self._flat.values, self._flat.grads)
 
-    def train_step(self, x, y):
+    def train_step(self, x, y, sample_weight=None):
         """One optimizer step (forward, loss, backward, optimizer) on a batch made by
-        :meth:`prepare_training`; returns device (loss, correct) without synchronising: the step the
-        runners of :mod:`gpucnn.step_runners` launch or capture."""
+        :meth:`prepare_training` (per-sample loss weights on the device, or None); returns device
+        (loss, correct) without synchronising: the step the runners of :mod:`gpucnn.step_runners`
+        launch or capture."""
         out = self.forward(x, training=True)
         with profiler.nvtx_range("loss"):
-            loss, dout, correct = self._loss_op(out, y)
+            loss, dout, correct = self.loss_and_gradient(out, y, sample_weight)
         self.backward(dout)
         self.apply_optimizer()
         return loss, correct
 
-    def train_on_batch(self, x, y, return_dict=False):
+    def train_on_batch(self, x, y, sample_weight=None, class_weight=None, return_dict=False):
         """One optimizer step on one batch, as Keras: returns the batch's loss (a float), ``[loss,
-        accuracy]`` when metrics were compiled, or a dict with ``return_dict=True``."""
+        accuracy]`` when metrics were compiled, or a dict with ``return_dict=True``.
+        ``sample_weight`` / ``class_weight`` weigh each sample's loss as in :meth:`fit`."""
         self.require_compiled("train_on_batch")
-        x, y = self.prepare_training(x, y)
+        x, y = data.check_xy(self, x, y)
+        x, y, weights = data.on_backend(x, y, data.sample_weights(y, sample_weight, class_weight))
+        self.setup_training()
         logs = callbacks_module.RunningLogs(backend.current().xp, self.metrics)
-        logs.add(*self.train_step(x, y), len(x), int(y.size))
+        logs.add(*self.train_step(x, y, weights), len(x), self.loss.accuracy_count(y))
         return self._keras_result(logs.result(), return_dict)
 
-    def test_on_batch(self, x, y, return_dict=False):
-        """Loss (and accuracy) of one batch in inference mode, returned as ``train_on_batch`` does."""
+    def test_on_batch(self, x, y, sample_weight=None, return_dict=False):
+        """Loss (and accuracy) of one batch in inference mode, returned as ``train_on_batch`` does;
+        ``sample_weight`` weighs each sample's loss."""
         self.require_compiled("test_on_batch")
-        dataset = data.DeviceData(*data.xy_on_backend(self, x, y))
-        self._setup_loss()
+        x, y = data.check_xy(self, x, y)
+        dataset = data.DeviceData(*data.on_backend(x, y, data.check_sample_weight(sample_weight, len(x))))
+        self._check_loss_fits_output()
         return self._keras_result(self._evaluate_data(dataset, len(dataset)).result(), return_dict)
 
     def predict_on_batch(self, x):
@@ -212,13 +260,19 @@ class Trainer:
         """Train for ``epochs`` epochs; returns a :class:`gpucnn.callbacks.History` (also kept as
         ``model.history``).
 
-        ``validation_split`` takes the *last* fraction of ``x``/``y`` before shuffling, as Keras does;
-        ``validation_data=(x_val, y_val)`` takes precedence over it.  Validation runs after every
+        ``validation_split`` takes the *last* fraction of ``x``/``y`` (and ``sample_weight``) before
+        shuffling, as Keras does; ``validation_data=(x_val, y_val)`` or ``(x_val, y_val,
+        val_sample_weight)`` takes precedence over it.  Validation runs after every
         ``validation_freq``-th epoch, in batches of ``validation_batch_size`` (default ``batch_size``).
+
+        ``sample_weight`` (one weight per sample) or ``class_weight`` (a dict ``{class index:
+        weight}``, e.g. ``{0: 1.0, 1: 4.0}`` for rare positives; not with ``sample_weight``) weigh
+        each sample's loss as in Keras 3: a batch's loss is Σ wᵢ·lossᵢ / batch size, and the
+        gradient is that of this loss.  Class weights apply to the training data only.  Accuracy is
+        not weighted (Keras' ``metrics=``).  The weights live on the device with the data.
         """
         self.require_compiled("fit")
-        _refuse_unimplemented(class_weight=class_weight, sample_weight=sample_weight,
-                              steps_per_epoch=steps_per_epoch, validation_steps=validation_steps)
+        _refuse_unimplemented(steps_per_epoch=steps_per_epoch, validation_steps=validation_steps)
         batch_size = self._batch_size(batch_size)
         validation_batch_size = batch_size if validation_batch_size is None else \
             _positive_int(validation_batch_size, "validation_batch_size")
@@ -233,26 +287,30 @@ class Trainer:
             raise ValueError(f"Argument `validation_split` must be a float in [0, 1), got "
                              f"{validation_split!r}.")
         x, y = data.check_xy(self, x, y)
+        weights = data.check_sample_weight(sample_weight, len(x))
         self.setup_training()
         val = None
         if validation_data is not None:
-            if isinstance(validation_data, (tuple, list)) and len(validation_data) == 3:
-                raise ValueError("Argument `validation_data=(x_val, y_val, sample_weight)`: sample "
-                                 "weights are not implemented. Fix: pass (x_val, y_val).")
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-                raise ValueError(f"Argument `validation_data` must be a tuple (x_val, y_val), got "
-                                 f"{type(validation_data).__name__}"
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+                raise ValueError(f"Argument `validation_data` must be a tuple (x_val, y_val) or (x_val, "
+                                 f"y_val, val_sample_weight), got {type(validation_data).__name__}"
                                  f"{' of length %d' % len(validation_data) if isinstance(validation_data, (tuple, list)) else ''}.")
-            val = data.place(*data.check_xy(self, *validation_data, x_name="validation_data[0]",
-                                             y_name="validation_data[1]"))
+            x_val, y_val = data.check_xy(self, *validation_data[:2], x_name="validation_data[0]",
+                                         y_name="validation_data[1]")
+            w_val = data.check_sample_weight(validation_data[2] if len(validation_data) == 3 else None,
+                                             len(x_val), "validation_data[2]")
+            val = data.place(x_val, y_val, w_val)
         elif validation_split > 0:
             split = int(math.floor(len(x) * (1.0 - validation_split)))
             if split == 0 or split == len(x):
                 raise ValueError(f"Argument `validation_split={validation_split}` leaves "
                                  f"{split} training and {len(x) - split} validation samples out of "
                                  f"{len(x)}. Fix: use more data or another split.")
-            x, y, val = x[:split], y[:split], data.place(x[split:], y[split:])
-        train = data.place(x, y)
+            val = data.place(x[split:], y[split:], None if weights is None else weights[split:])
+            x, y, weights = x[:split], y[:split], None if weights is None else weights[:split]
+        if class_weight is not None:  # the training part's classes (Keras refuses it with sample_weight)
+            weights = data.sample_weights(y, sample_weight, class_weight)
+        train = data.place(x, y, weights)
 
         history = callbacks_module.History()
         steps = math.ceil(len(train) / batch_size)
@@ -277,10 +335,10 @@ class Trainer:
             callback_list.on_epoch_begin(epoch)
             running = callbacks_module.RunningLogs(backend.current().xp, self.metrics)
             order = utils.rng().permutation(len(train)) if shuffle else None
-            for step, (xb, yb) in enumerate(train.batches(batch_size, order)):
+            for step, (xb, yb, wb) in enumerate(train.batches(batch_size, order)):
                 callback_list.on_train_batch_begin(step)
-                loss, correct = run_step(xb, yb)
-                running.add(loss, correct, len(xb), int(yb.size))
+                loss, correct = run_step(xb, yb, wb)
+                running.add(loss, correct, len(xb), self.loss.accuracy_count(yb))
                 callback_list.on_train_batch_end(step, running)
                 if self.stop_training:
                     break
@@ -300,11 +358,11 @@ class Trainer:
     def _evaluate_data(self, dataset, batch_size, callback_list=None):
         """Loss and accuracy over a :mod:`gpucnn.data` dataset, in inference mode, kept on the device."""
         running = callbacks_module.RunningLogs(backend.current().xp, self.metrics)
-        for batch, (xb, yb) in enumerate(dataset.batches(batch_size)):
+        for batch, (xb, yb, wb) in enumerate(dataset.batches(batch_size)):
             if callback_list is not None:
                 callback_list.on_test_batch_begin(batch)
-            loss, _, correct = self._loss_op(self.forward(xb, training=False), yb)
-            running.add(loss, correct, len(xb), int(yb.size))
+            loss, _, correct = self.loss_and_gradient(self.forward(xb, training=False), yb, wb)
+            running.add(loss, correct, len(xb), self.loss.accuracy_count(yb))
             if callback_list is not None:
                 callback_list.on_test_batch_end(batch, running)
         return running
@@ -312,33 +370,42 @@ class Trainer:
     def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None, steps=None,
                  callbacks=None, return_dict=False):
         """Loss and metrics on ``x``/``y``: ``[loss, accuracy]`` (or a scalar loss without metrics, or a
-        dict with ``return_dict=True``).  ``callbacks`` get the ``on_test_*`` hooks, as in Keras."""
+        dict with ``return_dict=True``).  ``sample_weight`` weighs each sample's loss as in
+        :meth:`fit`.  ``callbacks`` get the ``on_test_*`` hooks, as in Keras."""
         self.require_compiled("evaluate")
-        _refuse_unimplemented(sample_weight=sample_weight, steps=steps)
+        _refuse_unimplemented(steps=steps)
         batch_size = self._batch_size(batch_size)
         verbose = _check_verbose(verbose)
-        dataset = data.place(*data.check_xy(self, x, y))
-        self._setup_loss()
-        callback_list = callbacks_module.CallbackList(_check_callbacks(callbacks), self, params={
-            "verbose": verbose, "steps": math.ceil(len(dataset) / batch_size)})
+        x, y = data.check_xy(self, x, y)
+        dataset = data.place(x, y, data.check_sample_weight(sample_weight, len(x)))
+        self._check_loss_fits_output()
+        steps = math.ceil(len(dataset) / batch_size)
+        # The progress bar comes after the user's callbacks, as in Keras.
+        bar = [callbacks_module.EvaluationProgressBar(steps, verbose)] if verbose else []
+        callback_list = callbacks_module.CallbackList(_check_callbacks(callbacks) + bar, self, params={
+            "verbose": verbose, "steps": steps})
         callback_list.on_test_begin()
         logs = self._evaluate_data(dataset, batch_size, callback_list).result()
         callback_list.on_test_end(logs)
-        if verbose:
-            steps = math.ceil(len(dataset) / batch_size)
-            print(f"{steps}/{steps}"
-                  + callbacks_module._format_logs(logs))
         return self._keras_result(logs, return_dict)
 
     def predict(self, x, batch_size=None, verbose=0, steps=None, callbacks=None):
-        """Model outputs for ``x`` as a float32 NumPy array (probabilities for sigmoid/softmax heads)."""
+        """Model outputs for ``x`` as a float32 NumPy array (probabilities for sigmoid/softmax heads).
+        ``verbose=1`` draws Keras' progress bar with the time per step, ``2`` its one-line form."""
         _refuse_unimplemented(steps=steps, callbacks=callbacks)
         batch_size = self._batch_size(batch_size)
-        _check_verbose(verbose)
+        verbose = _check_verbose(verbose)
         dataset = data.place(data.check_x(self, x))
         self.build()
-        outputs = [backend.current().to_numpy(self.call(xb, training=False))
-                   for xb, _ in dataset.batches(batch_size)]
+        bar = callbacks_module.ProgressBar(math.ceil(len(dataset) / batch_size), verbose=verbose)
+        bar.start()
+        outputs = []
+        for step, (xb, _, _) in enumerate(dataset.batches(batch_size), start=1):
+            outputs.append(backend.current().to_numpy(self.call(xb, training=False)))
+            if verbose:
+                bar.update(step, {})
+        if verbose:
+            bar.finish({})
         return np.concatenate(outputs).astype(np.float32, copy=False)
 
     def profile(self, x, y, steps=10, warmup=2, print_fn=print):

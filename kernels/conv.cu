@@ -1,5 +1,5 @@
 // 2-D convolution as implicit GEMMs over NHWC activations and HWIO kernels (TensorFlow padding arithmetic,
-// see gpucnn/reference/shapes.py).  Nothing is unrolled into an im2col buffer: the operands of the shared
+// see gpucnn/contract/shapes.py).  Nothing is unrolled into an im2col buffer: the operands of the shared
 // GEMM in common.cuh gather their elements straight from the tensors.
 //
 //   forward          y  (N·OH·OW × F)     = windows(x) (N·OH·OW × KH·KW·C) · w (KH·KW·C × F)

@@ -12,7 +12,7 @@ from numba import cuda, float32, float64
 from ._numba import device, kernel
 
 VECTOR = "float32[::1]"
-#: A step counter (``gpucnn.reference.steps``): one int64 that the training step advances on the device.
+#: A step counter (``gpucnn.contract.steps``): one int64 that the training step advances on the device.
 COUNTER = "int64[::1]"
 
 

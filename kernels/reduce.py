@@ -140,26 +140,38 @@ def softmax_backward(dy, y, dx, classes):
 LOSS_OUTPUTS = f"{VECTOR}, {VECTOR}, int32[::1], {VECTOR}, {VECTOR}"  # grad, partials, blocks_done, loss, correct
 
 
-@kernel(f"void({VECTOR}, {VECTOR}, boolean, float32, float32, float32, {LOSS_OUTPUTS})")
-def binary_crossentropy(outputs, labels, from_logits, keep, offset, count, grad, partials, blocks_done, loss,
-                        correct):
+@device
+def sample_weight_of(sample_weight, weighted, row):
+    """The loss weight of sample ``row``: its entry of ``sample_weight`` when ``weighted``, else 1."""
+    return sample_weight[row] if weighted else float32(1)
+
+
+@kernel(f"void({VECTOR}, {VECTOR}, {VECTOR}, boolean, int64, boolean, float32, float32, float32, "
+        f"{LOSS_OUTPUTS})")
+def binary_crossentropy(outputs, labels, sample_weight, weighted, units, from_logits, keep, offset, count, grad,
+                        partials, blocks_done, loss, correct):
     """Element-wise binary cross-entropy of probabilities or logits against the targets
     t = y·keep + offset (label smoothing; keep 1, offset 0 without); ``count`` = number of elements.
-    The correct count compares with the labels y themselves."""
+    The correct count compares with the labels y themselves.
+
+    When ``weighted``, the loss and gradient of each element are multiplied by its sample's weight
+    (``units`` elements per sample); the correct count is not weighted.
+    """
     loss_sum = float32(0)
     correct_sum = float32(0)
     for i in range(cuda.grid(1), outputs.size, cuda.gridsize(1)):
         value, y = outputs[i], labels[i]
         t = y * keep + offset
+        w = sample_weight_of(sample_weight, weighted, i // units)
         if from_logits:
-            loss_sum += max(value, float32(0)) - value * t + math.log1p(math.exp(-abs(value)))
-            grad[i] = (sigmoid(value, float32(0)) - t) / count
+            loss_sum += w * (max(value, float32(0)) - value * t + math.log1p(math.exp(-abs(value))))
+            grad[i] = w * (sigmoid(value, float32(0)) - t) / count
             predicted = float32(1) if value > 0 else float32(0)
         else:
             p = min(max(value, EPSILON), ONE_MINUS_EPSILON)
-            loss_sum -= t * math.log(p) + (float32(1) - t) * math.log(float32(1) - p)
+            loss_sum -= w * (t * math.log(p) + (float32(1) - t) * math.log(float32(1) - p))
             clipped = value < EPSILON or value > ONE_MINUS_EPSILON
-            grad[i] = float32(0) if clipped else ((float32(1) - t) / (float32(1) - p) - t / p) / count
+            grad[i] = float32(0) if clipped else w * ((float32(1) - t) / (float32(1) - p) - t / p) / count
             predicted = float32(1) if value > float32(0.5) else float32(0)
         if predicted == y:
             correct_sum += float32(1)
@@ -180,21 +192,23 @@ def target_value(dense_labels, class_labels, sparse, row, base, k, keep, offset)
     return label_value(dense_labels, class_labels, sparse, row, base, k) * keep + offset
 
 
-@kernel(f"void({VECTOR}, {VECTOR}, int32[::1], boolean, boolean, float32, float32, int64, float32, "
-        f"{LOSS_OUTPUTS})")
-def categorical_crossentropy(outputs, dense_labels, class_labels, sparse, from_logits, keep, offset, classes,
-                             count, grad, partials, blocks_done, loss, correct):
+@kernel(f"void({VECTOR}, {VECTOR}, int32[::1], {VECTOR}, boolean, boolean, boolean, float32, float32, int64, "
+        f"float32, {LOSS_OUTPUTS})")
+def categorical_crossentropy(outputs, dense_labels, class_labels, sample_weight, weighted, sparse, from_logits,
+                             keep, offset, classes, count, grad, partials, blocks_done, loss, correct):
     """Categorical cross-entropy of (rows, classes) probabilities or logits, one thread per row.
 
     Labels are dense rows, or int class indices when ``sparse`` (the other labels array is unused);
     the loss uses the targets t = y·keep + offset (label smoothing; keep 1, offset 0 without), the
     correct count the labels y.  ``count`` = number of rows.  Argmax ties go to the first index, for
-    outputs and labels alike.
+    outputs and labels alike.  When ``weighted``, each row's loss and gradient are multiplied by
+    ``sample_weight[row]``.
     """
     loss_sum = float32(0)
     correct_sum = float32(0)
     for row in range(cuda.grid(1), outputs.size // classes, cuda.gridsize(1)):
         base = row * classes
+        w = sample_weight_of(sample_weight, weighted, row)
         # Pass 1: argmax of outputs and labels, the row maximum (logits) or row sum (probabilities).
         best_k, label_k = 0, 0
         best = outputs[base]
@@ -221,8 +235,8 @@ def categorical_crossentropy(outputs, dense_labels, class_labels, sparse, from_l
             for k in range(classes):
                 shifted = outputs[base + k] - best
                 t = target_value(dense_labels, class_labels, sparse, row, base, k, keep, offset)
-                loss_sum += t * (log_total - shifted)
-                grad[base + k] = (math.exp(shifted) / exp_total * label_total - t) / count
+                loss_sum += w * t * (log_total - shifted)
+                grad[base + k] = w * (math.exp(shifted) / exp_total * label_total - t) / count
         else:
             # q = p / Σp clipped; g = dL/dq = -y/q / N where the clip passed; dL/dp = (g - Σ g·q) / Σp.
             dot = float32(0)
@@ -231,8 +245,8 @@ def categorical_crossentropy(outputs, dense_labels, class_labels, sparse, from_l
                 clipped = q < EPSILON or q > ONE_MINUS_EPSILON
                 q_clipped = min(max(q, EPSILON), ONE_MINUS_EPSILON)
                 t = target_value(dense_labels, class_labels, sparse, row, base, k, keep, offset)
-                loss_sum -= t * math.log(q_clipped)
-                g = float32(0) if clipped else -t / q_clipped / count
+                loss_sum -= w * t * math.log(q_clipped)
+                g = float32(0) if clipped else -w * t / q_clipped / count
                 grad[base + k] = g
                 dot += g * q
             for k in range(classes):
@@ -240,22 +254,26 @@ def categorical_crossentropy(outputs, dense_labels, class_labels, sparse, from_l
     finish_loss(loss_sum, correct_sum, count, partials, blocks_done, loss, correct)
 
 
-@kernel(f"void({VECTOR}, {VECTOR}, int64, float32, {LOSS_OUTPUTS})")
-def mean_squared_error(outputs, labels, width, count, grad, partials, blocks_done, loss, correct):
+@kernel(f"void({VECTOR}, {VECTOR}, {VECTOR}, boolean, int64, int64, float32, {LOSS_OUTPUTS})")
+def mean_squared_error(outputs, labels, sample_weight, weighted, units, width, count, grad, partials,
+                       blocks_done, loss, correct):
     """mean((p - y)²) over ``count`` elements, one thread per row of ``width`` (the last axis);
-    grad = 2(p - y) / count.  Correct: (p > 0.5) == y per element when width is 1, else one per row
-    where argmax p == argmax y (first index on ties) — Keras' 'accuracy' for these outputs."""
+    grad = 2(p - y) / count, each element's terms times its sample's weight when ``weighted``
+    (``units`` elements per sample).
+    Correct: (p > 0.5) == y per element when width is 1, else one per row where argmax p == argmax y
+    (first index on ties) — Keras' 'accuracy' for these outputs."""
     loss_sum = float32(0)
     correct_sum = float32(0)
     for row in range(cuda.grid(1), outputs.size // width, cuda.gridsize(1)):
         base = row * width
+        w = sample_weight_of(sample_weight, weighted, base // units)
         best_k, label_k = 0, 0
         best, label_best = outputs[base], labels[base]
         for k in range(width):
             value, y = outputs[base + k], labels[base + k]
             difference = value - y
-            loss_sum += difference * difference
-            grad[base + k] = float32(2) * difference / count
+            loss_sum += w * difference * difference
+            grad[base + k] = w * float32(2) * difference / count
             if value > best:
                 best, best_k = value, k
             if y > label_best:

@@ -25,7 +25,7 @@ from benchlib import (
     set_torch_fp32_precision,
 )
 
-from gpucnn.reference import shapes
+from gpucnn.contract import shapes
 
 # (name, x shape without batch, kernel (kh, kw, filters), strides, padding)
 SHAPES = [
@@ -115,8 +115,8 @@ def make_inputs(xp, x_hwc, kernel, strides, padding, batch):
 def tile_replaced(tile, only_instead_of=None):
     """While active, the launchers take ``tile`` wherever they would take ``only_instead_of`` (None:
     everywhere); yields the list of (m, n, k) problems it was taken for."""
-    from gpucnn.cuda import dense
-    choose, replaced = dense.choose_tile, []
+    from gpucnn.cuda import gemm
+    choose, replaced = gemm.choose_tile, []
 
     def choose_variant(m, n, k):
         chosen = choose(m, n, k)
@@ -125,19 +125,19 @@ def tile_replaced(tile, only_instead_of=None):
         replaced.append((m, n, k))
         return tile
 
-    dense.choose_tile = choose_variant
+    gemm.choose_tile = choose_variant
     try:
         yield replaced
     finally:
-        dense.choose_tile = choose
+        gemm.choose_tile = choose
 
 
 def two_blocks_candidate(run, run_few, reference, warmup, repeat):
     """Time of the __launch_bounds__(256, 2) backward-filter tile where the default choice is 128x128
     (checked against the float64 oracle like the default); {} where the default is another tile."""
-    from gpucnn.cuda import dense
-    variant = dense.LARGE_TILE_TWO_BLOCKS
-    with tile_replaced(variant, only_instead_of=dense.LARGE_TILE) as replaced:
+    from gpucnn.cuda import gemm
+    variant = gemm.LARGE_TILE_TWO_BLOCKS
+    with tile_replaced(variant, only_instead_of=gemm.LARGE_TILE) as replaced:
         run()
         if not replaced:
             return {}

@@ -63,6 +63,24 @@ def small_numba_launches(monkeypatch):
     monkeypatch.setattr(_numba_launch, "MAX_BLOCKS", 2)
 
 
+@pytest.fixture(name="backend")
+def op_backend(request, monkeypatch):
+    """The backend named by the test's ``backend`` parameter (``ops.on_backends``).
+
+    Emulated, the Numba launch configuration shrinks to 32-thread blocks, a grid of at most two blocks and
+    one row per column-sum thread, so tiny arrays still cross block edges, wrap around the grid-stride
+    loop and take the multi-part reduction path (at ~100 µs per simulated thread).
+    """
+    if request.param == "emulated":
+        from gpucnn.cuda import _numba_launch
+        monkeypatch.setattr(_numba_launch, "THREADS", 32)
+        monkeypatch.setattr(_numba_launch, "MAX_BLOCKS", 2)
+        monkeypatch.setattr(_numba_launch, "ROWS_PER_THREAD", 1)
+        monkeypatch.setattr(_numba_launch, "CHANNEL_TILE", 8)
+        monkeypatch.setattr(_numba_launch, "TARGET_BLOCKS", 6)
+    return request.getfixturevalue(request.param)
+
+
 @pytest.fixture
 def gpu():
     if not _gpu_available():

@@ -53,5 +53,5 @@ def test_leaky_relu_with_slope_0_acts_as_relu(backend_fixture, request):
 @pytest.mark.parametrize("slope", [-0.1, float("nan"), float("inf"), "0.2", True])
 @pytest.mark.parametrize("layer", [LeakyReLU, ReLU])
 def test_leaky_relu_refuses_negative_or_non_finite_slopes(layer, slope):
-    with pytest.raises(ValueError, match=r"`negative_slope` must be a finite float >= 0"):
+    with pytest.raises(ValueError, match=r"`negative_slope` \(the leaky slope\) must be a finite float >= 0"):
         layer(negative_slope=slope)

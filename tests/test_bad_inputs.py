@@ -8,7 +8,7 @@ Documented rules (decisions, also checked below):
   integer and bool images are refused with a TypeError suggesting x.astype('float32') / 255.
 - Non-contiguous and negative-stride arrays are accepted (copied to a contiguous float32 array).
 - batch_size larger than the data is accepted (one batch of everything), as in Keras.
-- fit/evaluate before compile raise RuntimeError, as Keras does.
+- fit/evaluate/train_on_batch/test_on_batch before compile raise ValueError, as Keras 3 does.
 - A missing model file or a save into a missing directory raise FileNotFoundError; a damaged file raises
   gpucnn.saving.CorruptModelFileError (a ValueError).
 - The 'cuda' backend without a usable GPU raises gpucnn.backend.BackendError (a RuntimeError) that says
@@ -86,7 +86,14 @@ MISUSES = [
     ("metrics-not-a-list", lambda t: model(False).compile(optimizer="adam", loss="binary_crossentropy", metrics="accuracy"),
      TypeError, r"`metrics`.*list.*'accuracy'"),
     ("negative-learning-rate", lambda t: optimizers.Adam(learning_rate=-1.0), ValueError, r"`learning_rate`.*> 0.*-1\.0"),
-    ("fit-before-compile", lambda t: model(False).fit(images(), labels(), verbose=0), RuntimeError, r"compile.*Fix"),
+    ("fit-before-compile", lambda t: model(False).fit(images(), labels(), verbose=0), ValueError,
+     r"`compile\(\)` before calling `fit\(\)`.*Fix"),
+    ("evaluate-before-compile", lambda t: model(False).evaluate(images(), labels(), verbose=0), ValueError,
+     r"`compile\(\)` before calling `evaluate\(\)`.*Fix"),
+    ("train-on-batch-before-compile", lambda t: model(False).train_on_batch(images(), labels()), ValueError,
+     r"`compile\(\)` before calling `train_on_batch\(\)`.*Fix"),
+    ("test-on-batch-before-compile", lambda t: model(False).test_on_batch(images(), labels()), ValueError,
+     r"`compile\(\)` before calling `test_on_batch\(\)`.*Fix"),
     # -- fit / evaluate / predict data
     ("x-missing-channel-axis", lambda t: model().fit(images()[..., 0], labels(), verbose=0), ValueError,
      r"`x` has shape \(4, 5, 5\).*\(None, 5, 5, 1\).*x\[\.\.\., None\]"),

@@ -1,7 +1,9 @@
 """EarlyStopping, ModelCheckpoint, TerminateOnNaN (on by default in fit), BackupAndRestore's handling
 of a stopped epoch and the learning-rate callbacks, on the cpu backend.  Monitored values are injected by a scripted callback so every
 expected epoch below follows from the Keras rules by hand."""
+import io
 import math
+import re
 import warnings
 
 import numpy as np
@@ -10,7 +12,7 @@ import pytest
 import gpucnn
 from gpucnn import optimizers, saving, step_runners
 from gpucnn.callbacks import (BackupAndRestore, Callback, EarlyStopping, LearningRateScheduler,
-                              ModelCheckpoint, ReduceLROnPlateau, TerminateOnNaN)
+                              ModelCheckpoint, ProgressBar, ReduceLROnPlateau, TerminateOnNaN)
 from gpucnn.layers import Conv2D, Dense, Flatten
 
 
@@ -255,3 +257,20 @@ def test_a_bad_scheduled_rate_is_refused_with_the_callback_named(cpu, rate):
         fit(model, [LearningRateScheduler(lambda epoch, lr: rate)], epochs=1)
     with pytest.raises(ValueError, match="`learning_rate` must be a float > 0"):
         model.optimizer.learning_rate = rate
+
+
+def test_progress_bar_redraws_on_a_terminal_and_ends_with_the_final_line():
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    stream = Terminal()
+    bar = ProgressBar(3, verbose=1, interval=0, stream=stream)
+    bar.start()
+    bar.update(1, {"loss": 0.5})
+    bar.update(3, {"loss": 0.25})  # the last step is drawn by finish only
+    bar.finish({"loss": 0.25})
+    first, last = stream.getvalue().split("\033[K")[:2]
+    assert re.fullmatch(r"\r1/3 ━{6} {14} \d+s - loss: 0\.5000", first)
+    assert re.fullmatch(r"\r3/3 ━{20} \d+s \d+(s|ms|us)/step - loss: 0\.2500", last)
+    assert stream.getvalue().endswith("\033[K\n")

@@ -13,38 +13,41 @@ def arrays(n=23, seed=0):
 def collect(batches):
     """Copies of the batches as they come: a streamed batch lives in a buffer reused two chunks later."""
     to_numpy = backend.current().to_numpy
-    return [(np.array(to_numpy(x)), None if y is None else np.array(to_numpy(y))) for x, y in batches]
+    return [tuple(None if a is None else np.array(to_numpy(a)) for a in batch) for batch in batches]
 
 
-def expected_batches(x, y, batch_size, order):
+def expected_batches(x, y, batch_size, order, w=None):
     rows = np.arange(len(x)) if order is None else order
-    return [(x[rows[i:i + batch_size]], None if y is None else y[rows[i:i + batch_size]])
+    return [tuple(None if a is None else a[rows[i:i + batch_size]] for a in (x, y, w))
             for i in range(0, len(x), batch_size)]
 
 
 def assert_same(got, want):
     assert len(got) == len(want)
-    for (gx, gy), (wx, wy) in zip(got, want):
-        np.testing.assert_array_equal(gx, wx)
-        if wy is None:
-            assert gy is None
-        else:
-            np.testing.assert_array_equal(gy, wy)
+    for got_batch, want_batch in zip(got, want):
+        assert len(got_batch) == len(want_batch) == 3
+        for g, w in zip(got_batch, want_batch):
+            if w is None:
+                assert g is None
+            else:
+                np.testing.assert_array_equal(g, w)
 
 
 @pytest.mark.parametrize("shuffle", [False, True])
-@pytest.mark.parametrize("with_labels", [True, False])
+@pytest.mark.parametrize("with_labels, with_weights", [(True, False), (False, False), (True, True)])
 @pytest.mark.parametrize("chunk_batches", [1, 2, 10])
-def test_host_data_streams_the_same_batches(cpu, monkeypatch, shuffle, with_labels, chunk_batches):
+def test_host_data_streams_the_same_batches(cpu, monkeypatch, shuffle, with_labels, with_weights,
+                                            chunk_batches):
     x, y = arrays()
     y = y if with_labels else None
+    w = np.arange(len(x), dtype=np.float32) if with_weights else None
     batch_size = 4
-    sample_bytes = x[0].nbytes + (0 if y is None else y[0].nbytes)
+    sample_bytes = x[0].nbytes + (0 if y is None else y[0].nbytes) + (0 if w is None else 4)
     monkeypatch.setattr(data, "CHUNK_BYTES", chunk_batches * batch_size * sample_bytes)
     order = np.random.default_rng(1).permutation(len(x)) if shuffle else None
-    want = expected_batches(x, y, batch_size, order)
-    assert_same(collect(data.HostData(x, y).batches(batch_size, order)), want)
-    assert_same(collect(data.DeviceData(x, y).batches(batch_size, order)), want)
+    want = expected_batches(x, y, batch_size, order, w)
+    assert_same(collect(data.HostData(x, y, w).batches(batch_size, order)), want)
+    assert_same(collect(data.DeviceData(x, y, w).batches(batch_size, order)), want)
 
 
 class RecordingCopier(data._HostCopier):
@@ -137,9 +140,9 @@ def test_fit_evaluate_predict_on_streamed_data_match_device_data(cpu, monkeypatc
     want = run()
     placed = []
 
-    def place_on_host(x, y=None):
+    def place_on_host(x, y=None, sample_weight=None):
         placed.append(len(x))
-        return data.HostData(x, y)
+        return data.HostData(x, y, sample_weight)
 
     monkeypatch.setattr(data, "place", place_on_host)
     monkeypatch.setattr(data, "CHUNK_BYTES", 2 * 5 * (8 * 8 * 4 + 4))  # two batches a chunk

@@ -15,23 +15,32 @@ import numpy as np
 import pytest
 
 import gpucnn
-from gpucnn import losses, optimizers, saving, utils
+from gpucnn import keras_format, losses, optimizers, saving, utils
 from gpucnn.layers import (
     Activation,
+    Add,
+    AveragePooling2D,
     BatchNormalization,
+    Concatenate,
     Conv2D,
     Dense,
     Dropout,
     Flatten,
+    GlobalAveragePooling2D,
     LeakyReLU,
     MaxPooling2D,
     ReLU,
+    ZeroPadding2D,
 )
 from gpucnn.saving import CorruptModelFileError
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 KERAS_FILES = ROOT / "tests" / "data" / "keras"
-KERAS_MODELS = ["sigmoid_cnn", "softmax_cnn", "sgd_dense"]
+KERAS_FUNCTIONAL = ["residual_functional", "concat_functional"]
+KERAS_MODELS = ["sigmoid_cnn", "softmax_cnn", "sgd_dense", "pooling_cnn", "mse_gap", "clipvalue_logits",
+                *KERAS_FUNCTIONAL]
+# The models without Dropout: their files hold Keras' weights after one more training step.
+KERAS_STEPPED = [name for name in KERAS_MODELS if name != "sigmoid_cnn"]
 # Keras sums in another order than gpucnn: float32 results differ in the last bits.
 TOLERANCE = 1e-5
 
@@ -97,7 +106,13 @@ def test_keras_compile_config_and_optimizer_state_are_read(cpu, name):
     assert type(model.optimizer).__name__ == compiled["optimizer"]["class_name"]
     for option, value in model.optimizer.get_config().items():
         assert value == settings[option], option
-    assert model.loss.name == compiled["loss"] and model.metrics == compiled["metrics"]
+    loss = compiled["loss"]
+    if isinstance(loss, dict):
+        assert type(model.loss).__name__ == loss["class_name"]
+        assert model.loss.get_config() == {k: loss["config"][k] for k in model.loss.get_config()}
+    else:
+        assert model.loss.name == {"mse": "mean_squared_error"}.get(loss, loss)
+    assert model.metrics == compiled["metrics"]
     assert model.optimizer.iterations == int(saved["optimizer/vars/0"]) > 0
     names = model.optimizer.state_names()
     per_weight = [saved[f"optimizer/vars/{i}"] for i in range(2, 2 + len(names) * len(model.weights))
@@ -108,7 +123,7 @@ def test_keras_compile_config_and_optimizer_state_are_read(cpu, name):
         assert flat.any()
 
 
-@pytest.mark.parametrize("name", ["softmax_cnn", "sgd_dense"])
+@pytest.mark.parametrize("name", KERAS_STEPPED)
 def test_training_continues_from_keras_optimizer_state(cpu, name):
     expected = np.load(keras_file(f"{name}.npz"))
     model = gpucnn.load_model(keras_file(f"{name}.keras"))
@@ -164,6 +179,196 @@ def test_keras_layer_configs_become_gpucnn_layers(cpu):
     assert (pool.pool_size, pool.strides, pool.padding) == ((3, 3), (2, 2), "same")
     norm = model.layers[3]
     assert (norm.momentum, norm.epsilon) == (0.9, 0.01)
+
+
+def test_keras_pooling_and_padding_configs_become_gpucnn_layers(cpu):
+    model = gpucnn.load_model(keras_file("pooling_cnn.keras"))
+    pads = [layer.padding for layer in model.layers if isinstance(layer, ZeroPadding2D)]
+    assert pads == [((1, 1), (2, 1)), ((1, 1), (1, 1)), ((0, 0), (1, 1))]  # Keras' three forms
+    pools = [(layer.pool_size, layer.strides, layer.padding) for layer in model.layers
+             if isinstance(layer, AveragePooling2D)]
+    assert pools == [((3, 3), (2, 2), "same"), ((2, 1), (2, 1), "valid")]
+    assert model.layers[7].keepdims is True and model.layers[1].activation == "tanh"
+    assert type(model.optimizer) is optimizers.AdamW
+    assert (model.optimizer.weight_decay, model.optimizer.clipnorm) == (0.05, 0.05)
+    assert model.loss.label_smoothing == 0.1
+
+
+@pytest.mark.parametrize("class_name", ["AveragePooling2D", "GlobalAveragePooling2D", "ZeroPadding2D"])
+def test_channels_first_pooling_and_padding_are_refused_by_name(cpu, tmp_path, class_name):
+    path = rewrite_archive(keras_file("pooling_cnn.keras"), tmp_path / "edited.keras",
+                           edit_config=edit_layer(class_name, data_format="channels_first"))
+    with pytest.raises(ValueError, match=rf"\({class_name}\): option `data_format='channels_first'`.*"
+                                         r"only data_format='channels_last'"):
+        gpucnn.load_model(path)
+
+
+# -- Functional models ---------------------------------------------------------------------------
+def keras_calls(entry):
+    """The [layer, call] references of each call of a Keras Functional layer entry, read directly."""
+    calls = []
+    for node in entry["inbound_nodes"]:
+        tensors = node["args"][0] if isinstance(node["args"][0], list) else [node["args"][0]]
+        calls.append([t["config"]["keras_history"][:2] for t in tensors])
+    return calls
+
+
+@pytest.mark.parametrize("name", KERAS_FUNCTIONAL)
+def test_keras_functional_config_becomes_gpucnn_graph_config(cpu, name):
+    path = keras_file(f"{name}.keras")
+    document = keras_config(path)
+    graph = keras_format._functional_from_keras(document, str(path))
+    keras_layers = [entry for entry in document["config"]["layers"] if entry["class_name"] != "InputLayer"]
+    # Keras' layer order is the order of the weights in get_weights and of the H5 keys: kept.
+    assert [(e["class_name"], e["config"]["name"]) for e in graph["layers"]] == \
+        [(e["class_name"], e["name"]) for e in keras_layers]
+    assert [e["inbound_nodes"] for e in graph["layers"]] == [keras_calls(e) for e in keras_layers]
+    input_entry = document["config"]["layers"][0]
+    assert graph["input"] == {"name": input_entry["name"], "shape": input_entry["config"]["batch_shape"][1:]}
+    assert graph["output"] == document["config"]["output_layers"][:2] == [keras_layers[-1]["name"], 0]
+    classes = {e["class_name"]: e["config"] for e in graph["layers"]}
+    assert ("Add" in classes) != ("Concatenate" in classes)
+    assert classes.get("Concatenate", {"axis": -1})["axis"] == -1
+    built = gpucnn.load_model(path).get_config()  # the model gpucnn builds from it
+    assert [(e["class_name"], e["config"]["name"], e["inbound_nodes"]) for e in built["layers"]] == \
+        [(e["class_name"], e["config"]["name"], e["inbound_nodes"]) for e in graph["layers"]]
+    assert (built["input"], built["output"]) == (graph["input"], graph["output"])
+
+
+def functional_model():
+    """Add (a residual shortcut), Concatenate, a Conv2D called twice, BatchNormalization, GAP, softmax."""
+    utils.set_random_seed(5)
+    inputs = gpucnn.Input(shape=(6, 5, 2))
+    x = Conv2D(3, 3, padding="same", activation="relu")(inputs)
+    y = BatchNormalization(momentum=0.8)(Conv2D(3, 3, padding="same", use_bias=False)(x))
+    x = Activation("relu")(Add()([x, y]))
+    shared = Conv2D(2, 1, name="shared")
+    x = Concatenate()([shared(x), MaxPooling2D(1)(shared(x)), AveragePooling2D(3, 1, "same")(x)])
+    outputs = Dense(3, activation="softmax")(GlobalAveragePooling2D()(x))
+    return gpucnn.Model(inputs, outputs, name="graph")
+
+
+def test_functional_round_trip_is_bit_identical_and_training_continues(cpu, tmp_path):
+    model = functional_model()
+    x, labels = train(model, optimizers.AdamW(learning_rate=0.01, clipnorm=0.5))
+    model.save(tmp_path / "m.keras")
+    model.save_weights(tmp_path / "w.weights.h5")
+    loaded = gpucnn.load_model(tmp_path / "m.keras")
+    assert loaded.get_config() == model.get_config()
+    assert_same_model(model, loaded)
+    assert_same_optimizer(model, loaded)
+    fresh = functional_model()  # other initial weights
+    fresh.compile(optimizer=optimizers.AdamW(learning_rate=0.01, clipnorm=0.5),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    fresh.load_weights(tmp_path / "w.weights.h5")
+    assert_same_optimizer(model, fresh)
+    for m in (model, loaded, fresh):
+        m.train_on_batch(x, labels)
+    for a, b, c in zip(model.get_weights(), loaded.get_weights(), fresh.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(a, c)
+
+
+def keras_graph(document):
+    """Per layer of a Keras Functional config: class, name and the calls it makes."""
+    return [(e["class_name"], e["name"], [[(t["config"]["keras_history"], t["config"]["shape"]) for t in
+               (node["args"][0] if isinstance(node["args"][0], list) else [node["args"][0]])]
+              for node in e["inbound_nodes"]]) for e in document["config"]["layers"]]
+
+
+@pytest.mark.parametrize("name", KERAS_FUNCTIONAL)
+def test_written_functional_config_and_h5_are_keras_own(cpu, tmp_path, name):
+    path = keras_file(f"{name}.keras")
+    gpucnn.load_model(path).save(tmp_path / "m.keras")
+    written, original = keras_config(tmp_path / "m.keras"), keras_config(path)
+    assert (written["module"], written["class_name"]) == (original["module"], original["class_name"])
+    assert keras_graph(written) == keras_graph(original)
+    for ours, keras_entry in zip(written["config"]["layers"], original["config"]["layers"]):
+        if "build_config" in keras_entry:  # (Keras leaves it out for layers without a build step)
+            assert ours["build_config"] == keras_entry["build_config"], ours["name"]
+    for key in ("input_layers", "output_layers"):
+        assert written["config"][key] == original["config"][key]
+    assert written["config"]["layers"][0]["config"]["batch_shape"] == \
+        original["config"]["layers"][0]["config"]["batch_shape"]
+    saved, keras_saved = archive_h5(tmp_path / "m.keras"), archive_h5(path)
+    layer_arrays = sorted(p for p in keras_saved if p.startswith("layers/"))
+    assert sorted(p for p in saved if p.startswith("layers/")) == layer_arrays
+    for key in layer_arrays:
+        np.testing.assert_array_equal(saved[key], keras_saved[key])
+    with zipfile.ZipFile(tmp_path / "m.keras") as zf, h5py.File(io.BytesIO(zf.read("model.weights.h5"))) as h5:
+        assert "layers/input_layer/vars" in h5  # Keras' group for the InputLayer, without variables
+
+
+def edit_functional(edit):
+    """An edit of the residual_functional config: ``edit(layers by name, config)``."""
+    def apply(document):
+        edit({entry["name"]: entry for entry in document["config"]["layers"]}, document["config"])
+    return apply
+
+
+def read_from(layer, call=0, output=0):
+    return {"class_name": "__keras_tensor__", "config": {"shape": [None], "keras_history": [layer, call, output]}}
+
+
+def set_reads(layers, name, *references):
+    layers[name]["inbound_nodes"][0]["args"] = [read_from(*references[0])] if len(references) == 1 else \
+        [[read_from(*reference) for reference in references]]
+
+
+@pytest.mark.parametrize("edit, match", [
+    (lambda layers, config: set_reads(layers, "dense_8", ("nothing",)),
+     (r"not a valid Keras archive: layer 'dense_8' call 0 reads \['nothing', 0\], which is not a layer call "
+      r"of the Functional config")),
+    (lambda layers, config: set_reads(layers, "dense_8", ("global_average_pooling2d_2", 1)),
+     r"layer 'dense_8' call 0 reads \['global_average_pooling2d_2', 1\], which is not a layer call"),
+    (lambda layers, config: set_reads(layers, "conv2d_7", ("activation_1",)),
+     r"'conv2d_7' call 0 on \[\['activation_1', 0\]\].*they wait on each other's outputs \(a cycle\)"),
+    (lambda layers, config: config.update(output_layers=[["dense_8", 0, 0], ["add", 0, 0]]),
+     r"several outputs.*one input and one output"),
+    (lambda layers, config: config.update(output_layers=["add", 1, 0]),
+     r"the model's output reads \['add', 1\], which is not a layer call"),
+    (lambda layers, config: config.update(output_layers=["input_layer_6", 0, 0]),
+     r"the model's output reads \['input_layer_6', 0\], which is not a layer call"),
+    (lambda layers, config: config.update(input_layers=["conv2d_7", 0, 0]),
+     r"input layers \['input_layer_6'\] and takes \['conv2d_7', 0\].*one input"),
+    (lambda layers, config: set_reads(layers, "dense_8", ("global_average_pooling2d_2", 0, 1)),
+     r"reads output 1 of layer 'global_average_pooling2d_2', whose layers have one output each"),
+    (lambda layers, config: layers["add"]["inbound_nodes"][0].update(args=[read_from("conv2d_7")]),
+     r"layer 'add' \(Add\): call 0 reads one tensor, but a merge layer joins a list of at least 2"),
+    (lambda layers, config: set_reads(layers, "dense_8", ("conv2d_7",), ("add",)),
+     r"layer 'dense_8' \(Dense\): call 0 reads a list, but the layer takes one"),
+    (lambda layers, config: layers["batch_normalization_2"]["inbound_nodes"][0].update(
+        kwargs={"training": True}),
+     (r"layer 'batch_normalization_2' \(BatchNormalization\), call 0: option `training=True` is not "
+      r"supported.*mask=None")),
+    (lambda layers, config: layers["add"].update(class_name="Multiply"),
+     r"layer 'add' \(Multiply\): Keras layer class 'Multiply' is not supported.*'Add', .*'Concatenate'"),
+    (lambda layers, config: layers["max_pooling2d_2"].update(inbound_nodes=[]),
+     r"layer 'max_pooling2d_2' \(MaxPooling2D\) is never called"),
+    (lambda layers, config: layers["add"]["config"].update(name="other"), r"layer 'add' is named 'other'"),
+])
+def test_bad_functional_graphs_are_refused_by_name(cpu, tmp_path, edit, match):
+    path = rewrite_archive(keras_file("residual_functional.keras"), tmp_path / "edited.keras",
+                           edit_config=edit_functional(edit))
+    with pytest.raises(ValueError, match=match) as error:
+        gpucnn.load_model(path)
+    assert str(path) in str(error.value)
+
+
+def test_concatenate_on_another_axis_is_refused_by_name(cpu, tmp_path):
+    path = rewrite_archive(keras_file("concat_functional.keras"), tmp_path / "axis.keras",
+                           edit_config=edit_layer("Concatenate", axis=1))
+    with pytest.raises(ValueError, match=r"axis\.keras.*'concatenate' \(Concatenate\): argument `axis=1` is "
+                                         r"not supported.*channels axis only"):
+        gpucnn.load_model(path)
+
+
+def test_merge_layer_in_a_sequential_keras_file_is_refused_by_name(cpu, tmp_path):
+    def add_merge(document):
+        document["config"]["layers"].insert(2, {"class_name": "Add", "config": {"name": "add"}})
+    path = rewrite_archive(keras_file("sigmoid_cnn.keras"), tmp_path / "merge.keras", edit_config=add_merge)
+    with pytest.raises(ValueError, match=r"merge\.keras.*'add' \(Add\) merges a list.*Sequential"):
+        gpucnn.load_model(path)
 
 
 # -- gpucnn -> Keras files -> gpucnn -------------------------------------------------------------
@@ -234,6 +439,43 @@ def test_training_continues_identically_after_a_keras_round_trip(cpu, tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
+def pooling_model(units, activation):
+    utils.set_random_seed(4)
+    return gpucnn.Sequential([
+        ZeroPadding2D(((2, 0), (1, 3)), input_shape=(6, 5, 2)), Conv2D(3, 3, activation="tanh"),
+        AveragePooling2D(2, strides=1, padding="same"), ZeroPadding2D((1, 0)), AveragePooling2D((2, 3)),
+        ZeroPadding2D(1), GlobalAveragePooling2D(keepdims=True), Flatten(), Dense(units, activation)],
+        name="pooling")
+
+
+@pytest.mark.parametrize("optimizer, loss, units, activation", [
+    (optimizers.AdamW(learning_rate=0.01, weight_decay=0.1, clipnorm=0.5),
+     losses.CategoricalCrossentropy(from_logits=True, label_smoothing=0.2), 2, None),
+    (optimizers.SGD(0.1, momentum=0.5, weight_decay=0.01, global_clipnorm=0.3), "mse", 2, "tanh"),
+    (optimizers.Adam(clipvalue=0.01), losses.BinaryCrossentropy(label_smoothing=0.1), 1, "sigmoid"),
+], ids=["adamw-clipnorm-smoothing", "sgd-global-clipnorm-mse", "adam-clipvalue-binary"])
+def test_pooling_layers_and_optimizer_options_round_trip(cpu, tmp_path, optimizer, loss, units, activation):
+    model = pooling_model(units, activation)
+    model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"])
+    rng = np.random.default_rng(0)
+    x = rng.random((4,) + model.input_shape[1:], np.float32)
+    labels = rng.random((4,) + model.output_shape[1:]).astype(np.float32)
+    model.train_on_batch(x, labels)
+    model.save(tmp_path / "m.keras")
+    written = keras_config(tmp_path / "m.keras")
+    assert [entry["config"]["padding"] for entry in written["config"]["layers"]
+            if entry["class_name"] == "ZeroPadding2D"] == [[[2, 0], [1, 3]], [[1, 1], [0, 0]], [[1, 1], [1, 1]]]
+    assert layer_config(written, "GlobalAveragePooling2D")["keepdims"] is True
+    loaded = gpucnn.load_model(tmp_path / "m.keras")
+    assert_same_model(model, loaded)
+    assert_same_optimizer(model, loaded)
+    assert loaded.loss.get_config() == model.loss.get_config() and loaded.loss.name == model.loss.name
+    for m in (model, loaded):
+        m.train_on_batch(x, labels)
+    for a, b in zip(model.get_weights(), loaded.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 @pytest.mark.parametrize("optimizer", [optimizers.SGD(0.1, momentum=0.9, nesterov=True), "sgd"],
                          ids=["momentum", "plain"])
 def test_weights_file_round_trip_with_sgd_is_bit_identical(cpu, tmp_path, optimizer):
@@ -286,7 +528,8 @@ def test_written_config_is_keras_config(cpu, tmp_path):
     compiled = document["compile_config"]
     assert compiled["optimizer"]["class_name"] == "Adam"
     assert compiled["loss"] == {"module": "keras.losses", "class_name": "CategoricalCrossentropy",
-                                "config": {"from_logits": True}, "registered_name": None}
+                                "config": {"from_logits": True, "label_smoothing": 0.0},
+                                "registered_name": None}
     with zipfile.ZipFile(tmp_path / "m.keras") as zf:
         assert zf.namelist() == ["metadata.json", "config.json", "model.weights.h5"]
         assert json.loads(zf.read("metadata.json"))["keras_version"].startswith("3.")
@@ -313,10 +556,12 @@ def load_example(name):
     return module
 
 
-@pytest.mark.parametrize("example", ["faces_cnn", "textures_cnn"])
-def test_example_models_round_trip(cpu, tmp_path, example):
+@pytest.mark.parametrize("example, loss", [("faces_cnn", "binary_crossentropy"),
+                                           ("textures_cnn", "binary_crossentropy"),
+                                           ("resnet_cnn", "categorical_crossentropy")])
+def test_example_models_round_trip(cpu, tmp_path, example, loss):
     model = load_example(example).build_model()  # the article's model at full width (textures_cnn)
-    model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
+    model.compile(optimizer="adam", loss=loss, metrics=["accuracy"])
     model.save(tmp_path / "m.keras")
     model.save_weights(tmp_path / "w.weights.h5")
     loaded = gpucnn.load_model(tmp_path / "m.keras")
@@ -334,9 +579,8 @@ def test_example_models_round_trip(cpu, tmp_path, example):
     ("unsupported_groups", r"\(Conv2D\): option `groups=2`.*only groups=1"),
     ("unsupported_channels_first", (r"\(Conv2D\): option `data_format='channels_first'`.*only "
                                     r"data_format='channels_last'")),
-    ("unsupported_depthwise", r"'DepthwiseConv2D' is not supported.*'BatchNormalization', 'Conv2D'"),
+    ("unsupported_depthwise", r"'DepthwiseConv2D' is not supported.*'BatchNormalization', 'Concatenate', 'Conv2D'"),
     ("unsupported_lambda", r"layer 'lambda' \(Lambda\).*not supported.*'Conv2D'"),
-    ("unsupported_functional", r"Functional model.*only Sequential.*keras\.Sequential"),
 ])
 def test_keras_files_with_what_gpucnn_lacks_are_refused_by_name(cpu, name, match):
     path = keras_file(f"{name}.keras")
@@ -376,12 +620,24 @@ def edit_compile(**options):
     (edit_layer("InputLayer", sparse=True), r"the InputLayer: option `sparse=True`"),
     (edit_compile(optimizer__class_name="RMSprop"),
      r"optimizer \('RMSprop'\) is not supported.*'Adam'.*compile=False"),
-    (edit_compile(optimizer__config__clipnorm=1.0), r"option `clipnorm=1.0`.*only clipnorm=None"),
+    (edit_compile(optimizer__config__use_ema=True), r"option `use_ema=True`.*only use_ema=False"),
+    (edit_compile(optimizer__config__clipnorm=1.0, optimizer__config__clipvalue=0.5),
+     r"Only one of `clipnorm`, `clipvalue` and `global_clipnorm`.*compile=False"),
+    (edit_compile(optimizer__class_name="AdamW", optimizer__config__weight_decay=None),
+     r"`weight_decay` must be a float for AdamW"),
+    (edit_compile(loss={"class_name": "BinaryCrossentropy", "config": {"label_smoothing": 0.1, "axis": 1}}),
+     r"\(BinaryCrossentropy\): option `axis=1`.*only axis=-1"),
+    (edit_compile(loss={"class_name": "MeanSquaredError", "config": {"from_logits": True}}),
+     r"\(MeanSquaredError\): option\(s\) \['from_logits'\] are not known"),
+    (edit_compile(loss={"class_name": "SparseCategoricalCrossentropy", "config": {"label_smoothing": 0.1}}),
+     r"option `label_smoothing=0.1`.*only label_smoothing=0.0"),
     (edit_compile(optimizer__config__learning_rate={"class_name": "ExponentialDecay"}),
      r"`learning_rate='ExponentialDecay'`.*constant float"),
     (edit_compile(loss="hinge"), r"option `loss='hinge'`.*binary_crossentropy"),
     (edit_compile(loss_weights=[2.0]), r"option `loss_weights=\[2.0\]`"),
     (edit_compile(metrics=["auc"]), r"unsupported metric 'auc'.*'binary_accuracy'.*compile=False"),
+    (lambda document: document.update(class_name="CustomModel"),
+     r"model of class 'CustomModel'; gpucnn reads Sequential and Functional models"),
 ])
 def test_unsupported_options_are_refused_by_name(cpu, tmp_path, edit, match):
     path = rewrite_archive(keras_file("sigmoid_cnn.keras"), tmp_path / "edited.keras", edit_config=edit)

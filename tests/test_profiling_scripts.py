@@ -105,15 +105,15 @@ def test_bench_conv_torch_side_matches_the_reference_ops_on_cpu(bench_conv, shap
 
 
 def test_bench_conv_tile_replacement_swaps_only_the_default_large_tile(bench_conv):
-    from gpucnn.cuda import dense
-    choose = dense.choose_tile
-    with bench_conv.tile_replaced(dense.LARGE_TILE_TWO_BLOCKS, only_instead_of=dense.LARGE_TILE) as replaced:
-        assert dense.choose_tile(10_000, 512, 9) == dense.LARGE_TILE_TWO_BLOCKS
-        assert dense.choose_tile(1000, 64, 64) == dense.SMALL_TILE
-    assert replaced == [(10_000, 512, 9)] and dense.choose_tile is choose
-    with bench_conv.tile_replaced(dense.LARGE_TILE_TWO_BLOCKS):
-        assert dense.choose_tile(1000, 64, 64) == dense.LARGE_TILE_TWO_BLOCKS
-    assert dense.choose_tile is choose
+    from gpucnn.cuda import gemm
+    choose = gemm.choose_tile
+    with bench_conv.tile_replaced(gemm.LARGE_TILE_TWO_BLOCKS, only_instead_of=gemm.LARGE_TILE) as replaced:
+        assert gemm.choose_tile(10_000, 512, 9) == gemm.LARGE_TILE_TWO_BLOCKS
+        assert gemm.choose_tile(1000, 64, 64) == gemm.SMALL_TILE
+    assert replaced == [(10_000, 512, 9)] and gemm.choose_tile is choose
+    with bench_conv.tile_replaced(gemm.LARGE_TILE_TWO_BLOCKS):
+        assert gemm.choose_tile(1000, 64, 64) == gemm.LARGE_TILE_TWO_BLOCKS
+    assert gemm.choose_tile is choose
 
 
 def test_bench_conv_refuses_an_asymmetric_same_padding(bench_conv):

@@ -115,7 +115,7 @@ def test_model_predictions_do_not_change_with_fusion():
     with backend.using_backend("cpu"):
         model = small_model()
         (x, _), = batches([5])
-        fused = model.forward(x, training=False)
+        fused = model.call(x, training=False)
         unfused = x
         for layer in model.layers:
             unfused = layer.call(unfused, training=False)

@@ -7,7 +7,6 @@ import numpy as np
 
 from gpucnn.cuda import runtime
 from gpucnn.kernels import reduce
-from gpucnn.reference.steps import check_step_shape
 
 #: Threads per block of the 1-D kernels; a power of two (block tree reductions) <= reduce.MAX_THREADS.
 THREADS = 256
@@ -38,20 +37,6 @@ def launch_grid_stride(kernel, count, *args):
         return
     blocks, threads = grid_stride(count)
     kernel[blocks, threads, runtime.numba_stream()](*args)
-
-
-def check_shape(name, array, shape, reason):
-    """ValueError unless ``array`` has ``shape``; ``reason`` says what the shape must match."""
-    if tuple(array.shape) != tuple(shape):
-        raise ValueError(f"Argument `{name}` must have shape {tuple(shape)} {reason}, "
-                         f"got {tuple(array.shape)}.")
-
-
-def check_counter(step):
-    """TypeError/ValueError unless ``step`` is a step counter on the backend: a 1-element int64 array
-    (its count is read by the kernel, on the device)."""
-    runtime.check_array("step", step, ndim=1, dtype=np.int64)
-    check_step_shape(step)
 
 
 def _column_block(channels):

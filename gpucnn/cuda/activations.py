@@ -4,8 +4,10 @@ Same names and signatures as ``gpucnn.reference.activations``; see docs/architec
 """
 import numpy as np
 
+from gpucnn.contract.activations import (check_alpha, check_bias_add, check_bias_backward, check_gradient,
+                                       check_softmax)
 from gpucnn.cuda import runtime
-from gpucnn.cuda._numba_launch import check_shape, column_sums, flat, launch_grid_stride
+from gpucnn.cuda._numba_launch import column_sums, flat, launch_grid_stride
 from gpucnn.kernels import elementwise, reduce
 
 
@@ -19,16 +21,10 @@ def _map(kernel, x, alpha=0.0):
 def _gradient(kernel, dy, y, alpha=0.0):
     runtime.check_array("dy", dy)
     runtime.check_array("y", y)
-    check_shape("y", y, dy.shape, "(the shape of dy)")
+    check_gradient(dy, y)
     dx = runtime.xp().empty_like(dy)
     launch_grid_stride(kernel, dy.size, flat(dy), flat(y), flat(dx), np.float32(alpha))
     return dx
-
-
-def _check_alpha(alpha):
-    # The backward pass reads the sign of x from y, which a negative slope would flip.
-    if not alpha >= 0:
-        raise ValueError(f"Argument `alpha` (the leaky slope) must be >= 0, got {alpha!r}.")
 
 
 def relu_forward(x):
@@ -40,12 +36,12 @@ def relu_backward(dy, y):
 
 
 def leaky_relu_forward(x, alpha):
-    _check_alpha(alpha)
+    check_alpha(alpha)
     return _map(elementwise.leaky_relu_forward, x, alpha)
 
 
 def leaky_relu_backward(dy, y, alpha):
-    _check_alpha(alpha)
+    check_alpha(alpha)
     return _gradient(elementwise.leaky_relu_backward, dy, y, alpha)
 
 
@@ -65,36 +61,33 @@ def tanh_backward(dy, y):
     return _gradient(elementwise.tanh_backward, dy, y)
 
 
-def _rows(name, x):
-    if x.ndim == 0:
-        raise ValueError(f"Argument `{name}` must have at least one axis (softmax runs over the last), "
-                         f"got a 0-d array.")
+def _rows(x):
     return x.size // x.shape[-1] if x.shape[-1] else 0
 
 
 def softmax_forward(x):
     runtime.check_array("x", x)
+    check_softmax("x", x)
     y = runtime.xp().empty_like(x)
-    launch_grid_stride(reduce.softmax_forward, _rows("x", x), flat(x), flat(y), np.int64(x.shape[-1]))
+    launch_grid_stride(reduce.softmax_forward, _rows(x), flat(x), flat(y), np.int64(x.shape[-1]))
     return y
 
 
 def softmax_backward(dy, y):
     runtime.check_array("dy", dy)
     runtime.check_array("y", y)
-    check_shape("y", y, dy.shape, "(the shape of dy)")
+    check_softmax("dy", dy)
+    check_gradient(dy, y)
     dx = runtime.xp().empty_like(dy)
-    launch_grid_stride(reduce.softmax_backward, _rows("dy", dy), flat(dy), flat(y), flat(dx),
+    launch_grid_stride(reduce.softmax_backward, _rows(dy), flat(dy), flat(y), flat(dx),
                        np.int64(dy.shape[-1]))
     return dx
 
 
 def bias_add(x, b):
     runtime.check_array("x", x)
-    runtime.check_array("b", b, ndim=1)
-    if x.ndim == 0:
-        raise ValueError("Argument `x` must have at least one axis (the bias is added along the last).")
-    check_shape("b", b, (x.shape[-1],), "(the last axis of x)")
+    runtime.check_array("b", b)
+    check_bias_add(x, b)
     y = runtime.xp().empty_like(x)
     launch_grid_stride(elementwise.bias_add, x.size, flat(x), b, b, flat(y))
     return y
@@ -103,6 +96,5 @@ def bias_add(x, b):
 def bias_backward(dy):
     """db: sums of dy over every axis but the last, as a deterministic two-pass reduction."""
     runtime.check_array("dy", dy)
-    if dy.ndim == 0:
-        raise ValueError("Argument `dy` must have at least one axis (the bias gradient keeps the last).")
+    check_bias_backward(dy)
     return column_sums(flat(dy), dy.shape[-1])

@@ -5,19 +5,18 @@ every other axis, biased variance, two passes (mean, then squared deviations) fo
 """
 import numpy as np
 
+from gpucnn.contract.batchnorm import check_batchnorm_backward, check_channels
 from gpucnn.cuda import runtime
-from gpucnn.cuda._numba_launch import check_shape, column_sums, flat, launch_grid_stride
+from gpucnn.cuda._numba_launch import column_sums, flat, launch_grid_stride
 from gpucnn.kernels import elementwise
 
 
 def _check(x, **per_channel):
+    """The channel count of ``x``, after the device checks of every array and the contract's."""
     runtime.check_array("x", x)
-    if x.ndim < 2:
-        raise ValueError(f"Argument `x` must have a batch axis and a channel axis, got shape {tuple(x.shape)}.")
     for name, array in per_channel.items():
-        runtime.check_array(name, array, ndim=1)
-        check_shape(name, array, (x.shape[-1],), f"(the channels of x {tuple(x.shape)})")
-    return x.shape[-1]
+        runtime.check_array(name, array)
+    return check_channels(x, **per_channel)
 
 
 def _normalize(x, mean, var, gamma, beta, epsilon):
@@ -51,9 +50,9 @@ def batchnorm_forward_inference(x, gamma, beta, moving_mean, moving_var, epsilon
 
 def batchnorm_backward(dy, x, gamma, mean, inv_std):
     """(dx, dgamma, dbeta) of the training forward pass, with the statistics it returned."""
-    channels = _check(x, gamma=gamma, mean=mean, inv_std=inv_std)
-    runtime.check_array("dy", dy)
-    check_shape("dy", dy, x.shape, "(the shape of x)")
+    for name, array in (("dy", dy), ("x", x), ("gamma", gamma), ("mean", mean), ("inv_std", inv_std)):
+        runtime.check_array(name, array)
+    channels = check_batchnorm_backward(dy, x, gamma, mean, inv_std)
     xp = runtime.xp()
     dy_flat, x_flat = flat(dy), flat(x)
     dbeta = column_sums(dy_flat, channels)

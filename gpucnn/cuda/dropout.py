@@ -6,16 +6,16 @@ import math
 
 import numpy as np
 
+from gpucnn.contract.dropout import check_dropout
 from gpucnn.cuda import runtime
-from gpucnn.cuda._numba_launch import check_counter, flat, launch_grid_stride
+from gpucnn.cuda._numba_launch import flat, launch_grid_stride
 from gpucnn.kernels import elementwise
-from gpucnn.reference.dropout import check_arguments
 
 
 def _dropout(name, x, rate, seed, step):
-    check_arguments(rate, seed)
     runtime.check_array(name, x)
-    check_counter(step)
+    check_dropout(rate, seed, step)
+    runtime.check_array("step", step, dtype=np.int64)
     # Kept iff (hash >> 8)·2⁻²⁴ >= float32(rate): both sides are exact in float64, so the integer
     # threshold ceil(float32(rate)·2²⁴) decides exactly as the contract's float comparison.
     threshold = math.ceil(float(np.float32(rate)) * 2.0**24)

@@ -2,10 +2,10 @@
 ``gpucnn.reference.merge`` (sums left to right, so the results are the reference's bit for bit)."""
 import numpy as np
 
+from gpucnn.contract.merge import check_add_inplace, check_inputs, check_split_sizes
 from gpucnn.cuda import runtime
 from gpucnn.cuda._numba_launch import flat, launch_grid_stride
 from gpucnn.kernels import merge
-from gpucnn.reference.merge import check_inputs, check_split_sizes
 
 
 def _check_all(inputs):
@@ -28,9 +28,7 @@ def add_inplace(target, x):
     """``target += x`` in place (same shape); returns None."""
     runtime.check_array("target", target)
     runtime.check_array("x", x)
-    if tuple(target.shape) != tuple(x.shape):
-        raise ValueError(f"Arguments `target` and `x` must have the same shape, got {tuple(target.shape)} "
-                         f"and {tuple(x.shape)}.")
+    check_add_inplace(target, x)
     launch_grid_stride(merge.add_arrays, target.size, flat(target), flat(x), flat(target))
 
 

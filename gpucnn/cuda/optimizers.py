@@ -6,29 +6,30 @@ model keeps every trainable parameter in one buffer) and are updated in place.
 """
 import numpy as np
 
+from gpucnn.contract.optimizers import check_adam_update, check_offsets, check_sgd_update
 from gpucnn.cuda import _numba_launch, runtime
-from gpucnn.cuda._numba_launch import check_counter, check_shape, launch_grid_stride
+from gpucnn.cuda._numba_launch import launch_grid_stride
 from gpucnn.kernels import elementwise, reduce
-from gpucnn.reference.optimizers import check_offsets, sgd_buffers
 
 #: Blocks per variable of the norm kernels: the largest weights of a model (a conv kernel of ~1M
 #: floats) get a wave of blocks; small ones leave most of theirs idle, which costs little.
 MAX_PARTS = 64
 
 
-def _check_buffers(param, **state):
-    runtime.check_array("param", param, ndim=1)
-    for name, array in state.items():
-        runtime.check_array(name, array, ndim=1)
-        check_shape(name, array, param.shape, "(the shape of param)")
+def _check_flat_buffers(**buffers):
+    """The launchers' own checks: flat float32 buffers of the backend (None skipped)."""
+    for name, array in buffers.items():
+        if array is not None:
+            runtime.check_array(name, array, ndim=1)
 
 
 def adam_update(param, grad, m, v, step, learning_rate, beta_1, beta_2, epsilon):
     """One Adam update, the t-th, with t held by the step counter ``step`` (a 1-element int64 device
     array, >= 1: it is read by the kernel, so a count of 0 is not caught here and gives NaN); updates
     param, m and v in place."""
-    _check_buffers(param, grad=grad, m=m, v=v)
-    check_counter(step)
+    _check_flat_buffers(param=param, grad=grad, m=m, v=v)
+    check_adam_update(param, grad, m, v, step)
+    runtime.check_array("step", step, dtype=np.int64)
     launch_grid_stride(elementwise.adam_update, param.size, param, grad, m, v, step,
                        np.float64(learning_rate), np.float64(beta_1), np.float64(beta_2),
                        np.float32(epsilon))
@@ -36,7 +37,8 @@ def adam_update(param, grad, m, v, step, learning_rate, beta_1, beta_2, epsilon)
 
 def sgd_update(param, grad, velocity, learning_rate, momentum, nesterov):
     """One SGD step in place; ``velocity=None`` (momentum 0) is plain SGD."""
-    _check_buffers(param, **sgd_buffers(grad, velocity, momentum))
+    _check_flat_buffers(param=param, grad=grad, velocity=velocity)
+    check_sgd_update(param, grad, velocity, momentum)
     # Plain SGD never touches the velocity argument, so the read-only grad stands in for the missing
     # buffer (not param: the simulator copies each argument back, and a written alias would be lost).
     launch_grid_stride(elementwise.sgd_update, param.size, param, grad,
@@ -47,8 +49,7 @@ def sgd_update(param, grad, velocity, learning_rate, momentum, nesterov):
 def _check_offsets(grad, offsets):
     runtime.check_array("grad", grad, ndim=1)
     runtime.check_array("offsets", offsets, ndim=1, dtype=np.int64)
-    # The values stay on the device (reading them would sync): the kernels only read inside each slice.
-    check_offsets(offsets, grad.size)
+    check_offsets(offsets, grad.size)  # not check_offset_values: the values stay on the device
 
 
 def _clip_by_norm(grad, offsets, clipnorm, global_norm):

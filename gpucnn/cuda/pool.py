@@ -5,10 +5,10 @@ tie rules.
 """
 import numpy as np
 
+from gpucnn.contract.pool import check_max_pool_backward, check_max_pool_forward
 from gpucnn.cuda import runtime
-from gpucnn.cuda._numba_launch import check_shape, launch_grid_stride
+from gpucnn.cuda._numba_launch import launch_grid_stride
 from gpucnn.kernels import pool
-from gpucnn.reference.conv import window_layout
 
 
 def geometry_args(geometry):
@@ -20,8 +20,8 @@ def geometry_args(geometry):
 
 def max_pool_forward(x, pool_size, strides, padding):
     """(y, argmax): the window maxima and the int32 index r·pw + c of each winner in its window."""
-    runtime.check_array("x", x, ndim=4)
-    geometry = window_layout(x.shape, pool_size, strides, padding, window_name="pool_size")
+    runtime.check_array("x", x)
+    geometry = check_max_pool_forward(x, pool_size, strides, padding)
     xp = runtime.xp()
     shape = (x.shape[0], geometry.out_h, geometry.out_w, x.shape[3])
     y = xp.empty(shape, dtype=np.float32)
@@ -32,13 +32,9 @@ def max_pool_forward(x, pool_size, strides, padding):
 
 def max_pool_backward(dy, argmax, x_shape, pool_size, strides, padding):
     """dx (x_shape): each input gathers dy from the windows whose argmax points at it."""
-    x_shape = tuple(int(s) for s in x_shape)
-    runtime.check_array("dy", dy, ndim=4)
-    runtime.check_array("argmax", argmax, ndim=4, dtype=np.int32)
-    geometry = window_layout(x_shape, pool_size, strides, padding, window_name="pool_size")
-    pooled = (x_shape[0], geometry.out_h, geometry.out_w, x_shape[3])
-    check_shape("dy", dy, pooled, f"(the pooled shape of x_shape {x_shape})")
-    check_shape("argmax", argmax, pooled, f"(the pooled shape of x_shape {x_shape})")
+    runtime.check_array("dy", dy)
+    runtime.check_array("argmax", argmax, dtype=np.int32)
+    x_shape, geometry = check_max_pool_backward(dy, argmax, x_shape, pool_size, strides, padding)
     dx = runtime.xp().empty(x_shape, dtype=np.float32)
     launch_grid_stride(pool.max_pool_backward, dx.size, dy, argmax, dx, *geometry_args(geometry))
     return dx

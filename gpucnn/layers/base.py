@@ -62,14 +62,45 @@ class Weight:
         return f"<Weight {self.name} shape={self.shape} trainable={self.trainable}>"
 
 
+def assign_weights(weights, arrays, owner):
+    """Copy ``arrays`` into ``weights`` (same order), all or nothing: the count, every array's
+    conversion (real numbers only: a complex value would lose its imaginary part) and shape are
+    checked, and every array is on the backend, before the first weight changes.  ``owner`` names the
+    model or layer in error messages."""
+    arrays = list(arrays)
+    if len(arrays) != len(weights):
+        raise ValueError(f"{owner}: set_weights expects {len(weights)} arrays (one per weight, in "
+                         f"get_weights() order: {[w.shape for w in weights]}), got {len(arrays)}.")
+    converted = []
+    for weight, array in zip(weights, arrays):
+        try:
+            host = np.asarray(backend.current().to_numpy(array))
+        except (TypeError, ValueError) as error:
+            raise TypeError(f"{owner}: set_weights got an array for weight '{weight.name}' that is not "
+                            f"a numeric array ({error}). Fix: pass NumPy arrays in get_weights() "
+                            f"order.") from None
+        if not (np.issubdtype(host.dtype, np.floating) or np.issubdtype(host.dtype, np.integer)):
+            raise TypeError(f"{owner}: set_weights got dtype {host.dtype} for weight '{weight.name}'; "
+                            f"weights hold real numbers. Fix: pass float32 arrays"
+                            f"{' (the real part: np.real(w))' if host.dtype.kind == 'c' else ''}.")
+        if host.shape != weight.shape:
+            raise ValueError(f"Weight '{weight.name}' has shape {weight.shape}, but set_weights got "
+                             f"an array of shape {host.shape}. Fix: pass arrays in get_weights() "
+                             f"order and shapes.")
+        converted.append(backend.current().asarray(host))
+    for weight, array in zip(weights, converted):
+        weight.assign(array)
+
+
 class Layer:
     """Base class of every layer.  Subclasses set ``default_name`` and implement ``compute_output_shape``,
     ``call``, ``backward`` and ``get_config``; layers with weights also override ``build``."""
 
     default_name = "layer"
     merges_inputs = False  # True for layers called on a list of tensors (Add, Concatenate)
-    # Layers with an `activation` argument set these; the model may ask the last layer to return
-    # pre-activation logits (``output_logits = True``) so the loss can use its stable fused form.
+    # Layers with an `activation` argument set these.  While an execution unit (gpucnn.execution)
+    # runs the layer with ``output_logits = True`` it skips its activation: the model's output layer
+    # handing logits to a fused loss, or a Conv2D whose ReLU is applied after pooling.
     activation = "linear"
     alpha = activations.DEFAULT_LEAKY_ALPHA
 
@@ -176,18 +207,8 @@ class Layer:
         return [w.numpy() for w in self.weights]
 
     def set_weights(self, arrays):
-        arrays = list(arrays)
-        if len(arrays) != len(self.weights):
-            raise ValueError(f"Layer '{self.name}' expects {len(self.weights)} weight arrays "
-                             f"({[w.shape for w in self.weights]}), got {len(arrays)}.")
-        for weight, array in zip(self.weights, arrays):
-            shape = tuple(np.shape(array))
-            if shape != weight.shape:
-                raise ValueError(f"Weight '{weight.name}' has shape {weight.shape}, but set_weights got "
-                                 f"an array of shape {shape}. Fix: pass arrays in get_weights() order "
-                                 f"and shapes.")
-        for weight, array in zip(self.weights, arrays):
-            weight.assign(array)
+        """Set every weight from arrays in ``get_weights()`` order, all or nothing."""
+        assign_weights(self.weights, arrays, f"Layer '{self.name}'")
 
     def get_config(self):
         config = {"name": self.name, "trainable": self.trainable}

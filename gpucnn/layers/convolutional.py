@@ -2,8 +2,8 @@
 and defaults)."""
 from gpucnn import activations
 from gpucnn.layers.base import (KernelLayer, Layer, check_data_format, check_positive_output, check_rank,
-                                format_shape, positive_int)
-from gpucnn.reference.shapes import (conv_output_length, normalize_padding, normalize_tuple)
+                                positive_int)
+from gpucnn.contract.shapes import conv_output_length, normalize_padding, normalize_tuple, window_misfit
 
 _NHWC = "(batch, height, width, channels)"
 
@@ -13,9 +13,7 @@ def _window_output_shape(layer, input_shape, window, strides, padding, channels,
     height, width = input_shape[:2]
     out = (conv_output_length(height, window[0], strides[0], padding),
            conv_output_length(width, window[1], strides[1], padding), channels)
-    return check_positive_output(
-        layer, out, f"its {what} {window} is larger than the input {format_shape(input_shape)} with "
-                    f"padding='valid'. Fix: use a smaller {what}, padding='same', or a larger input.")
+    return check_positive_output(layer, out, window_misfit(height, width, window, what))
 
 
 class Conv2D(KernelLayer):

@@ -4,6 +4,7 @@ import math
 import numpy as np
 
 from gpucnn import activations, utils
+from gpucnn.contract.activations import check_alpha
 from gpucnn.counters import StepCounter
 from gpucnn.layers.base import (KernelLayer, Layer, _check_input_shape, _unique_name, check_data_format,
                                 format_shape, positive_int)
@@ -132,14 +133,6 @@ class Activation(Layer):
         return {**super().get_config(), "activation": self.activation}
 
 
-def _negative_slope(slope):
-    """The slope as a float: Keras allows any slope >= 0 (0 is ReLU); an infinite one would turn every
-    negative input into -inf and its gradient into NaN."""
-    if isinstance(slope, bool) or not isinstance(slope, (int, float)) or not 0 <= slope < math.inf:
-        raise ValueError(f"Argument `negative_slope` must be a finite float >= 0, got {slope!r}.")
-    return float(slope)
-
-
 class ReLU(Activation):
     """``max(x, 0)``, or ``negative_slope * x`` below zero when ``negative_slope > 0``."""
 
@@ -149,7 +142,7 @@ class ReLU(Activation):
         if max_value is not None or threshold != 0.0:
             raise ValueError(f"ReLU: only max_value=None and threshold=0.0 are implemented, got "
                              f"max_value={max_value!r}, threshold={threshold!r}.")
-        negative_slope = _negative_slope(negative_slope)
+        negative_slope = check_alpha(negative_slope, "negative_slope")
         super().__init__("leaky_relu" if negative_slope > 0 else "relu", **kwargs)
         self.negative_slope = negative_slope
         self.alpha = self.negative_slope
@@ -168,7 +161,7 @@ class LeakyReLU(Activation):
 
     def __init__(self, negative_slope=0.3, alpha=None, **kwargs):
         super().__init__("leaky_relu", **kwargs)
-        self.negative_slope = self.alpha = _negative_slope(negative_slope if alpha is None else alpha)
+        self.negative_slope = self.alpha = check_alpha(negative_slope if alpha is None else alpha, "negative_slope")
 
     def get_config(self):
         config = super().get_config()

@@ -1,6 +1,6 @@
 """ZeroPadding2D (NHWC, Keras arguments)."""
 from gpucnn.layers.base import Layer, check_data_format, check_rank
-from gpucnn.reference.padding import normalize_zero_padding
+from gpucnn.contract.padding import normalize_zero_padding
 
 
 class ZeroPadding2D(Layer):

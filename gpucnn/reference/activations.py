@@ -5,15 +5,8 @@ Backward functions take the saved *output* ``y`` of the forward pass, as the ker
 """
 import numpy as np
 
-FUSED_ACTIVATIONS = ("linear", "relu", "leaky_relu", "sigmoid", "tanh")
-
-
-def check_activation(activation):
-    """``activation`` if it names a fused activation, else a ValueError listing the choices."""
-    if activation not in FUSED_ACTIVATIONS:
-        raise ValueError(f"Argument `activation` must be one of {', '.join(map(repr, FUSED_ACTIVATIONS))}, "
-                         f"got {activation!r}. Fix: apply other activations as a separate layer.")
-    return activation
+from gpucnn.contract.activations import (check_activation, check_alpha, check_bias_add, check_bias_backward,
+                                       check_gradient, check_softmax)
 
 
 def apply_activation_(z, activation, alpha=0.2):
@@ -52,15 +45,19 @@ def relu_forward(x):
 
 def relu_backward(dy, y):
     """dy where the output was positive (where x > 0), else 0."""
+    check_gradient(dy, y)
     return dy * (y > 0)
 
 
 def leaky_relu_forward(x, alpha):
+    check_alpha(alpha)
     return apply_activation_(x.copy(), "leaky_relu", alpha)
 
 
 def leaky_relu_backward(dy, y, alpha):
     """dy where y > 0, else alpha * dy (alpha > 0, so y has the sign of x; x == 0 gets alpha, as in TF)."""
+    check_alpha(alpha)
+    check_gradient(dy, y)
     dx = dy * (y > 0)
     negative_part = dy * dy.dtype.type(alpha)
     negative_part *= y <= 0
@@ -73,6 +70,7 @@ def sigmoid_forward(x):
 
 
 def sigmoid_backward(dy, y):
+    check_gradient(dy, y)
     return dy * (y * (1 - y))
 
 
@@ -82,11 +80,13 @@ def tanh_forward(x):
 
 def tanh_backward(dy, y):
     """dx = dy·(1 - y²), from the saved output as the other activations."""
+    check_gradient(dy, y)
     return dy * (1 - y * y)
 
 
 def softmax_forward(x):
     """Softmax over the last axis; the row maximum is subtracted first so exp never overflows."""
+    check_softmax("x", x)
     y = x - x.max(axis=-1, keepdims=True)
     np.exp(y, out=y)
     y /= y.sum(axis=-1, keepdims=True)
@@ -95,6 +95,8 @@ def softmax_forward(x):
 
 def softmax_backward(dy, y):
     """dx = y * (dy - sum(dy * y)) over the last axis (the Jacobian-vector product of softmax)."""
+    check_softmax("dy", dy)
+    check_gradient(dy, y)
     dx = dy - (dy * y).sum(axis=-1, keepdims=True)
     dx *= y
     return dx
@@ -102,12 +104,11 @@ def softmax_backward(dy, y):
 
 def bias_add(x, b):
     """x + b, with b of shape (C,) broadcast over the last axis of x."""
-    if b.ndim != 1 or x.shape[-1] != b.shape[0]:
-        raise ValueError(f"Argument `b` must have shape ({x.shape[-1]},) to match the last axis of x "
-                         f"{x.shape}, got {b.shape}.")
+    check_bias_add(x, b)
     return x + b
 
 
 def bias_backward(dy):
     """db: the sum of dy over every axis but the last."""
+    check_bias_backward(dy)
     return column_sums(dy.reshape(-1, dy.shape[-1]))

@@ -1,13 +1,17 @@
 """2-D average pooling (NumPy reference), NHWC, and its global form over the whole image.
 
-Windows lie where max-pooling's do (``conv.window_layout``: they start at ``o·s - pad_top``).  Each
-output is the sum of the window's positions inside the input divided by how many there are: 'same'
-padding adds no zeros to an average, as in Keras 3 and TensorFlow, which divide by the valid cells
-only.  The backward pass gives each input the sum of ``dy / count`` over the windows that contain it.
+Windows lie where max-pooling's do (``gpucnn.contract.shapes.window_layout``: they start at
+``o·s - pad_top``).  Each output is the sum of the window's positions inside the input divided by how
+many there are: 'same' padding adds no zeros to an average, as in Keras 3 and TensorFlow, which divide
+by the valid cells only.  The backward pass gives each input the sum of ``dy / count`` over the windows
+that contain it.
 """
 import numpy as np
 
-from .conv import fold_windows, sliding_windows, window_layout
+from gpucnn.contract.avgpool import (check_average_pool_backward, check_average_pool_forward,
+                                     check_global_average_pool_backward, check_global_average_pool_forward)
+
+from .conv import fold_windows, sliding_windows
 
 
 def window_counts(geometry, height, width):
@@ -24,42 +28,28 @@ def window_counts(geometry, height, width):
 
 def average_pool_forward(x, pool_size, strides, padding):
     """y (N, oh, ow, C): the mean of each window over its positions inside ``x`` (N, H, W, C)."""
-    geometry = window_layout(x.shape, pool_size, strides, padding, window_name="pool_size")
+    geometry = check_average_pool_forward(x, pool_size, strides, padding)
     sums = sliding_windows(x, geometry, 0).sum(axis=(3, 4))
     return sums / window_counts(geometry, x.shape[1], x.shape[2])[None, :, :, None]
 
 
 def average_pool_backward(dy, x_shape, pool_size, strides, padding):
     """dx (x_shape): each input gathers ``dy / count`` from every window that contains it."""
-    x_shape = tuple(int(s) for s in x_shape)
-    geometry = window_layout(x_shape, pool_size, strides, padding, window_name="pool_size")
-    expected = (x_shape[0], geometry.out_h, geometry.out_w, x_shape[3])
-    if dy.shape != expected:
-        raise ValueError(f"Argument `dy` must have the pooled shape {expected} of x_shape {x_shape}, "
-                         f"got {dy.shape}.")
+    x_shape, geometry = check_average_pool_backward(dy, x_shape, pool_size, strides, padding)
     share = dy / window_counts(geometry, x_shape[1], x_shape[2])[None, :, :, None]
     return fold_windows(lambda r, c: share, x_shape, geometry, dy.dtype)
 
 
 def global_average_pool_forward(x):
     """y (N, C): the mean of ``x`` (N, H, W, C) over height and width."""
-    _check_nhwc("x", x.shape)
+    check_global_average_pool_forward(x)
     return x.mean(axis=(1, 2))
 
 
 def global_average_pool_backward(dy, x_shape):
     """dx (x_shape): every position of an image gets ``dy / (H·W)`` of its channel."""
-    x_shape = tuple(int(s) for s in x_shape)
-    _check_nhwc("x_shape", x_shape)
+    x_shape = check_global_average_pool_backward(dy, x_shape)
     n, h, w, c = x_shape
-    if dy.shape != (n, c):
-        raise ValueError(f"Argument `dy` must have shape {(n, c)} (batch, channels of x_shape {x_shape}), "
-                         f"got {dy.shape}.")
     share = dy / np.float32(h * w)
     return np.ascontiguousarray(np.broadcast_to(share[:, None, None, :], x_shape))
 
-
-def _check_nhwc(name, shape):
-    if len(shape) != 4 or 0 in shape[1:3]:
-        raise ValueError(f"Argument `{name}` must be an NHWC shape (N, H, W, C) with H, W >= 1, "
-                         f"got {tuple(shape)}.")

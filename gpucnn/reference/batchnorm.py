@@ -4,6 +4,8 @@ The layer keeps the moving averages; these ops only compute with the statistics 
 """
 import numpy as np
 
+from gpucnn.contract.batchnorm import check_batchnorm_backward, check_channels
+
 from .activations import column_sums
 
 
@@ -34,14 +36,6 @@ class _ChannelRows:
         return column_sums(matrix).reshape(self.repeats, self.channels).sum(axis=0)
 
 
-def _check_channels(x, **per_channel):
-    channels = x.shape[-1]
-    for name, array in per_channel.items():
-        if array.shape != (channels,):
-            raise ValueError(f"Argument `{name}` must have shape ({channels},) to match the channels of "
-                             f"x {x.shape}, got {array.shape}.")
-
-
 def _normalize(x, mean, inv_std, gamma, beta):
     """gamma · (x - mean) · inv_std + beta, written as x · scale + shift like Keras' batch_normalization."""
     rows = _ChannelRows(x)
@@ -54,7 +48,7 @@ def _normalize(x, mean, inv_std, gamma, beta):
 
 def batchnorm_forward_training(x, gamma, beta, epsilon):
     """(y, mean, var, inv_std): normalize with the batch statistics; var is the biased variance."""
-    _check_channels(x, gamma=gamma, beta=beta)
+    check_channels(x, gamma=gamma, beta=beta)
     rows = _ChannelRows(x)
     count = rows.count
     mean = rows.column_sums(rows.view(x)) / count
@@ -66,7 +60,7 @@ def batchnorm_forward_training(x, gamma, beta, epsilon):
 
 def batchnorm_forward_inference(x, gamma, beta, moving_mean, moving_var, epsilon):
     """y = gamma · (x - moving_mean) / sqrt(moving_var + epsilon) + beta."""
-    _check_channels(x, gamma=gamma, beta=beta, moving_mean=moving_mean, moving_var=moving_var)
+    check_channels(x, gamma=gamma, beta=beta, moving_mean=moving_mean, moving_var=moving_var)
     inv_std = 1 / np.sqrt(moving_var + x.dtype.type(epsilon))
     return _normalize(x, moving_mean, inv_std, gamma, beta)
 
@@ -76,9 +70,7 @@ def batchnorm_backward(dy, x, gamma, mean, inv_std):
 
     dx = gamma · inv_std · (dy - mean(dy) - x̂ · mean(dy · x̂)), x̂ = (x - mean) · inv_std.
     """
-    _check_channels(x, gamma=gamma, mean=mean, inv_std=inv_std)
-    if dy.shape != x.shape:
-        raise ValueError(f"Argument `dy` must have the shape of x {x.shape}, got {dy.shape}.")
+    check_batchnorm_backward(dy, x, gamma, mean, inv_std)
     rows = _ChannelRows(x)
     dy_rows = rows.view(dy)
     x_hat = rows.view(x) - rows.tile(mean)

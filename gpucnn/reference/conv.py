@@ -2,58 +2,22 @@
 
 Forward:          cols (N·oh·ow, kh·kw·C) @ w (kh·kw·C, F).
 Backward-filter:  colsᵀ @ dy.
-Backward-data:    dy @ wᵀ gives one value per (output pixel, kernel offset, channel); "col2im" adds them
-                  back onto the input with one strided slice per kernel offset.
+Backward-data:    where F <= 2C, stride-1 correlations of dy with the flipped kernel, one per phase of
+                  the strides (im2col + GEMM again); else dy @ wᵀ gives one value per (output pixel,
+                  kernel offset, channel) and "col2im" adds them back onto the input with one strided
+                  slice per kernel offset.
 
-The sliding-window helpers here are shared with max-pooling (pool.py).
+The sliding-window helpers here are shared with max-pooling (pool.py); the window geometry is the
+contract's (``gpucnn.contract.shapes.window_layout``).
 """
-from typing import NamedTuple
-
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from .activations import apply_activation_, check_activation
-from .shapes import normalize_padding, normalize_tuple, window_geometry
+from gpucnn.contract.conv import (check_conv2d_backward_data, check_conv2d_backward_filter,
+                                  check_conv2d_forward)
+from gpucnn.contract.shapes import WindowGeometry
 
-
-class WindowGeometry(NamedTuple):
-    """Where the windows of a sliding-window op lie on an (N, H, W, C) input, padding included."""
-    window: tuple
-    strides: tuple
-    out_h: int
-    out_w: int
-    pad_top: int
-    pad_bottom: int
-    pad_left: int
-    pad_right: int
-
-    def padded_shape(self, x_shape):
-        n, h, w, c = x_shape
-        return n, self.pad_top + h + self.pad_bottom, self.pad_left + w + self.pad_right, c
-
-
-def window_layout(x_shape, window, strides, padding, window_name="kernel_size"):
-    """The :class:`WindowGeometry` of ``window``-sized windows moved by ``strides`` over ``x_shape``.
-
-    Bottom/right padding is only what the last window needs: with 'valid' the rows it does not reach
-    are simply never read.
-    """
-    window = normalize_tuple(window, 2, window_name)
-    strides = normalize_tuple(strides, 2, "strides")
-    padding = normalize_padding(padding)
-    if len(x_shape) != 4:
-        raise ValueError(f"Expected an NHWC input of rank 4, got shape {tuple(x_shape)}.")
-    _, h, w, _ = x_shape
-    out_h, out_w, top, left = window_geometry(h, w, window, strides, padding)
-    if h == 0 or w == 0:
-        raise ValueError(f"The input has size {h}x{w}: there is nothing to slide the {window_name} "
-                         f"over. Fix: pass images of at least 1x1 pixels.")
-    if out_h == 0 or out_w == 0:
-        raise ValueError(f"The {window_name} {window} does not fit in the {h}x{w} input with "
-                         f"padding='valid'. Fix: use padding='same' or a smaller {window_name}.")
-    bottom = max((out_h - 1) * strides[0] + window[0] - top - h, 0)
-    right = max((out_w - 1) * strides[1] + window[1] - left - w, 0)
-    return WindowGeometry(window, strides, out_h, out_w, top, bottom, left, right)
+from .activations import apply_activation_
 
 
 def sliding_windows(x, geometry, pad_value):
@@ -94,14 +58,6 @@ def crop_padding(padded, x_shape, geometry):
     return np.ascontiguousarray(padded[:, g.pad_top:g.pad_top + x_shape[1], g.pad_left:g.pad_left + x_shape[2]])
 
 
-def _check_kernel(w, channels):
-    if w.ndim != 4:
-        raise ValueError(f"Argument `w` must be an HWIO conv kernel of rank 4, got shape {w.shape}.")
-    if w.shape[2] != channels:
-        raise ValueError(f"Argument `w` has {w.shape[2]} input channels but the input has {channels}. "
-                         f"Fix: use a kernel of shape (kh, kw, {channels}, filters).")
-
-
 # NumPy copies a window row kw·C floats at a time: with 1 to 3 channels (a first layer on grey or RGB
 # images) that is loop overhead. Copied channel-major instead, each kernel offset's shifted image moves in
 # long runs, and BLAS reads the (K, M) result transposed; from 4 channels on the row copy is faster.
@@ -119,14 +75,10 @@ def _im2col(x, geometry):
 
 def conv2d_forward(x, w, b, strides, padding, activation="linear", alpha=0.2):
     """y = act(conv(x, w) + b): x (N, H, W, C), w (kh, kw, C, F), b (F,) or None -> (N, oh, ow, F)."""
-    check_activation(activation)
-    _check_kernel(w, x.shape[-1])
-    kh, kw, _, filters = w.shape
-    geometry = window_layout(x.shape, (kh, kw), strides, padding)
+    geometry = check_conv2d_forward(x, w, b, strides, padding, activation)
+    filters = w.shape[3]
     y = _im2col(x, geometry) @ w.reshape(-1, filters)
     if b is not None:
-        if b.shape != (filters,):
-            raise ValueError(f"Argument `b` must have shape ({filters},), got {b.shape}.")
         y += b
     apply_activation_(y, activation, alpha)
     return y.reshape(x.shape[0], geometry.out_h, geometry.out_w, filters)
@@ -134,11 +86,8 @@ def conv2d_forward(x, w, b, strides, padding, activation="linear", alpha=0.2):
 
 def conv2d_backward_data(dy, w, x_shape, strides, padding):
     """dx (x_shape) of y = conv(x, w), from dy (N, oh, ow, F)."""
-    x_shape = tuple(int(s) for s in x_shape)
-    _check_kernel(w, x_shape[-1])
+    x_shape, geometry = check_conv2d_backward_data(dy, w, x_shape, strides, padding)
     kh, kw, channels, filters = w.shape
-    geometry = window_layout(x_shape, (kh, kw), strides, padding)
-    _check_output_grad(dy, x_shape[0], geometry, filters)
     # The correlations copy kh·kw·F values per output pixel, col2im adds kh·kw·C: with many more filters
     # than channels (a first layer) col2im moves less and wins.
     if filters <= 2 * channels:
@@ -202,14 +151,8 @@ def _phase_correlation(dy, kernel, rows, cols):
 
 def conv2d_backward_filter(x, dy, kernel_size, strides, padding):
     """dw (kh, kw, C, F) of y = conv(x, w), from the input x and dy (N, oh, ow, F)."""
-    geometry = window_layout(x.shape, kernel_size, strides, padding)
+    geometry = check_conv2d_backward_filter(x, dy, kernel_size, strides, padding)
     filters = dy.shape[-1]
-    _check_output_grad(dy, x.shape[0], geometry, filters)
     dw = _im2col(x, geometry).T @ dy.reshape(-1, filters)
     return dw.reshape(*geometry.window, x.shape[3], filters)
 
-
-def _check_output_grad(dy, batch, geometry, filters):
-    expected = (batch, geometry.out_h, geometry.out_w, filters)
-    if dy.shape != expected:
-        raise ValueError(f"Argument `dy` must have the output shape {expected}, got {dy.shape}.")

@@ -1,20 +1,19 @@
 """Inverted dropout with a counter-based mask (NumPy reference, bit-exact with the GPU kernel).
 
 A step's mask seed is ``s = (seed + step · 0x9E3779B9) mod 2³²``, with ``step`` read from the layer's
-step counter (a 1-element int64 array, see ``gpucnn.reference.steps``) and the golden-ratio stride
+step counter (a 1-element int64 array, see ``gpucnn.contract.steps``) and the golden-ratio stride
 keeping the seeds of consecutive steps far apart.  The element with flat C-order index ``i`` is kept
 iff ``(hash32(s, i) >> 8) · 2⁻²⁴ >= rate``: no random state and nothing stored between forward and
 backward, which regenerates the same mask from the seed and the counter.  The comparison is done in
 float32 (``rate`` rounded to float32), as the kernels receive it.  Kept elements are multiplied by
 ``float32(1) / float32(1 - rate)``, the others are 0.
 """
-import numbers
-
 import numpy as np
+
+from gpucnn.contract.dropout import MAX_SEED, check_arguments, check_dropout
 
 from .steps import step_value
 
-_MAX_SEED = 2**32
 #: Added to the seed once per step (2³² divided by the golden ratio).
 STEP_STRIDE = 0x9E3779B9
 
@@ -32,17 +31,9 @@ def hash32(seed, index):
     return h
 
 
-def check_arguments(rate, seed):
-    """Raise ValueError unless ``rate`` is in [0, 1) and ``seed`` an int in [0, 2**32) (shared with the kernels)."""
-    if not isinstance(rate, numbers.Real) or not 0 <= rate < 1:
-        raise ValueError(f"Argument `rate` must be a float in [0, 1), got {rate!r}.")
-    if not isinstance(seed, numbers.Integral) or isinstance(seed, bool) or not 0 <= seed < _MAX_SEED:
-        raise ValueError(f"Argument `seed` must be an int in [0, 2**32), got {seed!r}.")
-
-
 def mask_seed(seed, step):
     """The seed of the mask of step ``step`` (an int)."""
-    return (seed + step * STEP_STRIDE) % _MAX_SEED
+    return (seed + step * STEP_STRIDE) % MAX_SEED
 
 
 def dropout_mask(shape, rate, seed):
@@ -50,7 +41,7 @@ def dropout_mask(shape, rate, seed):
     check_arguments(rate, seed)
     size = int(np.prod(shape, dtype=np.int64))
     # Indices wrap mod 2**32 like the kernel's uint32 arithmetic.
-    index = np.arange(size, dtype=np.uint64 if size > _MAX_SEED else np.uint32)
+    index = np.arange(size, dtype=np.uint64 if size > MAX_SEED else np.uint32)
     bits = hash32(seed, index)
     bits >>= np.uint32(8)
     uniform = bits.astype(np.float32)
@@ -59,7 +50,7 @@ def dropout_mask(shape, rate, seed):
 
 
 def _apply(x, rate, seed, step):
-    check_arguments(rate, seed)
+    check_dropout(rate, seed, step)
     mask = dropout_mask(x.shape, rate, mask_seed(seed, step_value(step, 0)))
     y = x * (x.dtype.type(1) / x.dtype.type(1 - rate))
     y *= mask  # multiplying by the bool mask is faster than np.where

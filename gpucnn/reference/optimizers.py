@@ -8,29 +8,16 @@ import math
 
 import numpy as np
 
+from gpucnn.contract.optimizers import (check_adam_update, check_offset_values, check_offsets,
+                                        check_sgd_update)
+
 from .steps import step_value
-
-
-def _check_same_shape(param, **state):
-    for name, array in state.items():
-        if array.shape != param.shape:
-            raise ValueError(f"Argument `{name}` must have the shape of param {param.shape}, got {array.shape}.")
 
 
 def adam_step_size(step, learning_rate, beta_1, beta_2):
     """alpha = lr·sqrt(1-β₂ᵗ)/(1-β₁ᵗ) in float64, for the int ``step`` t (the kernel computes the same
     expression in the same order from its step counter)."""
     return learning_rate * math.sqrt(1 - beta_2**step) / (1 - beta_1**step)
-
-
-def sgd_buffers(grad, velocity, momentum):
-    """The buffers an SGD step must check against param's shape; ``velocity=None`` needs momentum 0."""
-    if velocity is None:
-        if momentum != 0:
-            raise ValueError(f"Argument `velocity` is required when momentum is {momentum!r}. "
-                             f"Fix: pass a zero-initialized buffer shaped like param.")
-        return {"grad": grad}
-    return {"grad": grad, "velocity": velocity}
 
 
 def adam_update(param, grad, m, v, step, learning_rate, beta_1, beta_2, epsilon):
@@ -40,7 +27,7 @@ def adam_update(param, grad, m, v, step, learning_rate, beta_1, beta_2, epsilon)
     alpha = lr·sqrt(1-β₂ᵗ)/(1-β₁ᵗ);  m += (g - m)(1 - β₁);  v += (g² - v)(1 - β₂);
     param -= (m·alpha) / (sqrt(v) + ε).
     """
-    _check_same_shape(param, grad=grad, m=m, v=v)
+    check_adam_update(param, grad, m, v, step)
     alpha = adam_step_size(step_value(step, 1), learning_rate, beta_1, beta_2)
     dtype = param.dtype.type
     # One scratch buffer and in-place ufuncs: a model's flat buffer is large and this runs every step.
@@ -64,7 +51,7 @@ def sgd_update(param, grad, velocity, learning_rate, momentum, nesterov):
     With ``velocity``: v = momentum·v - lr·g, then param += momentum·v - lr·g (nesterov) or param += v.
     Without (``velocity=None``, momentum 0): param -= lr·g.
     """
-    _check_same_shape(param, **sgd_buffers(grad, velocity, momentum))
+    check_sgd_update(param, grad, velocity, momentum)
     dtype = param.dtype.type
     lr_grad = dtype(learning_rate) * grad
     if velocity is None:
@@ -80,22 +67,6 @@ def sgd_update(param, grad, velocity, learning_rate, momentum, nesterov):
 
 # ---- gradient clipping and weight decay (Keras 3 order: clip the gradients, decay, then update) -------
 
-def check_offsets(offsets, size):
-    """``offsets``: the variables' start offsets in the flat buffer and its end, [0, ..., size] (a 1-D
-    int64 array, non-decreasing); a ValueError naming what is wrong."""
-    if offsets.ndim != 1 or offsets.shape[0] < 2:
-        raise ValueError(f"Argument `offsets` must be a 1-D array [0, ..., {size}] of at least 2 entries "
-                         f"(one variable or more), got shape {tuple(offsets.shape)}.")
-
-
-def _check_offset_values(offsets, size):
-    values = np.asarray(offsets)
-    if values[0] != 0 or values[-1] != size or np.any(np.diff(values) < 0):
-        raise ValueError(f"Argument `offsets` must run from 0 to the gradient's size {size} without "
-                         f"decreasing, got {values.tolist()}.")
-    return values
-
-
 def _segment_square_sums(grad, offsets):
     return np.array([np.dot(grad[start:end], grad[start:end])
                      for start, end in itertools.pairwise(offsets)], dtype=grad.dtype)
@@ -105,7 +76,7 @@ def clip_by_norm(grad, offsets, clipnorm):
     """Keras 3 ``clipnorm``: each variable's gradient (the slice between consecutive ``offsets``) times
     clipnorm / max(‖g‖₂, clipnorm).  Returns a new array."""
     check_offsets(offsets, grad.size)
-    offsets = _check_offset_values(offsets, grad.size)
+    offsets = check_offset_values(offsets, grad.size)
     dtype = grad.dtype.type
     norms = np.sqrt(_segment_square_sums(grad, offsets))
     factors = dtype(clipnorm) / np.maximum(norms, dtype(clipnorm))
@@ -116,7 +87,7 @@ def clip_by_global_norm(grad, offsets, clipnorm):
     """Keras 3 ``global_clipnorm``: every gradient times clipnorm·min(1/‖g‖₂, 1/clipnorm), ‖g‖₂ over all
     variables; a non-finite norm makes every gradient NaN, as Keras does.  Returns a new array."""
     check_offsets(offsets, grad.size)
-    offsets = _check_offset_values(offsets, grad.size)
+    offsets = check_offset_values(offsets, grad.size)
     dtype = grad.dtype.type
     norm = np.sqrt(np.sum(_segment_square_sums(grad, offsets)))
     with np.errstate(divide="ignore", invalid="ignore"):

@@ -7,12 +7,14 @@ smallest index), so the gradient of a tie goes to one input only.  NaN inputs gi
 """
 import numpy as np
 
-from .conv import crop_padding, fold_windows, sliding_windows, window_layout
+from gpucnn.contract.pool import check_max_pool_backward, check_max_pool_forward
+
+from .conv import crop_padding, fold_windows, sliding_windows
 
 
 def max_pool_forward(x, pool_size, strides, padding):
     """(y, argmax) of max-pooling ``x`` (N, H, W, C); see the module docstring for the tie rule."""
-    geometry = window_layout(x.shape, pool_size, strides, padding, window_name="pool_size")
+    geometry = check_max_pool_forward(x, pool_size, strides, padding)
     windows = sliding_windows(x, geometry, -np.inf)
     ph, pw = geometry.window
     y = windows[:, :, :, 0, 0].copy()
@@ -39,12 +41,7 @@ def max_pool_forward(x, pool_size, strides, padding):
 
 def max_pool_backward(dy, argmax, x_shape, pool_size, strides, padding):
     """dx (x_shape): each dy is added to the input its window's argmax points at (overlaps accumulate)."""
-    x_shape = tuple(int(s) for s in x_shape)
-    geometry = window_layout(x_shape, pool_size, strides, padding, window_name="pool_size")
-    expected = (x_shape[0], geometry.out_h, geometry.out_w, x_shape[3])
-    if dy.shape != expected or argmax.shape != expected:
-        raise ValueError(f"Arguments `dy` and `argmax` must have the pooled shape {expected}, "
-                         f"got {dy.shape} and {argmax.shape}.")
+    x_shape, geometry = check_max_pool_backward(dy, argmax, x_shape, pool_size, strides, padding)
     (ph, pw), (sh, sw) = geometry.window, geometry.strides
     if (sh, sw) != (ph, pw):
         return fold_windows(lambda r, c: dy * (argmax == r * pw + c), x_shape, geometry, dy.dtype)

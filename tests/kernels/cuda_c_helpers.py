@@ -1,4 +1,4 @@
-"""Shared pieces of the CUDA C kernel tests (conv.cu, gemm.cu): inputs, comparison, forcing a tile or a
+"""Shared pieces of the CUDA C kernel tests (conv.cu, gemm.cu): their tolerance, forcing a tile or a
 split-K factor, and a record of the launches, so a test can assert that its shapes reach the path it is
 about (several tiles both ways, partial tiles, float4 stores, split-K) instead of trusting a comment."""
 from typing import NamedTuple
@@ -6,23 +6,14 @@ from typing import NamedTuple
 import numpy as np
 import pytest
 
-from gpucnn.cuda import dense as gemm_launch
+from gpucnn.cuda import gemm as gemm_launch
 from gpucnn.cuda import runtime
 
-ACTIVATIONS = ("linear", "relu", "leaky_relu", "sigmoid", "tanh")
+#: float32 GEMM sums in another order than NumPy's BLAS.
+GEMM_TOL = dict(rtol=1e-4, atol=1e-4)
 ALL_TILES = (gemm_launch.LARGE_TILE, gemm_launch.SMALL_TILE, gemm_launch.FEW_COLUMNS_TILE,
              gemm_launch.FEW_ROWS_TILE)
 TILE_IDS = [tile.suffix for tile in ALL_TILES]
-
-
-def random(rng, shape, xp=np):
-    return xp.asarray(rng.standard_normal(shape).astype(np.float32))
-
-
-def assert_close(actual, expected, rtol=1e-4, atol=1e-4):
-    actual = actual.get() if hasattr(actual, "get") else actual
-    assert actual.shape == expected.shape
-    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol)
 
 
 def force(monkeypatch, tile=None, splits=None):

@@ -5,28 +5,24 @@ every fused activation, every tile shape and the split-K path.  gpu: the article
 """
 import numpy as np
 import pytest
-from cuda_c_helpers import (ACTIVATIONS, ALL_TILES, TILE_IDS, assert_close, assert_crosses_tiles, force,
-                            launches, random)  # noqa: F401 (fixture)
+from cuda_c_helpers import (ALL_TILES, GEMM_TOL, TILE_IDS, assert_crosses_tiles, force,
+                            launches)  # noqa: F401 (fixture)
+from ops import assert_close, random, window_case, window_cases
 
 from gpucnn import reference
+from gpucnn.contract.activations import FUSED_ACTIVATIONS
 from gpucnn.cuda import conv as conv_launchers
-from gpucnn.cuda import dense as gemm_launch
+from gpucnn.cuda import gemm as gemm_launch
 
-# (x shape, kernel (kh, kw, filters), strides, padding)
-CASES = [
-    ((1, 5, 7, 1), (3, 3, 5), (1, 1), "valid"),     # one input channel, batch 1
-    ((2, 9, 8, 3), (3, 3, 7), (2, 2), "same"),      # odd size, stride 2, three channels
-    ((2, 6, 7, 4), (2, 3, 33), (1, 2), "same"),     # even kernel (pad only on one side), F > 32
-    ((1, 11, 10, 2), (5, 4, 3), (2, 3), "valid"),   # strides that skip input rows and columns
-]
-CASE_IDS = ["c1-batch1", "stride2-same-odd", "even-kernel", "big-strides"]
+# The stride-2 'same' case on an odd size with three channels, for the per-activation and no-bias tests.
+STRIDE_2_SAME = window_case((2, 9, 8, 3), (3, 3), (2, 2), "same", 7)
 
 
-def _problem(rng, case, xp=np):
-    x_shape, (kh, kw, filters), strides, padding = case
-    x = random(rng, x_shape, xp)
-    w = random(rng, (kh, kw, x_shape[3], filters), xp)
-    b = random(rng, (filters,), xp)
+def _problem(rng, case):
+    x_shape, (kh, kw), strides, padding, filters = case
+    x = random(x_shape, rng)
+    w = random((kh, kw, x_shape[3], filters), rng)
+    b = random((filters,), rng)
     return x, w, b, strides, padding
 
 
@@ -34,34 +30,34 @@ def _check_all_ops(case, rng, activation="relu", with_bias=True):
     x, w, b, strides, padding = _problem(rng, case)
     b = b if with_bias else None
     y = reference.conv2d_forward(x, w, b, strides, padding, activation, 0.3)
-    assert_close(conv_launchers.conv2d_forward(x, w, b, strides, padding, activation, 0.3), y)
-    dy = random(rng, y.shape)
+    assert_close(conv_launchers.conv2d_forward(x, w, b, strides, padding, activation, 0.3), y, **GEMM_TOL)
+    dy = random(y.shape, rng)
     assert_close(conv_launchers.conv2d_backward_data(dy, w, x.shape, strides, padding),
-                 reference.conv2d_backward_data(dy, w, x.shape, strides, padding))
+                 reference.conv2d_backward_data(dy, w, x.shape, strides, padding), **GEMM_TOL)
     assert_close(conv_launchers.conv2d_backward_filter(x, dy, w.shape[:2], strides, padding),
-                 reference.conv2d_backward_filter(x, dy, w.shape[:2], strides, padding))
+                 reference.conv2d_backward_filter(x, dy, w.shape[:2], strides, padding), **GEMM_TOL)
 
 
-@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
-def test_conv_ops_match_reference(emulated, case):
-    _check_all_ops(case, np.random.default_rng(1))
+@window_cases()
+def test_conv_ops_match_reference(emulated, x_shape, window, strides, padding, filters):
+    _check_all_ops((x_shape, window, strides, padding, filters), np.random.default_rng(1))
 
 
-@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("activation", FUSED_ACTIVATIONS)
 def test_forward_epilogue_applies_each_activation(emulated, activation):
-    _check_all_ops(CASES[1], np.random.default_rng(2), activation)
+    _check_all_ops(STRIDE_2_SAME, np.random.default_rng(2), activation)
 
 
 def test_forward_without_bias(emulated):
-    _check_all_ops(CASES[0], np.random.default_rng(3), "linear", with_bias=False)
+    _check_all_ops(STRIDE_2_SAME, np.random.default_rng(3), "linear", with_bias=False)
 
 
 # The three ops of each case cross tiles along M and N for every tile shape, with partial last tiles: M is
 # 162 input or output pixels or 4·C+ taps, N is 129+ channels or 130+ filters.  Scalar stores: N odd or 2
 # mod 4; float4 stores: every N a multiple of 4 (and split in 2 along K, so each tile's split-K path runs).
 TILE_CASES = {
-    "scalar": (((2, 9, 9, 129), (3, 2, 130), (1, 1), "same"), 1),
-    "float4-split": (((2, 9, 9, 132), (2, 2, 132), (1, 1), "same"), 2),
+    "scalar": (((2, 9, 9, 129), (3, 2), (1, 1), "same", 130), 1),
+    "float4-split": (((2, 9, 9, 132), (2, 2), (1, 1), "same", 132), 2),
 }
 
 
@@ -82,13 +78,13 @@ def test_every_tile_shape_crosses_tile_edges(emulated, monkeypatch, launches, ti
 @pytest.mark.parametrize("stores", TILE_CASES)
 def test_two_blocks_per_sm_backward_filter_tile_crosses_tile_edges(emulated, monkeypatch, launches, stores):
     """The __launch_bounds__(256, 2) candidate exists for backward-filter only (the others spill)."""
-    (shape, kernel, strides, padding), splits = TILE_CASES[stores]
+    case, splits = TILE_CASES[stores]
     force(monkeypatch, tile=gemm_launch.LARGE_TILE_TWO_BLOCKS, splits=splits)
     rng = np.random.default_rng(7)
-    x, w, _, strides, padding = _problem(rng, (shape, kernel, strides, padding))
-    dy = random(rng, reference.conv2d_forward(x, w, None, strides, padding).shape)
+    x, w, _, strides, padding = _problem(rng, case)
+    dy = random(reference.conv2d_forward(x, w, None, strides, padding).shape, rng)
     assert_close(conv_launchers.conv2d_backward_filter(x, dy, w.shape[:2], strides, padding),
-                 reference.conv2d_backward_filter(x, dy, w.shape[:2], strides, padding))
+                 reference.conv2d_backward_filter(x, dy, w.shape[:2], strides, padding), **GEMM_TOL)
     tiled = [launch for launch in launches if launch.name != "split_k_reduce"]
     assert [launch.name for launch in tiled] == ["conv2d_backward_filter_128x128_2blocks"]
     assert_crosses_tiles(tiled[0], gemm_launch.LARGE_TILE_TWO_BLOCKS, vector_stores=stores != "scalar")
@@ -103,10 +99,10 @@ def test_backward_data_of_few_channels_takes_the_narrow_kernel(emulated, monkeyp
     monkeypatch.setattr(conv_launchers, "sm_count", lambda: 1)
     rng = np.random.default_rng(8)
     for strides, padding in (((2, 2), "same"), ((1, 1), "valid")):
-        x, w = random(rng, (2, 9, 9, channels)), random(rng, (3, 3, channels, 40))
-        dy = random(rng, reference.conv2d_forward(x, w, None, strides, padding).shape)
+        x, w = random((2, 9, 9, channels), rng), random((3, 3, channels, 40), rng)
+        dy = random(reference.conv2d_forward(x, w, None, strides, padding).shape, rng)
         assert_close(conv_launchers.conv2d_backward_data(dy, w, x.shape, strides, padding),
-                     reference.conv2d_backward_data(dy, w, x.shape, strides, padding))
+                     reference.conv2d_backward_data(dy, w, x.shape, strides, padding), **GEMM_TOL)
     narrow = channels <= conv_launchers.NARROW_CHANNELS
     assert all((launch.name == "conv2d_backward_data_narrow") == narrow for launch in launches), launches
     if narrow:
@@ -116,52 +112,39 @@ def test_backward_data_of_few_channels_takes_the_narrow_kernel(emulated, monkeyp
 @pytest.mark.parametrize("activation", ["linear", "sigmoid"])
 def test_split_k_partial_sums_and_epilogue(emulated, monkeypatch, activation):
     force(monkeypatch, tile=gemm_launch.SMALL_TILE, splits=3)
-    _check_all_ops(((2, 8, 9, 6), (3, 3, 10), (1, 1), "valid"), np.random.default_rng(5), activation)
+    _check_all_ops(((2, 8, 9, 6), (3, 3), (1, 1), "valid", 10), np.random.default_rng(5), activation)
 
 
 def test_backward_filter_is_deterministic(emulated, monkeypatch):
     force(monkeypatch, splits=4)
     rng = np.random.default_rng(6)
-    x = random(rng, (2, 10, 10, 3))
-    dy = random(rng, (2, 8, 8, 9))
+    x = random((2, 10, 10, 3), rng)
+    dy = random((2, 8, 8, 9), rng)
     first = conv_launchers.conv2d_backward_filter(x, dy, (3, 3), (1, 1), "valid")
     second = conv_launchers.conv2d_backward_filter(x, dy, (3, 3), (1, 1), "valid")
     assert np.array_equal(first, second)
-    assert_close(first, reference.conv2d_backward_filter(x, dy, (3, 3), (1, 1), "valid"))
+    assert_close(first, reference.conv2d_backward_filter(x, dy, (3, 3), (1, 1), "valid"), **GEMM_TOL)
 
 
-def test_launcher_rejects_bad_arguments(emulated):
+def test_launcher_checks_what_only_a_device_needs(emulated):
+    # The op's own argument checks are the contract's, tested on every backend in test_contract.py.
     x = np.zeros((1, 5, 5, 2), np.float32)
     w = np.zeros((3, 3, 2, 4), np.float32)
-    with pytest.raises(TypeError, match="`x`"):
+    with pytest.raises(TypeError, match="`x` must have dtype float32, got float64"):
         conv_launchers.conv2d_forward(x.astype(np.float64), w, None, (1, 1), "valid")
-    with pytest.raises(ValueError, match="input channels"):
-        conv_launchers.conv2d_forward(x, np.zeros((3, 3, 1, 4), np.float32), None, (1, 1), "valid")
-    with pytest.raises(ValueError, match="`b`"):
-        conv_launchers.conv2d_forward(x, w, np.zeros(3, np.float32), (1, 1), "valid")
-    with pytest.raises(ValueError, match="activation"):
-        conv_launchers.conv2d_forward(x, w, None, (1, 1), "valid", activation="elu")
-    with pytest.raises(ValueError, match="padding"):
-        conv_launchers.conv2d_forward(x, w, None, (1, 1), "full")
-    with pytest.raises(ValueError, match="does not fit"):
-        conv_launchers.conv2d_forward(np.zeros((1, 2, 5, 2), np.float32), w, None, (1, 1), "valid")
-    with pytest.raises(ValueError, match="`dy`"):
-        conv_launchers.conv2d_backward_data(np.zeros((1, 3, 3, 5), np.float32), w, x.shape, (1, 1), "valid")
-    with pytest.raises(ValueError, match="`dy`"):
-        conv_launchers.conv2d_backward_filter(x, np.zeros((1, 4, 3, 4), np.float32), (3, 3), (1, 1), "valid")
-    with pytest.raises(ValueError, match="x_shape"):
-        conv_launchers.conv2d_backward_data(np.zeros((1, 3, 3, 4), np.float32), w, (5, 5, 2), (1, 1), "valid")
+    with pytest.raises(ValueError, match=r"`x` must not be empty, got shape \(0, 5, 5, 2\)"):
+        conv_launchers.conv2d_forward(x[:0], w, None, (1, 1), "valid")
 
 
 # The article model (100x100x1 -> Conv 512 -> pool 3 -> Conv 256 -> pool 3 -> Conv 128, 3x3 'valid') and
 # two common shapes.  Batches are cut where the float64-free NumPy reference would take too long.
 GPU_CASES = [
-    ((16, 100, 100, 1), (3, 3, 512), (1, 1), "valid"),
-    ((16, 32, 32, 512), (3, 3, 256), (1, 1), "valid"),
-    ((128, 10, 10, 256), (3, 3, 128), (1, 1), "valid"),
-    ((8, 56, 56, 64), (3, 3, 64), (1, 1), "same"),
-    ((128, 28, 28, 1), (3, 3, 32), (1, 1), "same"),
-    ((8, 57, 57, 3), (3, 3, 40), (2, 2), "same"),
+    ((16, 100, 100, 1), (3, 3), (1, 1), "valid", 512),
+    ((16, 32, 32, 512), (3, 3), (1, 1), "valid", 256),
+    ((128, 10, 10, 256), (3, 3), (1, 1), "valid", 128),
+    ((8, 56, 56, 64), (3, 3), (1, 1), "same", 64),
+    ((128, 28, 28, 1), (3, 3), (1, 1), "same", 32),
+    ((8, 57, 57, 3), (3, 3), (2, 2), "same", 40),
 ]
 
 
@@ -177,7 +160,7 @@ def test_conv_ops_match_reference_on_gpu(gpu, case):
     y = reference.conv2d_forward(x, w, b, strides, padding, "relu")
     x_d, w_d, b_d = cupy.asarray(x), cupy.asarray(w), cupy.asarray(b)
     assert_close(conv_launchers.conv2d_forward(x_d, w_d, b_d, strides, padding, "relu"), y, **tol)
-    dy = random(rng, y.shape)
+    dy = random(y.shape, rng)
     dy_d = cupy.asarray(dy)
     assert_close(conv_launchers.conv2d_backward_data(dy_d, w_d, x.shape, strides, padding),
                  reference.conv2d_backward_data(dy, w, x.shape, strides, padding), **tol)

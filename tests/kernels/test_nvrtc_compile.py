@@ -109,13 +109,13 @@ def test_project_sources_hold_no_include_for_nvrtc_to_resolve():
 
 def test_every_entry_point_the_launchers_ask_for_is_compiled():
     # launch_gemm builds kernel names from an op prefix and the tile it picks: each must exist in the cubin.
-    from gpucnn.cuda import dense
-    tiles = (dense.LARGE_TILE, dense.SMALL_TILE, dense.FEW_COLUMNS_TILE, dense.FEW_ROWS_TILE)
+    from gpucnn.cuda import gemm
+    tiles = (gemm.LARGE_TILE, gemm.SMALL_TILE, gemm.FEW_COLUMNS_TILE, gemm.FEW_ROWS_TILE)
     prefixes = {"conv.cu": ("conv2d_forward", "conv2d_backward_data", "conv2d_backward_filter"),
                 "gemm.cu": ("gemm_nn", "gemm_nt", "gemm_tn")}
     for filename, ops in prefixes.items():
         compiled = {kernel.name for kernel in _compiled(filename).kernels}
         wanted = {f"{op}_{tile.suffix}" for op in ops for tile in tiles} | {"split_k_reduce"}
         assert wanted <= compiled, (filename, sorted(wanted - compiled))
-    assert f"conv2d_backward_filter_{dense.LARGE_TILE_TWO_BLOCKS.suffix}" in {
+    assert f"conv2d_backward_filter_{gemm.LARGE_TILE_TWO_BLOCKS.suffix}" in {
         kernel.name for kernel in _compiled("conv.cu").kernels}

@@ -127,7 +127,7 @@ def test_constructor_arguments_are_checked():
 
 
 def test_shape_errors_name_the_layer_and_the_shapes():
-    with pytest.raises(ValueError, match=r"average_pooling2d.*pool_size \(3, 3\) is larger"):
+    with pytest.raises(ValueError, match=r"average_pooling2d.*pool_size \(3, 3\) does not fit"):
         AveragePooling2D(3, name="average_pooling2d_x").compute_output_shape((2, 2, 1))
     with pytest.raises(ValueError, match=r"'gap' \(GlobalAveragePooling2D\) expects inputs of shape"):
         GlobalAveragePooling2D(name="gap").compute_output_shape((8,))

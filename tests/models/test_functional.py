@@ -283,13 +283,31 @@ def test_config_with_a_cycle_or_a_missing_layer_is_refused(cpu):
         gpucnn.Functional.from_config(config)
 
 
-def test_duplicate_names_and_a_shared_output_layer_are_refused(cpu):
+def test_duplicate_names_are_refused(cpu):
     inputs = gpucnn.Input(shape=(4,))
     with pytest.raises(ValueError, match="\\['twin'\\] name several layers"):
         gpucnn.Model(inputs, Dense(2, name="twin")(Dense(4, name="twin")(inputs)))
+
+
+def test_an_output_layer_called_twice_hands_logits_to_the_loss_from_its_output_call_only(cpu):
+    """The fused loss takes the output call's pre-activation logits; the layer's other call keeps its
+    softmax, in training and in predict."""
+    x, labels = data(classes=4)
+    inputs = gpucnn.Input(shape=(4,))
     head = Dense(4, activation="softmax", name="head")
-    with pytest.raises(ValueError, match="output layer 'head' is called 2 times"):
-        gpucnn.Model(inputs, head(head(inputs)))
+    model = gpucnn.Model(inputs, head(head(inputs)))
+    (w, b), after = one_sgd_step(model, x, labels)
+    a1 = softmax(x @ w + b)
+    dz2 = (softmax(a1 @ w + b) - labels) / len(x)
+    da1 = dz2 @ w.T
+    dz1 = a1 * (da1 - np.sum(da1 * a1, axis=1, keepdims=True))
+    for got, want in zip(after, [w - (a1.T @ dz2 + x.T @ dz1), b - (dz2.sum(0) + dz1.sum(0))]):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    w, b = after
+    np.testing.assert_allclose(model.predict(x), softmax(softmax(x @ w + b) @ w + b), rtol=1e-5, atol=1e-6)
+    restored = gpucnn.Functional.from_config(model.get_config())
+    restored.set_weights(after)
+    np.testing.assert_array_equal(restored.predict(x), model.predict(x))
 
 
 def test_profile_and_feature_maps_run_the_graph(cpu):

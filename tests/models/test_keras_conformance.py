@@ -1,6 +1,8 @@
 """What a Keras 3 user relies on, on the cpu backend: each test is a Keras behaviour gpucnn diverged
 from (callback hooks and logs, progress output, freezing layers, Model methods, summary totals,
 metric choice) or a clear error where gpucnn does not implement the Keras feature."""
+import re
+
 import numpy as np
 import pytest
 
@@ -83,13 +85,6 @@ def test_validation_freq_validates_every_nth_epoch(cpu):
     assert len(history.history["loss"]) == 4 and len(history.history["val_loss"]) == 2
 
 
-def test_validation_data_with_sample_weights_is_refused_clearly(cpu):
-    x, y = data(8)
-    with pytest.raises(ValueError, match=r"validation_data=\(x_val, y_val, sample_weight\).*Fix: pass "
-                                         r"\(x_val, y_val\)"):
-        small_model().fit(x, y, verbose=0, validation_data=(x, y, np.ones(8)))
-
-
 def test_model_checkpoint_save_weights_only(cpu, tmp_path):
     model = small_model()
     model.fit(*data(8), epochs=1, verbose=0,
@@ -113,6 +108,24 @@ def test_single_epoch_has_no_epoch_header(cpu, capsys):
     small_model().fit(*data(8), epochs=1, verbose=1)
     out = capsys.readouterr().out
     assert "Epoch" not in out and out.count("\n") == 1
+
+
+@pytest.mark.parametrize("verbose", [1, 2])
+def test_evaluate_and_predict_print_keras_progress_with_time_per_step(cpu, capsys, verbose):
+    model = small_model()
+    x, y = data(8)
+    loss, accuracy = model.evaluate(x, y, batch_size=3, verbose=verbose)
+    predictions = model.predict(x, batch_size=3, verbose=verbose)
+    evaluate_line, predict_line = capsys.readouterr().out.splitlines()
+    numbers = rf" - accuracy: {accuracy:.4f} - loss: {loss:.4f}"
+    if verbose == 1:  # 3 steps (3 + 3 + 2 samples): bar, elapsed time, time per step
+        assert re.fullmatch(rf"3/3 ━{{20}} \d+s \d+(s|ms|us)/step{numbers}", evaluate_line)
+        assert re.fullmatch(r"3/3 ━{20} \d+s \d+(s|ms|us)/step", predict_line)
+    else:
+        assert re.fullmatch(rf"3/3 - \d+s - \d+(s|ms|us)/step{numbers}", evaluate_line)
+        assert re.fullmatch(r"3/3 - \d+s - \d+(s|ms|us)/step", predict_line)
+    np.testing.assert_array_equal(predictions, model.predict(x, batch_size=3, verbose=0))
+    assert capsys.readouterr().out == ""
 
 
 def test_tiny_values_print_in_scientific_notation():
@@ -243,11 +256,16 @@ def test_summary_counts_optimizer_variables_after_training(cpu):
 # -- metrics ------------------------------------------------------------------------------------------
 def test_accuracy_name_is_refused_where_keras_would_compute_another_accuracy(cpu):
     model = gpucnn.Sequential([Flatten(input_shape=(6, 6, 1)), Dense(3, activation="sigmoid")])
-    model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
+    with pytest.raises(ValueError, match=r"categorical \(argmax\).*Fix: metrics=\['binary_accuracy'\]"):
+        model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
+    assert model.loss is None  # a refused compile leaves the model as it was
     x = data(4)[0]
     labels = np.eye(3, dtype=np.float32)[[0, 1, 2, 0]]
+    # Known only when the model is built: refused at fit.
+    unbuilt = gpucnn.Sequential([Flatten(), Dense(3, activation="sigmoid")])
+    unbuilt.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
     with pytest.raises(ValueError, match=r"categorical \(argmax\).*Fix: metrics=\['binary_accuracy'\]"):
-        model.fit(x, labels, verbose=0)
+        unbuilt.fit(x, labels, verbose=0)
     model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["binary_accuracy"])
     assert set(model.fit(x, labels, verbose=0).history) == {"binary_accuracy", "loss"}
 
@@ -272,11 +290,10 @@ def test_keras_arguments_without_an_implementation_are_refused_by_name(cpu):
     model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
     x, y = np.ones((4, 2, 2, 1), np.float32), np.array([0, 1, 0, 1], np.float32)
     calls = [
-        ("sample_weight", lambda: model.fit(x, y, sample_weight=np.ones(4), verbose=0)),
-        ("class_weight", lambda: model.fit(x, y, class_weight={0: 1.0, 1: 2.0}, verbose=0)),
         ("steps_per_epoch", lambda: model.fit(x, y, steps_per_epoch=2, verbose=0)),
+        ("weighted_metrics", lambda: model.compile(optimizer="adam", loss="binary_crossentropy",
+                                                   weighted_metrics=["accuracy"])),
         ("validation_steps", lambda: model.fit(x, y, validation_steps=1, verbose=0)),
-        ("sample_weight", lambda: model.evaluate(x, y, sample_weight=np.ones(4), verbose=0)),
         ("steps", lambda: model.evaluate(x, y, steps=1, verbose=0)),
         ("steps", lambda: model.predict(x, steps=1)),
         ("callbacks", lambda: model.predict(x, callbacks=[gpucnn.callbacks.Callback()])),
@@ -305,3 +322,12 @@ def test_evaluate_calls_the_test_hooks_of_its_callbacks(cpu):
     loss, accuracy = model.evaluate(x, y, batch_size=2, verbose=0, callbacks=[Recorder()])
     assert seen == [("begin", 3), ("batch", 0, True), ("batch", 1, True), ("batch", 2, True),
                     ("end", ["accuracy", "loss"])]
+
+
+@pytest.mark.parametrize("loss", ["categorical_crossentropy", "sparse_categorical_crossentropy"])
+@pytest.mark.parametrize("metrics", [None, ["accuracy"]])
+def test_a_categorical_loss_on_one_unit_is_refused_at_compile_with_the_real_problem(cpu, loss, metrics):
+    model = gpucnn.Sequential([Flatten(input_shape=(6, 6, 1)), Dense(1, activation="softmax")])
+    with pytest.raises(ValueError, match=rf"^Loss '{loss}' on a model with 1 output unit cannot learn.*"
+                                         r"Fix: loss='binary_crossentropy'"):
+        model.compile(optimizer="adam", loss=loss, metrics=metrics)

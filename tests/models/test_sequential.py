@@ -257,7 +257,7 @@ def test_train_on_batch_as_keras(cpu):
     model = gpucnn.Sequential([Conv2D(2, (3, 3), input_shape=(6, 6, 1)), Flatten(), Dense(1, activation="sigmoid")])
     x = np.random.default_rng(0).random((4, 6, 6, 1), dtype=np.float32)
     y = np.array([0, 1, 0, 1], dtype=np.float32)
-    with pytest.raises(RuntimeError, match="compile"):
+    with pytest.raises(ValueError, match="compile"):
         model.train_on_batch(x, y)
     model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
     loss, accuracy = model.train_on_batch(x, y)

@@ -1,19 +1,13 @@
 """average-pool reference: vs skimage block_reduce, vs a plain loop oracle that averages the cells
 inside the input only ('same' padding, Keras' count), vs finite differences; global average pooling."""
 import numpy as np
-import pytest
 from skimage.measure import block_reduce
 
-import test_reference_pool as max_pool_cases
 from gradcheck import assert_gradient, projection
+from ops import window_cases
+
 from gpucnn.reference import (average_pool_backward, average_pool_forward, global_average_pool_backward,
                               global_average_pool_forward)
-
-# Max-pooling's cases (overlapping, 'same' with odd total padding, strides past the pool, windows past
-# 255 cells) and windows larger than the image.
-CASES = max_pool_cases.CASES + [((1, 3, 3, 1), (4, 4), (1, 1), "same")]
-IDS = max_pool_cases.IDS + ["1x3x3x1-p44-s11-same"]
-
 
 def _loop_average_pool(x, pool_size, strides, padding):
     """Plain-loop oracle in float64: the mean of each window's cells inside the input, padding by
@@ -34,12 +28,12 @@ def _loop_average_pool(x, pool_size, strides, padding):
     return y
 
 
-@pytest.mark.parametrize("x_shape, pool_size, strides, padding", CASES, ids=IDS)
-def test_forward_matches_loop_oracle(x_shape, pool_size, strides, padding):
+@window_cases()
+def test_forward_matches_loop_oracle(x_shape, window, strides, padding, filters):
     x = np.random.default_rng(1).uniform(-2, 2, x_shape).astype(np.float32)
-    y = average_pool_forward(x, pool_size, strides, padding)
+    y = average_pool_forward(x, window, strides, padding)
     assert y.dtype == np.float32
-    np.testing.assert_allclose(y, _loop_average_pool(x.astype(np.float64), pool_size, strides, padding),
+    np.testing.assert_allclose(y, _loop_average_pool(x.astype(np.float64), window, strides, padding),
                                rtol=1e-6, atol=1e-6)
 
 
@@ -55,14 +49,14 @@ def test_same_padding_does_not_count_the_padded_cells():
     np.testing.assert_array_equal(average_pool_forward(x, (3, 3), (2, 2), "same"), 3.0)
 
 
-@pytest.mark.parametrize("x_shape, pool_size, strides, padding", CASES, ids=IDS)
-def test_backward_matches_finite_differences(x_shape, pool_size, strides, padding):
+@window_cases()
+def test_backward_matches_finite_differences(x_shape, window, strides, padding, filters):
     x = np.random.default_rng(3).standard_normal(x_shape)
-    y = average_pool_forward(x, pool_size, strides, padding)
+    y = average_pool_forward(x, window, strides, padding)
     dy = projection(y.shape)
-    dx = average_pool_backward(dy, x_shape, pool_size, strides, padding)
+    dx = average_pool_backward(dy, x_shape, window, strides, padding)
     assert dx.shape == x_shape
-    assert_gradient(lambda v: average_pool_forward(v, pool_size, strides, padding), x, dy, dx)
+    assert_gradient(lambda v: average_pool_forward(v, window, strides, padding), x, dy, dx)
 
 
 def test_global_average_pool_forward_and_backward():
@@ -73,15 +67,3 @@ def test_global_average_pool_forward_and_backward():
     dy = projection((2, 4))
     dx = global_average_pool_backward(dy, x.shape)
     assert_gradient(global_average_pool_forward, x, dy, dx)
-
-
-def test_bad_arguments_name_the_argument():
-    x = np.zeros((1, 4, 4, 2), np.float32)
-    with pytest.raises(ValueError, match="pool_size.*does not fit"):
-        average_pool_forward(x, (5, 5), (1, 1), "valid")
-    with pytest.raises(ValueError, match="`dy`.*pooled shape"):
-        average_pool_backward(np.zeros((1, 3, 3, 2), np.float32), x.shape, (2, 2), (2, 2), "valid")
-    with pytest.raises(ValueError, match="`x`.*NHWC"):
-        global_average_pool_forward(np.zeros((4, 4, 2), np.float32))
-    with pytest.raises(ValueError, match=r"`dy`.*\(1, 2\)"):
-        global_average_pool_backward(np.zeros((1, 3), np.float32), x.shape)

@@ -53,11 +53,3 @@ def test_backward_matches_finite_differences(shape):
     assert_gradient(lambda v: batchnorm_forward_training(v, gamma, beta, EPSILON)[0], x, dy, dx, rtol=1e-5, atol=1e-6)
     assert_gradient(lambda v: batchnorm_forward_training(x, v, beta, EPSILON)[0], gamma, dy, dgamma)
     assert_gradient(lambda v: batchnorm_forward_training(x, gamma, v, EPSILON)[0], beta, dy, dbeta)
-
-
-def test_mismatched_channels_raise():
-    x, gamma, beta = _operands((2, 3))
-    with pytest.raises(ValueError, match="`gamma`"):
-        batchnorm_forward_training(x, gamma[:2], beta, EPSILON)
-    with pytest.raises(ValueError, match="`moving_var`"):
-        batchnorm_forward_inference(x, gamma, beta, beta, beta[:1], EPSILON)

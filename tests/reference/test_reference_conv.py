@@ -6,28 +6,9 @@ import pytest
 from scipy import signal
 
 from gradcheck import assert_gradient, projection
+from ops import window_cases
 from gpucnn.reference import (conv2d_backward_data, conv2d_backward_filter, conv2d_forward, leaky_relu_forward,
                               relu_forward, sigmoid_forward)
-
-# (x shape NHWC, kernel (kh, kw), filters, strides, padding): stride 2, 'same' on odd sizes, 1 and 3
-# channels, batch 1, a stride larger than the kernel, a kernel as large as the input.
-CASES = [
-    ((2, 7, 6, 3), (3, 3), 4, (1, 1), "valid"),
-    ((1, 7, 5, 1), (3, 2), 2, (2, 2), "same"),
-    ((2, 5, 9, 3), (5, 3), 1, (2, 1), "same"),
-    ((1, 6, 5, 3), (3, 3), 2, (2, 2), "valid"),
-    ((2, 8, 7, 1), (2, 2), 3, (3, 3), "same"),
-    ((1, 4, 4, 2), (4, 4), 2, (1, 1), "valid"),
-    ((1, 5, 5, 3), (1, 1), 2, (2, 2), "same"),
-    ((2, 6, 7, 3), (4, 3), 2, (1, 1), "same"),   # odd total padding: one more row at the bottom
-    ((1, 8, 8, 2), (3, 3), 2, (2, 2), "same"),   # pad 0 on top, 1 at the bottom
-    # 4+ channels (im2col row by row, not channel-major), backward-data by col2im (F > C) and as a
-    # correlation (F <= C, the dy im2col also row by row):
-    ((2, 6, 5, 5), (3, 3), 6, (1, 1), "same"),
-    ((1, 6, 7, 6), (3, 2), 4, (1, 1), "valid"),
-]
-IDS = [f"{'x'.join(map(str, x))}-k{k[0]}{k[1]}-s{s[0]}{s[1]}-{p}" for x, k, _, s, p in CASES]
-
 
 def _padded_input(x, kernel, strides, padding):
     """x padded explicitly with TensorFlow's 'same' rule, written out independently of shapes.py."""
@@ -57,31 +38,31 @@ def _operands(x_shape, kernel, filters, dtype, seed=0):
     return x, w
 
 
-@pytest.mark.parametrize("x_shape, kernel, filters, strides, padding", CASES, ids=IDS)
-def test_forward_matches_scipy_correlate(x_shape, kernel, filters, strides, padding):
-    x, w = _operands(x_shape, kernel, filters, np.float64)
+@window_cases()
+def test_forward_matches_scipy_correlate(x_shape, window, strides, padding, filters):
+    x, w = _operands(x_shape, window, filters, np.float64)
     b = np.linspace(-1, 1, filters)
     y = conv2d_forward(x, w, b, strides, padding)
     expected_hw = [math.ceil(s / st) if padding == "same" else (s - k) // st + 1
-                   for s, k, st in zip(x_shape[1:3], kernel, strides)]
+                   for s, k, st in zip(x_shape[1:3], window, strides)]
     assert y.shape == (x_shape[0], *expected_hw, filters)
     np.testing.assert_allclose(y, _scipy_conv(x, w, strides, padding) + b, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("x_shape, kernel, filters, strides, padding", CASES, ids=IDS)
-def test_backward_data_matches_finite_differences(x_shape, kernel, filters, strides, padding):
-    x, w = _operands(x_shape, kernel, filters, np.float64)
+@window_cases()
+def test_backward_data_matches_finite_differences(x_shape, window, strides, padding, filters):
+    x, w = _operands(x_shape, window, filters, np.float64)
     dy = projection(conv2d_forward(x, w, None, strides, padding).shape)
     dx = conv2d_backward_data(dy, w, x.shape, strides, padding)
     assert dx.shape == x.shape
     assert_gradient(lambda v: conv2d_forward(v, w, None, strides, padding), x, dy, dx)
 
 
-@pytest.mark.parametrize("x_shape, kernel, filters, strides, padding", CASES, ids=IDS)
-def test_backward_filter_matches_finite_differences(x_shape, kernel, filters, strides, padding):
-    x, w = _operands(x_shape, kernel, filters, np.float64)
+@window_cases()
+def test_backward_filter_matches_finite_differences(x_shape, window, strides, padding, filters):
+    x, w = _operands(x_shape, window, filters, np.float64)
     dy = projection(conv2d_forward(x, w, None, strides, padding).shape)
-    dw = conv2d_backward_filter(x, dy, kernel, strides, padding)
+    dw = conv2d_backward_filter(x, dy, window, strides, padding)
     assert dw.shape == w.shape
     assert_gradient(lambda v: conv2d_forward(x, v, None, strides, padding), w, dy, dw)
 
@@ -106,22 +87,6 @@ def test_float32_stays_float32_and_inputs_are_not_modified():
     assert y.dtype == dx.dtype == dw.dtype == np.float32
     np.testing.assert_array_equal(x, x_copy)
     np.testing.assert_array_equal(w, w_copy)
-
-
-def test_misuse_raises_clear_errors():
-    x, w = _operands((1, 5, 5, 2), (3, 3), 3, np.float32)
-    with pytest.raises(ValueError, match="activation"):
-        conv2d_forward(x, w, None, (1, 1), "same", activation="elu")
-    with pytest.raises(ValueError, match="input channels"):
-        conv2d_forward(x[..., :1], w, None, (1, 1), "same")
-    with pytest.raises(ValueError, match="rank 4"):
-        conv2d_forward(x[0], w, None, (1, 1), "same")
-    with pytest.raises(ValueError, match="padding"):
-        conv2d_forward(x, w, None, (1, 1), "full")
-    with pytest.raises(ValueError, match="does not fit"):
-        conv2d_forward(x[:, :2], w, None, (1, 1), "valid")
-    with pytest.raises(ValueError, match="dy"):
-        conv2d_backward_filter(x, np.zeros((1, 4, 4, 3), np.float32), (3, 3), (1, 1), "same")
 
 
 def test_empty_input_is_named_as_such_whatever_the_padding():

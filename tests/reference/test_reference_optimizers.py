@@ -76,20 +76,12 @@ def test_plain_sgd_without_velocity():
     np.testing.assert_allclose(param, expected, rtol=1e-5, atol=1e-6)
 
 
-def test_misuse_raises_clear_errors():
+def test_a_step_count_below_one_raises():
+    # Only the reference reads the count on the host; the other checks are the contract's (test_contract.py).
     param = np.zeros(4, np.float32)
-    with pytest.raises(ValueError, match="velocity"):
-        sgd_update(param, param.copy(), None, 0.1, 0.9, False)
-    with pytest.raises(ValueError, match="`grad`"):
-        sgd_update(param, np.zeros(3, np.float32), None, 0.1, 0.0, False)
     with pytest.raises(ValueError, match="`step` must hold a count >= 1"):
         adam_update(param, param.copy(), param.copy(), param.copy(), np.zeros(1, np.int64), 1e-3, 0.9,
                     0.999, 1e-7)
-    with pytest.raises(TypeError, match="`step`.*int64 array.*got 1"):
-        adam_update(param, param.copy(), param.copy(), param.copy(), 1, 1e-3, 0.9, 0.999, 1e-7)
-    with pytest.raises(ValueError, match="`v`"):
-        adam_update(param, param.copy(), param.copy(), np.zeros(5, np.float32), np.ones(1, np.int64),
-                    1e-3, 0.9, 0.999, 1e-7)
 
 
 # ---- clipping and weight decay vs Keras 3's formulas, written per variable in float64 ---------------
@@ -143,8 +135,8 @@ def test_clip_by_value_and_weight_decay_formulas():
     np.testing.assert_allclose(param, np.array([1.0, -2.0, 0.5]) * (1 - 0.004 * 0.1), rtol=1e-15)
 
 
-@pytest.mark.parametrize("offsets", [np.array([0, 5, 19]), np.array([1, 20]), np.array([0, 12, 8, 20]),
-                                     np.array([20])])
-def test_bad_offsets_are_refused(offsets):
-    with pytest.raises(ValueError, match="`offsets`"):
+@pytest.mark.parametrize("offsets", [np.array([0, 5, 19]), np.array([1, 20]), np.array([0, 12, 8, 20])])
+def test_bad_offset_values_are_refused(offsets):
+    # Only the reference reads the offsets on the host; their shape is the contract's (test_contract.py).
+    with pytest.raises(ValueError, match="`offsets` must run from 0 to the gradient's size 20"):
         clip_by_norm(np.zeros(20), offsets.astype(np.int64), 1.0)

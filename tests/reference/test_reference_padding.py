@@ -5,7 +5,7 @@ import pytest
 
 from gradcheck import assert_gradient, projection
 from gpucnn.reference import zero_padding2d_backward, zero_padding2d_forward
-from gpucnn.reference.padding import normalize_zero_padding
+from gpucnn.contract.padding import normalize_zero_padding
 
 
 @pytest.mark.parametrize("padding", [((1, 2), (0, 3)), ((0, 0), (2, 1)), ((2, 2), (2, 2))])

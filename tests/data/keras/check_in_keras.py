@@ -5,9 +5,11 @@ dependency):
 
     python tests/data/keras/check_in_keras.py --keras-python /path/to/keras-venv/bin/python
 
-gpucnn builds and briefly trains a few models (the faces example's, the article's, one with
-LeakyReLU/Activation/softmax, one with SGD momentum and a from_logits loss), saves each as ``.keras`` and
-``.weights.h5`` with its predictions on fixed inputs and, for models without Dropout, its weights
+gpucnn builds and briefly trains a few models (the faces example's, the article's, the ResNet
+example's, one with LeakyReLU/Activation/softmax, one with SGD momentum and a from_logits loss, ones
+with ZeroPadding2D, AveragePooling2D, GlobalAveragePooling2D, tanh, AdamW, weight decay, the three
+clips, label smoothing and mean squared error, and a Functional one with Add, Concatenate and a shared
+layer), saves each as ``.keras`` and ``.weights.h5`` with its predictions on fixed inputs and, for models without Dropout, its weights
 after one more ``train_on_batch``.  Then Keras, in a subprocess, loads each ``.keras`` with
 ``keras.saving.load_model`` (no custom objects), checks the predictions, the optimizer's iteration
 count, the next training step from the saved optimizer state, and ``load_weights`` of the
@@ -34,18 +36,24 @@ STEP_TOLERANCE = 1e-5
 def gpucnn_models():
     sys.path.insert(0, str(ROOT / "examples"))
     import faces_cnn
+    import resnet_cnn
     import textures_cnn
 
     import gpucnn
     from gpucnn import losses, optimizers
     from gpucnn.layers import (
         Activation,
+        Add,
+        AveragePooling2D,
         BatchNormalization,
+        Concatenate,
         Conv2D,
         Dense,
         Flatten,
+        GlobalAveragePooling2D,
         LeakyReLU,
         MaxPooling2D,
+        ZeroPadding2D,
     )
 
     faces = faces_cnn.build_model()
@@ -54,6 +62,9 @@ def gpucnn_models():
     article = textures_cnn.build_model()  # full width: 1.48 M weights
     article.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
     yield article, (article.input_shape[1:]), "binary"
+    resnet = resnet_cnn.build_model()  # Functional: residual blocks with projection shortcuts
+    resnet.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
+    yield resnet, (resnet.input_shape[1:]), "one_hot"
     softmax = gpucnn.Sequential([
         Conv2D(4, (2, 3), strides=(2, 1), padding="same", use_bias=False, input_shape=(9, 8, 2)), LeakyReLU(0.2),
         MaxPooling2D(3, strides=2, padding="same"), BatchNormalization(momentum=0.8, center=False),
@@ -67,6 +78,37 @@ def gpucnn_models():
     logits.compile(optimizer=optimizers.SGD(learning_rate=0.1, momentum=0.5, nesterov=False),
                    loss=losses.BinaryCrossentropy(from_logits=True), metrics=["binary_accuracy"])
     yield logits, (3, 4, 1), "binary"
+    pooling = gpucnn.Sequential([
+        ZeroPadding2D(((1, 1), (2, 1)), input_shape=(7, 8, 2)), Conv2D(4, 3, activation="tanh"),
+        # 'same' padding equal on both sides: Keras' torch backend repeats the edge cells into uneven
+        # 'same' windows (its TensorFlow and JAX backends, like gpucnn, average the cells inside only).
+        AveragePooling2D(3, strides=2, padding="same"), ZeroPadding2D(1), Conv2D(3, 2),
+        ZeroPadding2D((0, 1)), AveragePooling2D((2, 1)), GlobalAveragePooling2D(keepdims=True), Flatten(),
+        Dense(3, activation="softmax")], name="pooling_adamw")
+    pooling.compile(optimizer=optimizers.AdamW(learning_rate=0.01, weight_decay=0.05, clipnorm=0.05),
+                    loss=losses.CategoricalCrossentropy(label_smoothing=0.1), metrics=["accuracy"])
+    yield pooling, (7, 8, 2), "one_hot"
+    mse = gpucnn.Sequential([Conv2D(4, 2, padding="same", activation="relu", input_shape=(5, 6, 3)),
+                             GlobalAveragePooling2D(), Dense(2, activation="tanh")], name="gap_mse")
+    mse.compile(optimizer=optimizers.SGD(learning_rate=0.1, momentum=0.5, weight_decay=0.02,
+                                         global_clipnorm=0.1), loss="mse", metrics=["accuracy"])
+    yield mse, (5, 6, 3), "regression"
+    clipped = gpucnn.Sequential([AveragePooling2D(2, strides=1, input_shape=(4, 4, 1)), Flatten(), Dense(1)],
+                                name="clipvalue_logits")
+    clipped.compile(optimizer=optimizers.Adam(learning_rate=0.02, clipvalue=0.01, weight_decay=0.1),
+                    loss=losses.BinaryCrossentropy(from_logits=True, label_smoothing=0.2),
+                    metrics=["binary_accuracy"])
+    yield clipped, (4, 4, 1), "binary"
+    inputs = gpucnn.Input(shape=(8, 8, 3))
+    x = Conv2D(4, 3, padding="same", activation="relu")(inputs)
+    y = BatchNormalization()(Conv2D(4, 3, padding="same", use_bias=False)(x))
+    x = Activation("relu")(Add()([x, y]))
+    shared = Conv2D(2, 1)
+    x = Concatenate()([shared(x), MaxPooling2D(1)(shared(x))])  # one layer called twice
+    outputs = Dense(3, activation="softmax")(GlobalAveragePooling2D()(x))
+    functional = gpucnn.Model(inputs, outputs, name="residual_concat")
+    functional.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
+    yield functional, (8, 8, 3), "one_hot"
     unfit = gpucnn.Sequential([Flatten(input_shape=(2, 3, 1)), Dense(3, activation="softmax")],
                               name="compiled_unfit")
     unfit.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
@@ -76,6 +118,8 @@ def gpucnn_models():
 def labels(kind, rng, count, classes=3):
     if kind == "binary":
         return (rng.random(count) > 0.5).astype(np.float32)
+    if kind == "regression":
+        return rng.random((count, 2), np.float32)
     return np.eye(classes, dtype=np.float32)[rng.integers(0, classes, count)]
 
 

@@ -76,6 +76,92 @@ def sgd_dense():
     return model, lambda rng, n: (rng.random(n) > 0.5).astype("float32")
 
 
+def pooling_cnn():
+    """ZeroPadding2D in its three forms, tanh, AveragePooling2D ('same', averaging the cells inside the
+    input only, and 'valid'), GlobalAveragePooling2D(keepdims=True); AdamW with clipnorm, label
+    smoothing.  The clip and decay are large enough to change every step.  The 'same' pooling pads
+    both sides equally: where it cannot, Keras' torch backend pads by repeating the edge cells and
+    averages those too, unlike its TensorFlow and JAX backends and gpucnn."""
+    model = keras.Sequential([
+        keras.Input((7, 8, 2)),
+        layers.ZeroPadding2D(((1, 1), (2, 1))),
+        layers.Conv2D(4, 3, activation="tanh"),
+        layers.AveragePooling2D(3, strides=2, padding="same"),
+        layers.ZeroPadding2D(1),
+        layers.Conv2D(5, 2),
+        layers.ZeroPadding2D((0, 1)),
+        layers.AveragePooling2D((2, 1)),
+        layers.GlobalAveragePooling2D(keepdims=True),
+        layers.Flatten(),
+        layers.Dense(3, activation="softmax"),
+    ], name="pooling_cnn")
+    model.compile(optimizer=keras.optimizers.AdamW(learning_rate=0.01, weight_decay=0.05, clipnorm=0.05),
+                  loss=keras.losses.CategoricalCrossentropy(label_smoothing=0.1), metrics=["accuracy"])
+    return model, lambda rng, n: np.eye(3, dtype="float32")[rng.integers(0, 3, n)]
+
+
+def mse_gap():
+    """GlobalAveragePooling2D into Dense, mean squared error ('mse'), SGD with momentum, weight decay
+    and global_clipnorm."""
+    model = keras.Sequential([
+        keras.Input((5, 6, 3)),
+        layers.Conv2D(4, 2, padding="same", activation="relu"),
+        layers.GlobalAveragePooling2D(),
+        layers.Dense(2, activation="tanh"),
+    ], name="mse_gap")
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.1, momentum=0.5, weight_decay=0.02,
+                                                 global_clipnorm=0.1),
+                  loss="mse", metrics=["accuracy"])
+    return model, lambda rng, n: rng.random((n, 2)).astype("float32")
+
+
+def clipvalue_logits():
+    """Adam with clipvalue and weight decay, binary cross-entropy from logits with label smoothing."""
+    model = keras.Sequential([
+        keras.Input((4, 4, 1)),
+        layers.AveragePooling2D(2, strides=1),
+        layers.Flatten(),
+        layers.Dense(1),
+    ], name="clipvalue_logits")
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=0.02, clipvalue=0.01, weight_decay=0.1),
+                  loss=keras.losses.BinaryCrossentropy(from_logits=True, label_smoothing=0.2),
+                  metrics=["binary_accuracy"])
+    return model, lambda rng, n: (rng.random(n) > 0.5).astype("float32")
+
+
+def residual_functional():
+    """Functional: a residual block (Conv2D + BatchNormalization on one branch, Add with the shortcut),
+    then MaxPooling2D, GlobalAveragePooling2D and a softmax Dense; Adam, sparse cross-entropy."""
+    inputs = keras.Input((8, 8, 3))
+    x = layers.Conv2D(4, 3, padding="same", activation="relu")(inputs)
+    y = layers.Conv2D(4, 3, padding="same", use_bias=False)(x)
+    y = layers.BatchNormalization()(y)
+    x = layers.Activation("relu")(layers.Add()([x, y]))
+    x = layers.GlobalAveragePooling2D()(layers.MaxPooling2D(2)(x))
+    outputs = layers.Dense(3, activation="softmax")(x)
+    model = keras.Model(inputs, outputs, name="residual_functional")
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=0.01), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    return model, lambda rng, n: rng.integers(0, 3, n).astype("int32")
+
+
+def concat_functional():
+    """Functional: three branches from the input joined by Concatenate (axis=-1), one of them through
+    a Conv2D that is also called on another branch (a shared layer: two calls, one set of weights),
+    then BatchNormalization, GlobalAveragePooling2D, a sigmoid Dense; SGD with momentum."""
+    inputs = keras.Input((6, 6, 2))
+    shared = layers.Conv2D(2, 3, padding="same", activation="relu")
+    a = shared(inputs)
+    b = shared(layers.Conv2D(2, 1)(inputs))
+    c = layers.AveragePooling2D(3, strides=1, padding="same")(inputs)
+    x = layers.BatchNormalization()(layers.Concatenate()([a, b, c]))
+    outputs = layers.Dense(1, activation="sigmoid")(layers.GlobalAveragePooling2D()(x))
+    model = keras.Model(inputs, outputs, name="concat_functional")
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.1, momentum=0.9), loss="binary_crossentropy",
+                  metrics=["accuracy"])
+    return model, lambda rng, n: (rng.random(n) > 0.5).astype("float32")
+
+
 def compiled_unfit():
     """Compiled, never trained: Keras' optimizer is not built yet, its variables are the iteration and
     the learning rate only."""
@@ -96,14 +182,12 @@ def unsupported():
     yield conv_model("unsupported_channels_first",
                      layers.Conv2D(2, 3, data_format="channels_first"), shape=(2, 6, 6))
     yield conv_model("unsupported_lambda", layers.Lambda(lambda t: t * 2.0))
-    inputs = keras.Input((6, 6, 2))
-    outputs = layers.Dense(1)(layers.Flatten()(layers.Conv2D(2, 3)(inputs)))
-    yield "unsupported_functional", keras.Model(inputs, outputs)
 
 
 def main():
     keras.utils.set_random_seed(0)
-    for build in (sigmoid_cnn, softmax_cnn, sgd_dense):
+    for build in (sigmoid_cnn, softmax_cnn, sgd_dense, pooling_cnn, mse_gap, clipvalue_logits,
+                  residual_functional, concat_functional):
         model, labels_for = build()
         name = model.name
         rng = np.random.default_rng(len(name))
