@@ -8,7 +8,10 @@ model's predictions against the same network in PyTorch), then times:
 - achieved GFLOP/s of each conv layer's forward, backward-data and backward-filter in the reference
   (the two stacks).
 Goal (issues 3 and 14): reference step time within 1.5x of PyTorch's CPU step time.  Without torch
-(or with --no-torch) it times gpucnn alone and says so.
+(or with --no-torch) it times gpucnn alone and says so.  On a machine shared with other jobs, run it as
+OMP_NUM_THREADS=1 python profiling/bench_reference.py ... (NumPy's OpenBLAS and PyTorch both read it):
+thread pools whose threads wait for busy cores make two-thread timings of either library vary tenfold.
+The JSON records the thread settings, usable CPUs and load average.
 
     python profiling/bench_reference.py [--repeats 5] [--batch 8] [--models textures article resnet]
                                         [--no-torch] [--json results.json]
@@ -249,7 +252,8 @@ def main():
 
     results = {"date": datetime.date.today().isoformat(), "machine": platform.processor() or platform.machine(),
                "cpu_count": os.cpu_count(), "numpy": np.__version__,
-               "torch": torch.__version__ if torch else None, "models": []}
+               "torch": torch.__version__ if torch else None, "environment": environment(torch), "models": []}
+    print("environment:", results["environment"])
     configs = [("textures", "example CPU configuration (32/16/8 filters, relu)", CPU_WIDTH, True, args.cpu_batch),
                ("article", "article model (512/256/128 filters, as published)", ARTICLE_WIDTH, False, args.batch)]
     for key, title, divisor, relu, batch in configs:
@@ -278,6 +282,16 @@ def main():
         with open(args.json, "w") as stream:
             json.dump(results, stream, indent=2)
         print(f"\nwritten to {args.json}")
+
+
+def environment(torch):
+    """What sets the two libraries' thread counts and what else ran: on a shared machine both thread pools
+    stall when their threads wait for cores other jobs hold, so a comparison names its settings."""
+    return {"cpus_usable": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+            "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+            "torch_threads": torch.get_num_threads() if torch else None,
+            **{name: os.environ.get(name) for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                                                       "MKL_NUM_THREADS")}}
 
 
 def report(results, title, batch, ours, theirs, layers):

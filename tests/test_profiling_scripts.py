@@ -291,8 +291,11 @@ def test_bench_reference_times_the_residual_model_without_torch(tmp_path):
     result = subprocess.run([sys.executable, str(PROFILING / "bench_reference.py"), "--models", "resnet",
                              "--repeats", "1", "--resnet-batch", "2", "--no-torch", "--json",
                              str(tmp_path / "r.json")], capture_output=True, text=True, timeout=300,
-                            cwd=PROFILING.parent)
+                            cwd=PROFILING.parent, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr
     assert "--no-torch: timing gpucnn alone" in result.stdout and "(no PyTorch peer)" in result.stdout
-    [row] = json.loads((tmp_path / "r.json").read_text())["models"]
+    written = json.loads((tmp_path / "r.json").read_text())
+    # the thread settings a comparison ran under are part of its result
+    assert written["environment"]["OMP_NUM_THREADS"] == "1" and written["environment"]["torch_threads"] is None
+    [row] = written["models"]
     assert row["batch"] == 2 and row["gpucnn_ms_per_step"] > 0 and row["torch_ms_per_step"] is None

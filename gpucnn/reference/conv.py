@@ -2,8 +2,10 @@
 
 Forward:          cols (N·oh·ow, kh·kw·C) @ w (kh·kw·C, F).
 Backward-filter:  colsᵀ @ dy.
-Backward-data:    dy @ wᵀ gives one value per (output pixel, kernel offset, channel); "col2im" adds them
-                  back onto the input with one strided slice per kernel offset.
+Backward-data:    where F <= 2C, stride-1 correlations of dy with the flipped kernel, one per phase of
+                  the strides (im2col + GEMM again); else dy @ wᵀ gives one value per (output pixel,
+                  kernel offset, channel) and "col2im" adds them back onto the input with one strided
+                  slice per kernel offset.
 
 The sliding-window helpers here are shared with max-pooling (pool.py); the window geometry is the
 contract's (``gpucnn.contract.shapes.window_layout``).  ``precision`` as in dense.py: the two GEMM operands
@@ -14,6 +16,7 @@ from numpy.lib.stride_tricks import as_strided
 
 from gpucnn.contract.conv import (check_conv2d_backward_data, check_conv2d_backward_filter,
                                   check_conv2d_forward)
+from gpucnn.contract.shapes import WindowGeometry
 
 from .activations import apply_activation_
 from .precision import round_operands
@@ -57,10 +60,19 @@ def crop_padding(padded, x_shape, geometry):
     return np.ascontiguousarray(padded[:, g.pad_top:g.pad_top + x_shape[1], g.pad_left:g.pad_left + x_shape[2]])
 
 
+# NumPy copies a window row kw·C floats at a time: with 1 to 3 channels (a first layer on grey or RGB
+# images) that is loop overhead. Copied channel-major instead, each kernel offset's shifted image moves in
+# long runs, and BLAS reads the (K, M) result transposed; from 4 channels on the row copy is faster.
+_NARROW_CHANNELS = 3
+
+
 def _im2col(x, geometry):
     """Every window of ``x`` as one row: (N·oh·ow, kh·kw·C), in HWIO order to match ``w.reshape(-1, F)``."""
     windows = sliding_windows(x, geometry, 0)
-    return windows.reshape(-1, windows.shape[3] * windows.shape[4] * windows.shape[5])
+    depth = windows.shape[3] * windows.shape[4] * windows.shape[5]
+    if x.shape[3] <= _NARROW_CHANNELS:
+        return np.ascontiguousarray(windows.transpose(3, 4, 5, 0, 1, 2)).reshape(depth, -1).T
+    return windows.reshape(-1, depth)
 
 
 def conv2d_forward(x, w, b, strides, padding, activation="linear", alpha=0.2, precision=None):
@@ -80,9 +92,65 @@ def conv2d_backward_data(dy, w, x_shape, strides, padding, precision=None):
     x_shape, geometry = check_conv2d_backward_data(dy, w, x_shape, strides, padding, precision)
     kh, kw, channels, filters = w.shape
     dy, w = round_operands(precision, dy, w)
+    # The correlations copy kh·kw·F values per output pixel, col2im adds kh·kw·C: with many more filters
+    # than channels (a first layer) col2im moves less and wins.
+    if filters <= 2 * channels:
+        return _backward_data_by_phases(dy, w, x_shape, geometry)
     dcols = (dy.reshape(-1, filters) @ w.reshape(-1, filters).T).reshape(
         dy.shape[0], geometry.out_h, geometry.out_w, kh, kw, channels)
     return fold_windows(lambda i, j: dcols[:, :, :, i, j], x_shape, geometry, dcols.dtype)
+
+
+def _backward_data_by_phases(dy, w, x_shape, geometry):
+    """dx as stride-1 correlations of dy, one per phase of the strides (one in all for stride 1).
+
+    Input row h (padded index p = h + pad_top) gets dy row o through kernel row i = p - o·s, so the rows
+    of one phase r = p mod s read only the kernel rows r, r + s, ...: they are the stride-1 correlation
+    of dy with those kernel rows upside down (in and out swapped); likewise along the columns.  Each
+    phase is one im2col + GEMM, where col2im's strided additions of C-wide pieces are several times
+    slower with the few channels of a small CNN.
+    """
+    g = geometry
+    (kh, kw), (sh, sw) = g.window, g.strides
+    batch, height, width, channels = x_shape
+    dx = None if g.strides == (1, 1) else np.zeros(x_shape, dy.dtype)
+    for row_phase in range(sh):
+        rows = _phase(height, kh, sh, g.pad_top, row_phase)
+        for col_phase in range(sw):
+            cols = _phase(width, kw, sw, g.pad_left, col_phase)
+            kernel = w[row_phase::sh, col_phase::sw]
+            if rows[1] == 0 or cols[1] == 0 or kernel.size == 0:
+                continue  # no input position in this phase, or no kernel offset reaches it: dx is 0
+            part = _phase_correlation(dy, kernel, rows, cols)
+            if dx is None:
+                return part
+            dx[:, rows[0]::sh, cols[0]::sw] = part
+    return dx
+
+
+def _phase(length, window, stride, pad_before, phase):
+    """Along one axis, for the input positions whose padded index is ``phase`` mod ``stride``: (first
+    index, count, the dy index that the last kernel offset of this phase pairs with the first one)."""
+    first = (phase - pad_before) % stride
+    count = len(range(first, length, stride))
+    taps = len(range(phase, window, stride))
+    return first, count, (first + pad_before - phase) // stride - (taps - 1)
+
+
+def _phase_correlation(dy, kernel, rows, cols):
+    """The stride-1 correlation of dy with ``kernel`` (one phase's offsets) flipped: dy placed on a zero
+    canvas from its (row, column) offset, so that output (t, u) reads canvas rows t.. and columns u.."""
+    (_, out_h, dy_row), (_, out_w, dy_col) = rows, cols
+    taps_h, taps_w, channels, filters = kernel.shape
+    canvas = np.zeros((dy.shape[0], out_h + taps_h - 1, out_w + taps_w - 1, filters), dy.dtype)
+    rows_in = slice(max(dy_row, 0), min(dy_row + canvas.shape[1], dy.shape[1]))
+    cols_in = slice(max(dy_col, 0), min(dy_col + canvas.shape[2], dy.shape[2]))
+    if rows_in.start < rows_in.stop and cols_in.start < cols_in.stop:
+        canvas[:, rows_in.start - dy_row:rows_in.stop - dy_row, cols_in.start - dy_col:cols_in.stop - dy_col] = \
+            dy[:, rows_in, cols_in]
+    windows = WindowGeometry((taps_h, taps_w), (1, 1), out_h, out_w, 0, 0, 0, 0)
+    flipped = kernel[::-1, ::-1].transpose(0, 1, 3, 2).reshape(-1, channels)
+    return (_im2col(canvas, windows) @ flipped).reshape(dy.shape[0], out_h, out_w, channels)
 
 
 def conv2d_backward_filter(x, dy, kernel_size, strides, padding, precision=None):
