@@ -7,8 +7,7 @@ narrow for any tile (``conv2d_backward_data_narrow``).
 """
 import numpy as np
 
-from gpucnn.contract.conv import (check_conv2d_backward_data, check_conv2d_backward_filter,
-                                  check_conv2d_forward)
+from gpucnn.contract.conv import check_conv2d_backward_data, check_conv2d_backward_filter, check_conv2d_forward
 from gpucnn.contract.shapes import prod
 from gpucnn.cuda import runtime
 from gpucnn.cuda.gemm import THREADS, check_gemm_size, check_operands, launch_gemm, sm_count

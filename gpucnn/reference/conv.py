@@ -13,8 +13,7 @@ contract's (``gpucnn.contract.shapes.window_layout``).
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from gpucnn.contract.conv import (check_conv2d_backward_data, check_conv2d_backward_filter,
-                                  check_conv2d_forward)
+from gpucnn.contract.conv import check_conv2d_backward_data, check_conv2d_backward_filter, check_conv2d_forward
 from gpucnn.contract.shapes import WindowGeometry
 
 from .activations import apply_activation_

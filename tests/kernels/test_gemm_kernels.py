@@ -5,8 +5,7 @@ import sys
 
 import numpy as np
 import pytest
-from cuda_c_helpers import (ALL_TILES, GEMM_TOL, TILE_IDS, assert_crosses_tiles, force,
-                            launches)  # noqa: F401 (fixture)
+from cuda_c_helpers import ALL_TILES, GEMM_TOL, TILE_IDS, assert_crosses_tiles, force
 from ops import assert_close, on_device, random
 
 from gpucnn import reference

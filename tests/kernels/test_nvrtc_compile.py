@@ -9,7 +9,6 @@ import pytest
 
 from gpucnn.cuda import numba_compile, nvrtc
 
-
 SOURCES = nvrtc.cuda_sources()
 
 
