@@ -14,7 +14,6 @@ from gpucnn.models import Model, Sequential, load_model
 
 __version__ = "0.1.0"
 
-__all__ = ["Model", "Sequential", "Functional", "Input", "load_model", "layers", "models", "optimizers",
-           "losses", "callbacks", "datasets", "initializers", "utils", "config", "get_backend", "set_backend",
-           "using_backend",
+__all__ = ["Model", "Sequential", "Functional", "Input", "load_model", "layers", "models", "optimizers", "losses",
+           "callbacks", "datasets", "initializers", "utils", "config", "get_backend", "set_backend", "using_backend",
            "__version__"]

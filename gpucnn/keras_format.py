@@ -24,9 +24,10 @@ the calls each makes as ``inbound_nodes`` of serialized Keras tensors, ``input_l
 ``output_layers``) is read into the config of ``gpucnn.Model(inputs, outputs)`` (the layers in Keras'
 order, each call as the ``[layer, call]`` references it reads) and checked first: one input and one
 output, merge layers (Add, Concatenate) called on lists and the others on one tensor, every reference to
-a call the config has (``Functional.from_config`` refuses cycles); and written back the same way.  Keras keys the H5 groups of both model
-kinds over the same layer order (a Functional model's ``model.layers`` is Keras' order), a Functional
-one with an extra ``input_layer`` group that holds no variables.
+a call the config has (``Functional.from_config`` refuses cycles); and written back the same way.
+Keras keys the H5 groups of both model kinds over the same layer order (a Functional model's
+``model.layers`` is Keras' order), a Functional one with an extra ``input_layer`` group that holds no
+variables.
 
 Files are built in memory and written atomically (``saving.write_atomically``).
 """

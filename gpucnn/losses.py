@@ -59,7 +59,9 @@ def _as_float_labels(y, argument):
                         f"imaginary part would be dropped. Fix: pass real labels, e.g. np.real(y).")
     if not (np.issubdtype(y.dtype, np.number) or y.dtype == bool):
         raise TypeError(f"Argument `{argument}` must hold numbers, got dtype {y.dtype}.")
-    y = y.astype(np.float32)
+    # C order: the kernels read labels as flat C-contiguous rows, and a batch sliced from Fortran-order
+    # labels (pandas' to_numpy() of several columns) would not be contiguous.
+    y = y.astype(np.float32, order="C")
     if not np.isfinite(y).all():
         raise ValueError(f"Argument `{argument}` contains NaN or Inf. Fix: clean the labels.")
     return y

@@ -337,9 +337,9 @@ class Trainer:
         val = None
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+                length = f" of length {len(validation_data)}" if isinstance(validation_data, (tuple, list)) else ""
                 raise ValueError(f"Argument `validation_data` must be a tuple (x_val, y_val) or (x_val, "
-                                 f"y_val, val_sample_weight), got {type(validation_data).__name__}"
-                                 f"{' of length %d' % len(validation_data) if isinstance(validation_data, (tuple, list)) else ''}.")
+                                 f"y_val, val_sample_weight), got {type(validation_data).__name__}{length}.")
             x_val, y_val = data.check_xy(self, *validation_data[:2], x_name="validation_data[0]",
                                          y_name="validation_data[1]")
             w_val = data.check_sample_weight(validation_data[2] if len(validation_data) == 3 else None,

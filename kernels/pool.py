@@ -4,9 +4,9 @@ One thread per output (forward) or input (backward) element, channel fastest, so
 neighbouring channels of one pixel (coalesced).  A thread turns its flat index into (n, h, w, c) by
 division once; each grid-stride step then adds the stride's own (n, h, w, c) digits with carries, so the
 per-element loop does no 64-bit division (tensors reach 600M elements, and a 64-bit division is a long
-instruction sequence on the GPU); the backward pass divides by the stride as a float64 multiplication.  The backward pass gathers, for each input, the
-gradients of the windows that picked it, in a fixed order: no atomics, so overlapping windows and
-'same' padding give the same bits on every run.
+instruction sequence on the GPU); the backward pass divides by the stride as a float64 multiplication.
+The backward pass gathers, for each input, the gradients of the windows that picked it, in a fixed
+order: no atomics, so overlapping windows and 'same' padding give the same bits on every run.
 """
 from numba import cuda, float32
 

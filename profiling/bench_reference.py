@@ -29,10 +29,11 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples"))
 
-import gpucnn  # noqa: E402
-from gpucnn import reference  # noqa: E402
 from resnet_cnn import build_model as build_resnet  # noqa: E402
 from textures_cnn import build_model  # noqa: E402
+
+import gpucnn  # noqa: E402
+from gpucnn import reference  # noqa: E402
 
 ARTICLE_WIDTH = 1
 CPU_WIDTH = 16

@@ -1,6 +1,6 @@
 """EarlyStopping, ModelCheckpoint, TerminateOnNaN (on by default in fit), BackupAndRestore's handling
-of a stopped epoch and the learning-rate callbacks, on the cpu backend.  Monitored values are injected by a scripted callback so every
-expected epoch below follows from the Keras rules by hand."""
+of a stopped epoch and the learning-rate callbacks, on the cpu backend.  Monitored values are injected by a
+scripted callback so every expected epoch below follows from the Keras rules by hand."""
 import io
 import math
 import re
@@ -11,8 +11,16 @@ import pytest
 
 import gpucnn
 from gpucnn import optimizers, saving, step_runners
-from gpucnn.callbacks import (BackupAndRestore, Callback, EarlyStopping, LearningRateScheduler,
-                              ModelCheckpoint, ProgressBar, ReduceLROnPlateau, TerminateOnNaN)
+from gpucnn.callbacks import (
+    BackupAndRestore,
+    Callback,
+    EarlyStopping,
+    LearningRateScheduler,
+    ModelCheckpoint,
+    ProgressBar,
+    ReduceLROnPlateau,
+    TerminateOnNaN,
+)
 from gpucnn.layers import Conv2D, Dense, Flatten
 
 

@@ -7,7 +7,8 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from gpucnn import backend
 from gpucnn.layers import Conv2D, Dense, MaxPooling2D
@@ -79,7 +80,9 @@ def conv_oracle(x, w, b, dy, strides, padding, activation):
     dpadded = np.zeros_like(padded)
     for i, j, view in windows(padded, oh, ow, kh, kw, *strides):
         dw[i, j] = np.einsum("nopc,nopf->cf", view, dz)
-        dpadded[:, i:i + (oh - 1) * strides[0] + 1:strides[0], j:j + (ow - 1) * strides[1] + 1:strides[1]] += dz @ w[i, j].T
+        rows = slice(i, i + (oh - 1) * strides[0] + 1, strides[0])
+        cols = slice(j, j + (ow - 1) * strides[1] + 1, strides[1])
+        dpadded[:, rows, cols] += dz @ w[i, j].T
     return y, dpadded[:, top:top + h, left:left + wd], dw, dz.sum(axis=(0, 1, 2))
 
 

@@ -66,3 +66,22 @@ def test_mse_model_evaluates_keras_numbers(cpu):
     loss, accuracy = model.evaluate(x, y, batch_size=10, verbose=0)
     np.testing.assert_allclose(loss, np.mean((predictions - y) ** 2), rtol=1e-5)
     assert accuracy == pytest.approx(np.mean((predictions > 0.5) == y))
+
+
+@pytest.mark.parametrize("loss, labels", [
+    ("categorical_crossentropy", np.eye(3, dtype=np.float32)[[0, 2, 1, 1, 0, 2]]),
+    ("binary_crossentropy", np.array([[0, 1, 1], [1, 0, 0], [1, 1, 0], [0, 0, 1], [1, 0, 1], [0, 1, 0]])),
+])
+def test_fortran_order_labels_evaluate_on_the_kernels(emulated, small_numba_launches, loss, labels):
+    """Labels in Fortran order (pandas' to_numpy() of several columns) reach the loss kernels as C-contiguous
+    batches, and give the numbers of the same labels in C order."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((6, 4)).astype(np.float32)
+    model = gpucnn.Sequential([gpucnn.Input((4,)), Dense(3, activation="softmax" if loss.startswith("cat")
+                                                              else "sigmoid")])
+    model.compile(optimizer="sgd", loss=loss, metrics=["categorical_accuracy" if loss.startswith("cat")
+                                                      else "binary_accuracy"])
+    fortran = np.asfortranarray(labels)
+    assert not fortran.flags.c_contiguous
+    expected = model.evaluate(x, labels, batch_size=4, verbose=0)
+    assert model.evaluate(x, fortran, batch_size=4, verbose=0) == expected

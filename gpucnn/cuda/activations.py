@@ -4,8 +4,7 @@ Same names and signatures as ``gpucnn.reference.activations``; see docs/architec
 """
 import numpy as np
 
-from gpucnn.contract.activations import (check_alpha, check_bias_add, check_bias_backward, check_gradient,
-                                       check_softmax)
+from gpucnn.contract.activations import check_alpha, check_bias_add, check_bias_backward, check_gradient, check_softmax
 from gpucnn.cuda import runtime
 from gpucnn.cuda._numba_launch import column_sums, flat, launch_grid_stride
 from gpucnn.kernels import elementwise, reduce

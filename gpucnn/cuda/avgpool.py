@@ -5,8 +5,12 @@ kernels with one window covering each whole image.
 """
 import numpy as np
 
-from gpucnn.contract.avgpool import (check_average_pool_backward, check_average_pool_forward,
-                                     check_global_average_pool_backward, check_global_average_pool_forward)
+from gpucnn.contract.avgpool import (
+    check_average_pool_backward,
+    check_average_pool_forward,
+    check_global_average_pool_backward,
+    check_global_average_pool_forward,
+)
 from gpucnn.cuda import runtime
 from gpucnn.cuda._numba_launch import launch_grid_stride
 from gpucnn.cuda.pool import geometry_args

@@ -11,8 +11,7 @@ keep their GEMM and the rounding that ``gpucnn.reference.conv`` emulates.
 import numpy as np
 
 from gpucnn import config
-from gpucnn.contract.conv import (check_conv2d_backward_data, check_conv2d_backward_filter,
-                                  check_conv2d_forward)
+from gpucnn.contract.conv import check_conv2d_backward_data, check_conv2d_backward_filter, check_conv2d_forward
 from gpucnn.contract.shapes import prod
 from gpucnn.cuda import runtime
 from gpucnn.cuda.gemm import THREADS, check_gemm_size, check_operands, launch_gemm, sm_count

@@ -104,13 +104,24 @@ def gemm_candidates(m, n, k_tiles, tiles):
 INDEX_LIMIT = 2**31 - 1 - max(max(tile.rows, tile.cols) for tile in TILES.values())
 
 
+#: CUDA's limit on gridDim.y, where launch_gemm puts the column tiles (gridDim.x allows 2**31 - 1).
+MAX_GRID_Y = 65535
+
+
 def check_gemm_size(m, n, k, what):
-    """ValueError unless every GEMM size keeps the kernels' int32 index arithmetic from overflowing."""
+    """ValueError unless every GEMM size keeps the kernels' int32 index arithmetic from overflowing and
+    the column tiles fit in CUDA's grid (a launch past it fails with a bare 'invalid argument')."""
     for name, value in (("rows", m), ("columns", n), ("reduction length", k)):
         if value > INDEX_LIMIT:
             raise ValueError(f"{what}: the GEMM {name} {value} exceed {INDEX_LIMIT} (2**31 - 1 less a tile), "
                              f"the most the kernels' int32 indices allow. Fix: split the batch into smaller "
                              f"pieces.")
+    tile = choose_tile(m, n, k)
+    column_tiles = tile.grid(m, n)[1]
+    if column_tiles > MAX_GRID_Y:
+        raise ValueError(f"{what}: the GEMM columns {n} need {column_tiles} tiles of {tile.cols}, more than "
+                         f"CUDA's grid allows ({MAX_GRID_Y} along y). Fix: narrow the layer (for a Dense "
+                         f"layer's input features, pool or stride before Flatten).")
 
 
 def check_operands(**arrays):

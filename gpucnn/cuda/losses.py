@@ -8,8 +8,13 @@ the weights, int32 class indices for the sparse ones.
 """
 import numpy as np
 
-from gpucnn.contract.losses import (check_binary, check_categorical, check_mean_squared_error,
-                                    check_sample_weight, smoothing_terms)
+from gpucnn.contract.losses import (
+    check_binary,
+    check_categorical,
+    check_mean_squared_error,
+    check_sample_weight,
+    smoothing_terms,
+)
 from gpucnn.cuda import runtime
 from gpucnn.cuda._numba_launch import flat, launch_loss
 from gpucnn.kernels import reduce

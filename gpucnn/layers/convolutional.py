@@ -1,9 +1,8 @@
 """Conv2D, MaxPooling2D and the base of the pooling layers (NHWC, HWIO kernels, Keras arguments
 and defaults)."""
 from gpucnn import activations
-from gpucnn.layers.base import (KernelLayer, Layer, check_data_format, check_positive_output, check_rank,
-                                positive_int)
 from gpucnn.contract.shapes import conv_output_length, normalize_padding, normalize_tuple, window_misfit
+from gpucnn.layers.base import KernelLayer, Layer, check_data_format, check_positive_output, check_rank, positive_int
 
 _NHWC = "(batch, height, width, channels)"
 

@@ -6,8 +6,15 @@ import numpy as np
 from gpucnn import activations, utils
 from gpucnn.contract.activations import check_alpha
 from gpucnn.counters import StepCounter
-from gpucnn.layers.base import (KernelLayer, Layer, _check_input_shape, _unique_name, check_data_format,
-                                format_shape, positive_int)
+from gpucnn.layers.base import (
+    KernelLayer,
+    Layer,
+    _check_input_shape,
+    _unique_name,
+    check_data_format,
+    format_shape,
+    positive_int,
+)
 from gpucnn.layers.symbolic import SymbolicTensor
 
 

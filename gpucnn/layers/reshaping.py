@@ -1,6 +1,6 @@
 """ZeroPadding2D (NHWC, Keras arguments)."""
-from gpucnn.layers.base import Layer, check_data_format, check_rank
 from gpucnn.contract.padding import normalize_zero_padding
+from gpucnn.layers.base import Layer, check_data_format, check_rank
 
 
 class ZeroPadding2D(Layer):

@@ -5,8 +5,14 @@ Backward functions take the saved *output* ``y`` of the forward pass, as the ker
 """
 import numpy as np
 
-from gpucnn.contract.activations import (check_activation, check_alpha, check_bias_add, check_bias_backward,
-                                       check_gradient, check_softmax)
+from gpucnn.contract.activations import (
+    check_activation,
+    check_alpha,
+    check_bias_add,
+    check_bias_backward,
+    check_gradient,
+    check_softmax,
+)
 
 
 def apply_activation_(z, activation, alpha=0.2):

@@ -8,8 +8,12 @@ that contain it.
 """
 import numpy as np
 
-from gpucnn.contract.avgpool import (check_average_pool_backward, check_average_pool_forward,
-                                     check_global_average_pool_backward, check_global_average_pool_forward)
+from gpucnn.contract.avgpool import (
+    check_average_pool_backward,
+    check_average_pool_forward,
+    check_global_average_pool_backward,
+    check_global_average_pool_forward,
+)
 
 from .conv import fold_windows, sliding_windows
 

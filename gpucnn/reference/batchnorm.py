@@ -8,7 +8,6 @@ from gpucnn.contract.batchnorm import check_batchnorm_backward, check_channels
 
 from .activations import column_sums
 
-
 # A broadcast over an (M, C) matrix runs NumPy's inner loop C elements at a time: with the few channels
 # of a small CNN (8, 16) that loop overhead, not memory, sets the time. Rows of about this many elements
 # hold several positions each, and every per-channel vector is tiled to match.

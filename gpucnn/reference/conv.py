@@ -14,8 +14,7 @@ are rounded to TF32 / BF16 for 'high' / 'medium', exact float32 otherwise.
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from gpucnn.contract.conv import (check_conv2d_backward_data, check_conv2d_backward_filter,
-                                  check_conv2d_forward)
+from gpucnn.contract.conv import check_conv2d_backward_data, check_conv2d_backward_filter, check_conv2d_forward
 from gpucnn.contract.shapes import WindowGeometry
 
 from .activations import apply_activation_

@@ -15,8 +15,13 @@ the weighted loss.  The correct count is not weighted (Keras' ``metrics`` ignore
 """
 import numpy as np
 
-from gpucnn.contract.losses import (check_binary, check_categorical, check_mean_squared_error,
-                                    check_sample_weight, smoothing_terms)
+from gpucnn.contract.losses import (
+    check_binary,
+    check_categorical,
+    check_mean_squared_error,
+    check_sample_weight,
+    smoothing_terms,
+)
 
 from .activations import sigmoid_forward
 

@@ -8,8 +8,7 @@ import math
 
 import numpy as np
 
-from gpucnn.contract.optimizers import (check_adam_update, check_offset_values, check_offsets,
-                                        check_sgd_update)
+from gpucnn.contract.optimizers import check_adam_update, check_offset_values, check_offsets, check_sgd_update
 
 from .steps import step_value
 

@@ -9,13 +9,13 @@ from typing import ClassVar
 
 import numpy as np
 import pytest
+from gpucnn.kernels import reduce
 from numba import cuda, float32
 from numba.cuda.simulator import kernelapi
 
 from gpucnn import cuda as launchers
 from gpucnn import reference
 from gpucnn.emulator.numba_simulator import install_shared_array_lock
-from gpucnn.kernels import reduce
 
 THREADS = 4
 

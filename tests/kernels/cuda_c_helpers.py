@@ -1,6 +1,7 @@
 """Shared pieces of the CUDA C kernel tests (conv.cu, gemm.cu and their tensor-core twins): their
-tolerance at each precision, forcing a tile or a split-K factor, and a record of the launches, so a test can assert that its shapes reach the path it is
-about (several tiles both ways, partial tiles, float4 stores, split-K) instead of trusting a comment."""
+tolerance at each precision, forcing a tile or a split-K factor, and a record of the launches, so a test
+can assert that its shapes reach the path it is about (several tiles both ways, partial tiles, float4
+stores, split-K) instead of trusting a comment."""
 from typing import NamedTuple
 
 import numpy as np

@@ -8,14 +8,12 @@ import textwrap
 
 import numpy as np
 import pytest
-from cuda_c_helpers import launches  # noqa: F401 (fixture)
 from ops import random
 
 from gpucnn import reference
-from gpucnn.cuda import autotune
+from gpucnn.cuda import autotune, gemm
 from gpucnn.cuda import conv as conv_launchers
 from gpucnn.cuda import dense as dense_launchers
-from gpucnn.cuda import gemm
 
 CANDIDATES = [("128x128", 1), ("64x64", 2), ("128x32", 1)]
 

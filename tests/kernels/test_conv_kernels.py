@@ -6,8 +6,7 @@ every fused activation, every tile shape and the split-K path.  gpu: the article
 """
 import numpy as np
 import pytest
-from cuda_c_helpers import (ALL_TILES, GEMM_TOL, TENSOR_CORE_TAGS, TILE_IDS, assert_crosses_tiles,
-                            assert_matches, force, launches)  # noqa: F401 (fixture)
+from cuda_c_helpers import ALL_TILES, GEMM_TOL, TENSOR_CORE_TAGS, TILE_IDS, assert_crosses_tiles, assert_matches, force
 from ops import assert_close, random, window_case, window_cases
 
 from gpucnn import reference

@@ -6,8 +6,7 @@ import sys
 
 import numpy as np
 import pytest
-from cuda_c_helpers import (ALL_TILES, TENSOR_CORE_TAGS, TILE_IDS, assert_crosses_tiles, assert_matches, force,
-                            launches)  # noqa: F401 (fixture)
+from cuda_c_helpers import ALL_TILES, TENSOR_CORE_TAGS, TILE_IDS, assert_crosses_tiles, assert_matches, force
 from ops import assert_close, on_device, random
 
 from gpucnn import reference
@@ -135,7 +134,22 @@ def test_sizes_leave_room_for_the_last_tiles_int32_indices(position):
     with pytest.raises(ValueError, match=r"exceed 2147483519 \(2\*\*31 - 1 less a tile\).*Fix: split the batch"):
         gemm.check_gemm_size(*sizes, "op")
     sizes[position] = 2**31 - 1 - 128
-    gemm.check_gemm_size(*sizes, "op")
+    if position == 1:  # so many columns also need more column tiles than the grid holds
+        with pytest.raises(ValueError, match="more than CUDA's grid allows"):
+            gemm.check_gemm_size(*sizes, "op")
+    else:
+        gemm.check_gemm_size(*sizes, "op")
+
+
+@pytest.mark.parametrize("rows", [1, 32, 4096])
+def test_column_tiles_fit_in_the_grid(rows):
+    # launch_gemm puts the column tiles on gridDim.y, which CUDA caps at 65535 (a launch past it fails
+    # with 'invalid argument'): Dense(1) on a Flatten of 8.4M features has that many in backward-data.
+    widest = gemm.MAX_GRID_Y * gemm.choose_tile(rows, 10**7, 1).cols
+    gemm.check_gemm_size(rows, widest, 1, "dense_backward_data")
+    with pytest.raises(ValueError, match=r"dense_backward_data: the GEMM columns 8388481 need 65536 tiles of 128, "
+                                         r"more than CUDA's grid allows \(65535 along y\)\. Fix: narrow"):
+        gemm.check_gemm_size(rows, widest + 1, 1, "dense_backward_data")
 
 
 def test_launcher_checks_what_only_a_device_needs(emulated):

@@ -13,7 +13,6 @@ import pytest
 
 from gpucnn.cuda import numba_compile, nvrtc
 
-
 SOURCES = nvrtc.cuda_sources()
 
 
@@ -169,6 +168,7 @@ def test_sass_parser_counts_opcodes_per_kernel():
 
 def test_toolkit_headers_are_found_or_the_error_says_how_to_get_them(monkeypatch, tmp_path):
     from cuda import pathfinder
+
     from gpucnn.cuda import runtime
 
     def not_found(name):

@@ -5,7 +5,7 @@ match with the reference at every tile shape, partial tile and split-K is tested
 cases in test_gemm_kernels.py and test_conv_kernels.py."""
 import numpy as np
 import pytest
-from cuda_c_helpers import TENSOR_CORE_TAGS, assert_matches, force, kernel_prefix, launches  # noqa: F401 (fixture)
+from cuda_c_helpers import TENSOR_CORE_TAGS, assert_matches, force, kernel_prefix
 from ops import random
 
 from gpucnn import config, reference

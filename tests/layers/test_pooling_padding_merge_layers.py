@@ -6,8 +6,16 @@ import pytest
 
 import gpucnn
 from gpucnn import backend
-from gpucnn.layers import (Add, AveragePooling2D, Concatenate, Dense, GlobalAveragePooling2D, ZeroPadding2D,
-                           deserialize, serialize)
+from gpucnn.layers import (
+    Add,
+    AveragePooling2D,
+    Concatenate,
+    Dense,
+    GlobalAveragePooling2D,
+    ZeroPadding2D,
+    deserialize,
+    serialize,
+)
 
 BACKENDS = ["cpu", "emulated"]
 

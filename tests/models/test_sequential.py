@@ -7,8 +7,18 @@ import pytest
 
 import gpucnn
 from gpucnn import optimizers
-from gpucnn.layers import (Activation, BatchNormalization, Conv2D, Dense, Dropout, Flatten, Input,
-                           LeakyReLU, MaxPooling2D, ReLU)
+from gpucnn.layers import (
+    Activation,
+    BatchNormalization,
+    Conv2D,
+    Dense,
+    Dropout,
+    Flatten,
+    Input,
+    LeakyReLU,
+    MaxPooling2D,
+    ReLU,
+)
 
 
 def article_model(flatten=True):

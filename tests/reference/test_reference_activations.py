@@ -3,12 +3,23 @@ import warnings
 
 import numpy as np
 import pytest
+from gradcheck import assert_gradient, projection
 from scipy import special
 
-from gradcheck import assert_gradient, projection
-from gpucnn.reference import (bias_add, bias_backward, leaky_relu_backward, leaky_relu_forward, relu_backward,
-                              relu_forward, sigmoid_backward, sigmoid_forward, softmax_backward, softmax_forward,
-                              tanh_backward, tanh_forward)
+from gpucnn.reference import (
+    bias_add,
+    bias_backward,
+    leaky_relu_backward,
+    leaky_relu_forward,
+    relu_backward,
+    relu_forward,
+    sigmoid_backward,
+    sigmoid_forward,
+    softmax_backward,
+    softmax_forward,
+    tanh_backward,
+    tanh_forward,
+)
 
 
 def _away_from_zero(shape, seed=0):

@@ -1,13 +1,17 @@
 """average-pool reference: vs skimage block_reduce, vs a plain loop oracle that averages the cells
 inside the input only ('same' padding, Keras' count), vs finite differences; global average pooling."""
 import numpy as np
-from skimage.measure import block_reduce
-
 from gradcheck import assert_gradient, projection
 from ops import window_cases
+from skimage.measure import block_reduce
 
-from gpucnn.reference import (average_pool_backward, average_pool_forward, global_average_pool_backward,
-                              global_average_pool_forward)
+from gpucnn.reference import (
+    average_pool_backward,
+    average_pool_forward,
+    global_average_pool_backward,
+    global_average_pool_forward,
+)
+
 
 def _loop_average_pool(x, pool_size, strides, padding):
     """Plain-loop oracle in float64: the mean of each window's cells inside the input, padding by

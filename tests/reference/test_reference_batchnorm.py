@@ -1,8 +1,8 @@
 """Batch-norm reference: statistics vs numpy, inference vs training, backward vs finite differences."""
 import numpy as np
 import pytest
-
 from gradcheck import assert_gradient, projection
+
 from gpucnn.reference import batchnorm_backward, batchnorm_forward_inference, batchnorm_forward_training
 
 SHAPES = [(2, 3, 3, 2), (5, 4), (1, 2, 2, 3), (3, 1, 2, 1)]

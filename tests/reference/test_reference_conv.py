@@ -3,12 +3,19 @@ import math
 
 import numpy as np
 import pytest
-from scipy import signal
-
 from gradcheck import assert_gradient, projection
 from ops import window_cases
-from gpucnn.reference import (conv2d_backward_data, conv2d_backward_filter, conv2d_forward, leaky_relu_forward,
-                              relu_forward, sigmoid_forward)
+from scipy import signal
+
+from gpucnn.reference import (
+    conv2d_backward_data,
+    conv2d_backward_filter,
+    conv2d_forward,
+    leaky_relu_forward,
+    relu_forward,
+    sigmoid_forward,
+)
+
 
 def _padded_input(x, kernel, strides, padding):
     """x padded explicitly with TensorFlow's 'same' rule, written out independently of shapes.py."""

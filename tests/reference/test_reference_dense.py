@@ -1,9 +1,9 @@
 """Dense reference: forward vs an independent einsum, fused activations, backward vs finite differences."""
 import numpy as np
 import pytest
+from gradcheck import assert_gradient, projection
 from scipy import special
 
-from gradcheck import assert_gradient, projection
 from gpucnn.reference import dense_backward_data, dense_backward_weights, dense_forward
 
 SHAPES = [(1, 3, 2), (4, 5, 3), (7, 1, 1)]   # (batch, in features, units)

@@ -50,7 +50,8 @@ def test_threshold_is_inclusive():
     seed = 31
     rate = (_python_hash32(seed, 0) >> 8) * 2.0**-24
     assert dropout_forward(np.ones(1, np.float32), rate, seed, STEP_0)[0] != 0
-    assert dropout_forward(np.ones(1, np.float32), float(np.nextafter(np.float32(rate), np.float32(1))), seed, STEP_0)[0] == 0
+    just_above = float(np.nextafter(np.float32(rate), np.float32(1)))
+    assert dropout_forward(np.ones(1, np.float32), just_above, seed, STEP_0)[0] == 0
 
 
 def test_deterministic_for_a_seed_and_different_for_another():

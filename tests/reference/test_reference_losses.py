@@ -3,12 +3,18 @@ import warnings
 
 import numpy as np
 import pytest
+from gradcheck import numerical_gradient
 from scipy import special
 
-from gradcheck import numerical_gradient
-from gpucnn.reference import (binary_crossentropy, categorical_crossentropy, mean_squared_error,
-                              sigmoid_binary_crossentropy, softmax_categorical_crossentropy,
-                              sparse_categorical_crossentropy, sparse_softmax_categorical_crossentropy)
+from gpucnn.reference import (
+    binary_crossentropy,
+    categorical_crossentropy,
+    mean_squared_error,
+    sigmoid_binary_crossentropy,
+    softmax_categorical_crossentropy,
+    sparse_categorical_crossentropy,
+    sparse_softmax_categorical_crossentropy,
+)
 
 RNG_SEED = 7
 

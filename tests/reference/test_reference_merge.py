@@ -2,8 +2,8 @@
 differences, the in-place accumulation, and the argument checks."""
 import numpy as np
 import pytest
-
 from gradcheck import assert_gradient, projection
+
 from gpucnn.reference import add_forward, add_inplace, concatenate_backward, concatenate_forward
 
 

@@ -5,8 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from gpucnn.reference import (adam_update, clip_by_global_norm, clip_by_norm, clip_by_value, decay_weights,
-                              sgd_update)
+from gpucnn.reference import adam_update, clip_by_global_norm, clip_by_norm, clip_by_value, decay_weights, sgd_update
 
 STEPS = 5
 

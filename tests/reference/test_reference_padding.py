@@ -2,10 +2,10 @@
 three forms of the `padding` argument."""
 import numpy as np
 import pytest
-
 from gradcheck import assert_gradient, projection
-from gpucnn.reference import zero_padding2d_backward, zero_padding2d_forward
+
 from gpucnn.contract.padding import normalize_zero_padding
+from gpucnn.reference import zero_padding2d_backward, zero_padding2d_forward
 
 
 @pytest.mark.parametrize("padding", [((1, 2), (0, 3)), ((0, 0), (2, 1)), ((2, 2), (2, 2))])

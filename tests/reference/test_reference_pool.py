@@ -3,11 +3,12 @@ import math
 
 import numpy as np
 import pytest
-from skimage.measure import block_reduce
-
 from gradcheck import assert_gradient, projection
 from ops import SMALL_WINDOW_CASES, window_cases
+from skimage.measure import block_reduce
+
 from gpucnn.reference import max_pool_backward, max_pool_forward
+
 
 def _loop_max_pool(x, pool_size, strides, padding):
     """Plain-loop oracle: scan each window row-major over the positions inside the input only."""

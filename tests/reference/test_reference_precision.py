@@ -67,7 +67,8 @@ def _ops(rng, precision):
     b = rng.standard_normal((9, 5)).astype(np.float32)
     d = rng.standard_normal((7, 5)).astype(np.float32)
     return {
-        "conv2d_forward": (lambda x, w: reference.conv2d_forward(x, w, None, (2, 2), "same", precision=precision), x, w),
+        "conv2d_forward": (lambda x, w: reference.conv2d_forward(x, w, None, (2, 2), "same", precision=precision),
+                           x, w),
         "conv2d_backward_data": (lambda dy, w: reference.conv2d_backward_data(dy, w, x.shape, (2, 2), "same",
                                                                               precision=precision), dy, w),
         "conv2d_backward_filter": (lambda x, dy: reference.conv2d_backward_filter(x, dy, (3, 3), (2, 2), "same",

@@ -9,8 +9,8 @@ gpucnn builds and briefly trains a few models (the faces example's, the article'
 example's, one with LeakyReLU/Activation/softmax, one with SGD momentum and a from_logits loss, ones
 with ZeroPadding2D, AveragePooling2D, GlobalAveragePooling2D, tanh, AdamW, weight decay, the three
 clips, label smoothing and mean squared error, and a Functional one with Add, Concatenate and a shared
-layer), saves each as ``.keras`` and ``.weights.h5`` with its predictions on fixed inputs and, for models without Dropout, its weights
-after one more ``train_on_batch``.  Then Keras, in a subprocess, loads each ``.keras`` with
+layer), saves each as ``.keras`` and ``.weights.h5`` with its predictions on fixed inputs and, for models
+without Dropout, its weights after one more ``train_on_batch``.  Then Keras, in a subprocess, loads each ``.keras`` with
 ``keras.saving.load_model`` (no custom objects), checks the predictions, the optimizer's iteration
 count, the next training step from the saved optimizer state, and ``load_weights`` of the
 ``.weights.h5`` file into the model built from the archive's config.  Exit status 0 when all pass.
