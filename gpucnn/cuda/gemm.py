@@ -87,10 +87,13 @@ def choose_split_k(blocks, k_tiles):
 
 
 def gemm_candidates(m, n, k_tiles, tiles):
-    """The (tile suffix, K splits) launches the autotuner times: each of ``tiles``, with the split-K the
+    """The (tile suffix, K splits) launches the autotuner times: each of ``tiles`` whose column tiles fit in
+    CUDA's grid (:func:`check_gemm_size` vouches for the heuristic's tile only), with the split-K the
     heuristic would give its grid and without split-K."""
     candidates = []
     for tile in tiles:
+        if tile.grid(m, n)[1] > MAX_GRID_Y:
+            continue
         heuristic_splits, _ = choose_split_k(math.prod(tile.grid(m, n)), k_tiles)
         for splits in (heuristic_splits, 1):
             if (tile.suffix, splits) not in candidates:

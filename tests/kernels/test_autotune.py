@@ -125,6 +125,9 @@ def test_gemm_candidates_cover_every_tile_with_and_without_split_k():
     assert ("128x128", 1) in candidates and any(s > 1 for _, s in candidates)
     assert len(candidates) == len(set(candidates))
     assert gemm.gemm_candidates(100_000, 512, 9, tiles) == [(tile.suffix, 1) for tile in tiles]
+    # Past CUDA's 65535 column tiles in 64 columns, the 64- and 32-column tiles cannot launch.
+    wide = gemm.gemm_candidates(10, gemm.MAX_GRID_Y * 64 + 1, 9, tiles)
+    assert [suffix for suffix, _ in wide] == ["128x128", "32x128"]
 
 
 @pytest.mark.parametrize("precision", ["highest", "high", "medium"])
