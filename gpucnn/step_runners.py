@@ -11,7 +11,8 @@ the batch into the static buffers (an on-device copy) and replays the graph.  Wh
 step to step lives on the device: the optimizer's update count (Adam's bias correction) and each
 Dropout layer's step count (its mask seed) are :class:`gpucnn.counters.StepCounter` arrays that
 the graph itself advances.  Host scalars that a graph freezes (the optimizer's learning rate and
-other settings) are compared before each replay, and a change leads to a new capture.  Batches of
+other settings, and the float32 matmul precision that chose its conv and Dense kernels) are compared
+before each replay, and a change leads to a new capture.  Batches of
 any other shape (the last, partial batch of an epoch) run eagerly.  On the ``cuda`` backend the
 capture is a CuPy stream capture; elsewhere :class:`EagerCapture` stands in for it (its "replay"
 runs the captured function again), so the runner's host logic is the same code on every backend
@@ -20,7 +21,7 @@ and is tested in CI without a GPU.
 import contextlib
 import warnings
 
-from gpucnn import backend
+from gpucnn import backend, config
 
 
 def check_jit_graph(jit_graph):
@@ -160,7 +161,8 @@ class GraphStep:
         self.captures = self.replays = self.eager_steps = 0
 
     def _settings(self):
-        return self.model.optimizer.get_config()
+        # The precision picks the kernels a graph holds (a callback may change the global setting).
+        return self.model.optimizer.get_config(), config.get_float32_matmul_precision()
 
     def __call__(self, x, y, sample_weight=None):
         key = (tuple(x.shape), tuple(y.shape), str(y.dtype), sample_weight is None)

@@ -6,18 +6,31 @@ Training keeps every tensor on the backend (the GPU for ``cuda``): the data is c
 gradients live in two flat buffers (:class:`FlatParameters`; layers hold views into them) so the
 optimizer is a single op, and loss / accuracy are accumulated there and read back once per epoch or
 progress-bar redraw.  Each step runs through a step runner (:mod:`gpucnn.step_runners`: eager, or a
-replayed CUDA graph).
+replayed CUDA graph).  A model compiled with ``matmul_precision`` / ``autotune`` runs its fit, evaluate,
+predict, ``*_on_batch`` and profile under those settings (:meth:`Trainer.compiled_settings`).
 
 The trainer drives the model only through what every model provides: ``layers``, ``output_layer``,
 ``build()``, ``forward(x, training)`` / ``backward(dy)`` over its execution plan, ``call(x, training)``,
 the weights, ``name`` and ``output_shape``.
 """
+import contextlib
+import functools
 import math
 
 import numpy as np
 
-from gpucnn import backend, data, losses, optimizers, profiler, step_runners, utils
+from gpucnn import backend, config, data, losses, optimizers, profiler, step_runners, utils
 from gpucnn import callbacks as callbacks_module
+from gpucnn.contract.precision import check_op_precision
+
+
+def _under_compiled_settings(method):
+    """``method`` of a Trainer runs inside :meth:`Trainer.compiled_settings`."""
+    @functools.wraps(method)
+    def run(self, *args, **kwargs):
+        with self.compiled_settings():
+            return method(self, *args, **kwargs)
+    return run
 
 
 class FlatParameters:
@@ -83,10 +96,13 @@ class Trainer:
         self.stop_training = False
         self._flat = None
         self._jit_graph = None
+        self._matmul_precision = None
+        self._autotune = None
         self._initial_epoch = 0
 
     # -- compile ------------------------------------------------------------------------------------
-    def compile(self, optimizer="rmsprop", loss=None, metrics=None, jit_graph=None, weighted_metrics=None):
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None, jit_graph=None, weighted_metrics=None,
+                matmul_precision=None, autotune=None):
         """Configure training: ``optimizer`` ('adam', 'sgd' or an instance), ``loss`` (Keras name or
         instance), ``metrics`` (e.g. ['accuracy']).  When the model is built, a loss or metric that
         cannot work on its output shape raises here, as does anything Keras would refuse.
@@ -95,9 +111,19 @@ class Trainer:
         step of a full batch (forward, loss, backward, optimizer) once as a CUDA graph and replays it
         on the ``cuda`` backend, and launches eagerly elsewhere; ``False`` always launches eagerly;
         ``True`` asks for the graph runner anywhere (off the GPU it runs the same host logic
-        eagerly).  See :mod:`gpucnn.step_runners`."""
+        eagerly).  See :mod:`gpucnn.step_runners`.
+
+        ``matmul_precision`` ('highest', 'high' or 'medium', see :mod:`gpucnn.config`) is the precision of
+        this model's conv and Dense kernels, and ``autotune`` (True or False, see
+        :mod:`gpucnn.cuda.autotune`) whether their tiles are timed on the GPU, while it runs fit, evaluate,
+        predict, the ``*_on_batch`` methods or profile; None (the default) leaves the global setting.  Like
+        ``jit_graph``, neither is saved with the model."""
         step_runners.check_jit_graph(jit_graph)
         _refuse_unimplemented(weighted_metrics=weighted_metrics)
+        check_op_precision(matmul_precision, "Argument `matmul_precision`")
+        if autotune not in (None, True, False):
+            raise ValueError(f"Argument `autotune` must be None (the global switch), True or False, got "
+                             f"{autotune!r}.")
         if optimizer == "rmsprop":
             raise ValueError("Argument `optimizer` 'rmsprop' (Keras' default) is not implemented. "
                              "Fix: pass optimizer='adam' or 'sgd'.")
@@ -113,7 +139,23 @@ class Trainer:
             losses.check_fits_output(loss, metrics, self.output_shape[1:])
         self.optimizer, self.loss, self.metrics = optimizer, loss, metrics
         self._jit_graph = jit_graph
+        self._matmul_precision = matmul_precision
+        self._autotune = autotune
         self._flat = None
+
+    @contextlib.contextmanager
+    def compiled_settings(self):
+        """Inside, the precision and autotune switch given to ``compile`` are in force (those left None
+        keep the global ones); the global settings come back on exit."""
+        with config.float32_matmul_precision(self._matmul_precision):
+            # The switch lives in gpucnn.cuda, which only the backends that launch kernels have imported
+            # (importing numba.cuda before the emulated backend starts would break its simulator).
+            if self._autotune is None or backend.current().name == "cpu":
+                yield
+                return
+            from gpucnn.cuda import autotune
+            with autotune.autotuning(self._autotune):
+                yield
 
     def require_compiled(self, method):
         """Raise Keras' ValueError for calling ``method`` (its name) on a model not compiled yet."""
@@ -217,6 +259,7 @@ class Trainer:
         self.apply_optimizer()
         return loss, correct
 
+    @_under_compiled_settings
     def train_on_batch(self, x, y, sample_weight=None, class_weight=None, return_dict=False):
         """One optimizer step on one batch, as Keras: returns the batch's loss (a float), ``[loss,
         accuracy]`` when metrics were compiled, or a dict with ``return_dict=True``.
@@ -229,6 +272,7 @@ class Trainer:
         logs.add(*self.train_step(x, y, weights), len(x), self.loss.accuracy_count(y))
         return self._keras_result(logs.result(), return_dict)
 
+    @_under_compiled_settings
     def test_on_batch(self, x, y, sample_weight=None, return_dict=False):
         """Loss (and accuracy) of one batch in inference mode, returned as ``train_on_batch`` does;
         ``sample_weight`` weighs each sample's loss."""
@@ -253,6 +297,7 @@ class Trainer:
     def _batch_size(batch_size):
         return 32 if batch_size is None else _positive_int(batch_size, "batch_size")
 
+    @_under_compiled_settings
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
             validation_split=0.0, validation_data=None, shuffle=True, class_weight=None,
             sample_weight=None, initial_epoch=0, steps_per_epoch=None, validation_steps=None,
@@ -367,6 +412,7 @@ class Trainer:
                 callback_list.on_test_batch_end(batch, running)
         return running
 
+    @_under_compiled_settings
     def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None, steps=None,
                  callbacks=None, return_dict=False):
         """Loss and metrics on ``x``/``y``: ``[loss, accuracy]`` (or a scalar loss without metrics, or a
@@ -389,6 +435,7 @@ class Trainer:
         callback_list.on_test_end(logs)
         return self._keras_result(logs, return_dict)
 
+    @_under_compiled_settings
     def predict(self, x, batch_size=None, verbose=0, steps=None, callbacks=None):
         """Model outputs for ``x`` as a float32 NumPy array (probabilities for sigmoid/softmax heads).
         ``verbose=1`` draws Keras' progress bar with the time per step, ``2`` its one-line form."""
@@ -408,6 +455,7 @@ class Trainer:
             bar.finish({})
         return np.concatenate(outputs).astype(np.float32, copy=False)
 
+    @_under_compiled_settings
     def profile(self, x, y, steps=10, warmup=2, print_fn=print):
         """Time ``steps`` training steps on the batch ``x``/``y`` layer by layer and print the table
         (forward / backward ms, share of the step, achieved TFLOP/s or GB/s, peak memory); returns a

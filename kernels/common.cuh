@@ -1,5 +1,6 @@
-// Shared device code of conv.cu and gemm.cu: the fused activation epilogue and one tiled, register-blocked
-// GEMM (C = A·B, A: M×K, B: K×N, C row-major M×N) that reads its operands through small "operand" structs.
+// Shared device code of conv.cu and gemm.cu (and their tensor-core twins conv_tc.cu, gemm_tc.cu): the fused
+// activation epilogue and one tiled, register-blocked GEMM (C = A·B, A: M×K, B: K×N, C row-major M×N) that
+// reads its operands through small "operand" structs.
 //
 // An operand hides where element (i, k) lives: a plain or transposed matrix for Dense, a gather from an
 // NHWC image for the implicit-GEMM convolutions (no im2col buffer is ever built).  For the A operand the
@@ -45,6 +46,11 @@ struct MatrixOperand {
     }
 };
 
+// The values a tile loader stores unchanged (the FP32 kernels); tensor-core kernels pass a rounding instead.
+struct KeepFloat {
+    __device__ static float convert(float v) { return v; }
+};
+
 // Moves one operand's BK×TILE slice from global memory into shared memory as S[k][i], through registers
 // so the next slice can be fetched while the current one is multiplied.  Threads are laid out along the
 // operand's contiguous index, so a warp reads runs of neighbouring floats.
@@ -88,12 +94,13 @@ struct TileLoader {
         }
     }
 
-    template <int STRIDE>
-    __device__ void store(float (*shared)[STRIDE]) const {
+    // Stores the slice as S[k][i], each value as Convert::convert makes it (the element type of the tiles).
+    template <class Convert = KeepFloat, int STRIDE, class Element>
+    __device__ void store(Element (*shared)[STRIDE]) const {
         #pragma unroll
         for (int r = 0; r < LOADS; ++r) {
-            if constexpr (k_contiguous) shared[lane][first_row + r * (THREADS / BK)] = staged[r];
-            else shared[first_row + r * (THREADS / TILE)][lane] = staged[r];
+            if constexpr (k_contiguous) shared[lane][first_row + r * (THREADS / BK)] = Convert::convert(staged[r]);
+            else shared[first_row + r * (THREADS / TILE)][lane] = Convert::convert(staged[r]);
         }
     }
 };
@@ -107,10 +114,42 @@ __device__ __forceinline__ int owned_index(int thread_coord, int i) {
     return (i / 4) * (TILE / GROUPS) + thread_coord * 4 + (i % 4);
 }
 
-// One BM×BN tile of C per block, each thread a TM×TN sub-tile in registers, BK-deep slices of A and B
-// double-buffered in shared memory (one barrier per slice).  Split-K: block z covers k tiles
-// [z·k_tiles_per_split, (z+1)·k_tiles_per_split) and writes slice z of `out` (M×N each); with one split
-// `out` is C itself.  The epilogue adds bias[n] and applies the activation before the single store.
+// The K loop of gemm_tile and gemm_tile_tc (tensor_core.cuh): BK-deep slices of A and B double-buffered in
+// shared memory (one barrier per slice), the next slice's global loads in flight while multiply(buffer)
+// works on the current one.  Split-K: block z covers k tiles [z·k_tiles_per_split, (z+1)·k_tiles_per_split).
+// Convert is how the loaders store values into the tiles (KeepFloat, or a tensor-core rounding).
+template <class Convert, int BK, class ALoader, class BLoader, class ATiles, class BTiles, class Multiply>
+__device__ __forceinline__ void double_buffered_k_loop(ALoader& a_loader, BLoader& b_loader, ATiles& a_tile,
+                                                       BTiles& b_tile, int K, int k_tiles_per_split,
+                                                       const Multiply& multiply) {
+    const int k_begin = blockIdx.z * k_tiles_per_split * BK;
+    const int k_tiles = min(k_tiles_per_split, (K - k_begin + BK - 1) / BK);
+    if (k_tiles > 0) {
+        a_loader.fetch(k_begin);
+        b_loader.fetch(k_begin);
+        a_loader.template store<Convert>(a_tile[0]);
+        b_loader.template store<Convert>(b_tile[0]);
+    }
+    __syncthreads();
+    for (int tile = 0; tile < k_tiles; ++tile) {
+        const int current = tile & 1;
+        const bool more = tile + 1 < k_tiles;
+        if (more) {  // global loads in flight while the multiplication runs
+            a_loader.fetch(k_begin + (tile + 1) * BK);
+            b_loader.fetch(k_begin + (tile + 1) * BK);
+        }
+        multiply(current);
+        if (more) {  // the other buffer was last read before the previous barrier
+            a_loader.template store<Convert>(a_tile[current ^ 1]);
+            b_loader.template store<Convert>(b_tile[current ^ 1]);
+        }
+        __syncthreads();
+    }
+}
+
+// One BM×BN tile of C per block, each thread a TM×TN sub-tile in registers, the K loop above.  With split-K
+// block z writes slice z of `out` (M×N each); with one split `out` is C itself.  The epilogue adds bias[n]
+// and applies the activation before the single store.
 template <int BM, int BN, int BK, int TM, int TN, class AOperand, class BOperand>
 __device__ void gemm_tile(const AOperand& a, const BOperand& b, int M, int N, int K, int k_tiles_per_split,
                           const float* __restrict__ bias, float* __restrict__ out, int activation,
@@ -125,8 +164,6 @@ __device__ void gemm_tile(const AOperand& a, const BOperand& b, int M, int N, in
     const int n0 = blockIdx.y * BN;
     const int tx = threadIdx.x % (BN / TN);
     const int ty = threadIdx.x / (BN / TN);
-    const int k_begin = blockIdx.z * k_tiles_per_split * BK;
-    const int k_tiles = min(k_tiles_per_split, (K - k_begin + BK - 1) / BK);
     out += (long long)blockIdx.z * M * N;
 
     TileLoader<AOperand, BM, BK, THREADS> a_loader(a, m0);
@@ -137,20 +174,7 @@ __device__ void gemm_tile(const AOperand& a, const BOperand& b, int M, int N, in
         #pragma unroll
         for (int j = 0; j < TN; ++j) acc[i][j] = 0.0f;
 
-    if (k_tiles > 0) {
-        a_loader.fetch(k_begin);
-        b_loader.fetch(k_begin);
-        a_loader.store(a_tile[0]);
-        b_loader.store(b_tile[0]);
-    }
-    __syncthreads();
-    for (int tile = 0; tile < k_tiles; ++tile) {
-        const int current = tile & 1;
-        const bool more = tile + 1 < k_tiles;
-        if (more) {  // global loads in flight while the FMAs below run
-            a_loader.fetch(k_begin + (tile + 1) * BK);
-            b_loader.fetch(k_begin + (tile + 1) * BK);
-        }
+    double_buffered_k_loop<KeepFloat, BK>(a_loader, b_loader, a_tile, b_tile, K, k_tiles_per_split, [&](int current) {
         #pragma unroll
         for (int kk = 0; kk < BK; ++kk) {
             float a_frag[TM], b_frag[TN];
@@ -169,12 +193,7 @@ __device__ void gemm_tile(const AOperand& a, const BOperand& b, int M, int N, in
                 #pragma unroll
                 for (int j = 0; j < TN; ++j) acc[i][j] = fmaf(a_frag[i], b_frag[j], acc[i][j]);
         }
-        if (more) {  // the other buffer was last read before the previous barrier
-            a_loader.store(a_tile[current ^ 1]);
-            b_loader.store(b_tile[current ^ 1]);
-        }
-        __syncthreads();
-    }
+    });
 
     // float4 stores need 16-byte aligned addresses (a GPU faults with "misaligned address" otherwise):
     // with N % 4 == 0 every group of 4 columns is, provided `out` itself is (a view of an array may not be).
@@ -201,6 +220,47 @@ __device__ void gemm_tile(const AOperand& a, const BOperand& b, int M, int N, in
         }
     }
 }
+
+// One launch's epilogue and split-K bound to a tile body: the callable gemm(a, b, M, N, K) that the problem
+// builders (dense_gemm here, the conv passes in conv_operands.cuh) hand their operands to.  Tile::run is
+// gemm_tile (CudaCoreTile) or gemm_tile_tc (TensorCoreTile in tensor_core.cuh).
+template <class Tile>
+struct GemmLaunch {
+    const float* bias;
+    float* out;
+    int activation;
+    float alpha;
+    int k_tiles_per_split;
+
+    template <class AOperand, class BOperand>
+    __device__ void operator()(const AOperand& a, const BOperand& b, int M, int N, int K) const {
+        Tile::run(a, b, M, N, K, k_tiles_per_split, bias, out, activation, alpha);
+    }
+};
+
+template <int BM, int BN, int BK, int TM, int TN>
+struct CudaCoreTile {
+    template <class... Args>
+    __device__ static void run(const Args&... args) { gemm_tile<BM, BN, BK, TM, TN>(args...); }
+};
+
+template <int BM, int BN, int BK, int TM, int TN>
+using CudaCoreGemm = GemmLaunch<CudaCoreTile<BM, BN, BK, TM, TN>>;
+
+// Dense GEMMs out (M×N) = op(A)·op(B): a is stored M×K (K×M when A_TRANSPOSED), b K×N (N×K when
+// B_TRANSPOSED).  A transpose only changes which index of the stored matrix is contiguous.
+template <bool A_TRANSPOSED, bool B_TRANSPOSED, class Gemm>
+__device__ void dense_gemm(const float* a, const float* b, int M, int N, int K, const Gemm& gemm) {
+    const MatrixOperand<!A_TRANSPOSED> a_op{a, M, K, A_TRANSPOSED ? 1 : K, A_TRANSPOSED ? M : 1};
+    const MatrixOperand<B_TRANSPOSED> b_op{b, N, K, B_TRANSPOSED ? K : 1, B_TRANSPOSED ? 1 : N};
+    gemm(a_op, b_op, M, N, K);
+}
+
+// The parameters of every Dense GEMM entry point (gemm.cu, gemm_tc.cu).
+#define GEMM_PARAMS                                                                                     \
+    const float *a, const float *b, const float *bias, float *out, int M, int N, int K, int activation, \
+        float alpha, int k_tiles_per_split
+#define GEMM_EPILOGUE bias, out, activation, alpha, k_tiles_per_split
 
 // Sums the split-K slices of `partial` (splits × count) in a fixed order, then applies the epilogue:
 // deterministic, unlike float atomics whose order changes from run to run.

@@ -2,25 +2,17 @@
 //   forward          y  = x · w        gemm_nn   (x: batch×in, w: in×units)
 //   backward-data    dx = dy · wᵀ      gemm_nt
 //   backward-weights dw = xᵀ · dy      gemm_tn   (K = batch: the launcher splits it, see split_k_reduce)
-// The tiling, register blocking and epilogue are the shared ones of common.cuh; a transpose only changes
-// which index of the stored matrix is contiguous, so which way the threads read it.
+// The tiling, register blocking, epilogue and the operands (dense_gemm) are the shared ones of common.cuh.
 #include "common.cuh"
 
 constexpr int GEMM_BK = 8;
 
-// a is stored M×K (or K×M when A_TRANSPOSED), b is stored K×N (or N×K when B_TRANSPOSED).
 template <int BM, int BN, int TM, int TN, bool A_TRANSPOSED, bool B_TRANSPOSED>
-__device__ void gemm(const float* a, const float* b, const float* bias, float* out, int M, int N, int K,
-                     int activation, float alpha, int k_tiles_per_split) {
-    const MatrixOperand<!A_TRANSPOSED> a_op{a, M, K, A_TRANSPOSED ? 1 : K, A_TRANSPOSED ? M : 1};
-    const MatrixOperand<B_TRANSPOSED> b_op{b, N, K, B_TRANSPOSED ? K : 1, B_TRANSPOSED ? 1 : N};
-    gemm_tile<BM, BN, GEMM_BK, TM, TN>(a_op, b_op, M, N, K, k_tiles_per_split, bias, out, activation, alpha);
+__device__ void gemm(GEMM_PARAMS) {
+    dense_gemm<A_TRANSPOSED, B_TRANSPOSED>(a, b, M, N, K, CudaCoreGemm<BM, BN, GEMM_BK, TM, TN>{GEMM_EPILOGUE});
 }
 
 // Entry points: gemm_<nn|nt|tn>_<BM>x<BN>, the same four tile shapes as conv.cu.
-#define GEMM_PARAMS                                                                                     \
-    const float *a, const float *b, const float *bias, float *out, int M, int N, int K, int activation, \
-        float alpha, int k_tiles_per_split
 #define GEMM_ARGS a, b, bias, out, M, N, K, activation, alpha, k_tiles_per_split
 
 extern "C" __global__ void gemm_nn_128x128(GEMM_PARAMS) { gemm<128, 128, 8, 8, false, false>(GEMM_ARGS); }

@@ -113,9 +113,9 @@ def make_inputs(xp, x_hwc, kernel, strides, padding, batch):
 
 @contextlib.contextmanager
 def tile_replaced(tile, only_instead_of=None):
-    """While active, the launchers take ``tile`` wherever they would take ``only_instead_of`` (None:
-    everywhere); yields the list of (m, n, k) problems it was taken for."""
-    from gpucnn.cuda import gemm
+    """While active, the launchers take ``tile`` wherever the heuristic would take ``only_instead_of``
+    (None: everywhere), with the autotuner off; yields the list of (m, n, k) problems it was taken for."""
+    from gpucnn.cuda import autotune, gemm
     choose, replaced = gemm.choose_tile, []
 
     def choose_variant(m, n, k):
@@ -127,7 +127,8 @@ def tile_replaced(tile, only_instead_of=None):
 
     gemm.choose_tile = choose_variant
     try:
-        yield replaced
+        with autotune.autotuning(False):
+            yield replaced
     finally:
         gemm.choose_tile = choose
 

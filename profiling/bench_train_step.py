@@ -2,7 +2,9 @@
 
 1. The article's model (examples/textures_cnn.py at full width: Conv2D 512/256/128 3x3 + MaxPooling2D 3x3
    on 100x100x1, sigmoid output), batch 128: gpucnn (eager launches and CUDA graph) vs PyTorch eager with
-   cuDNN in strict FP32 and in TF32.  Goal: gpucnn <= 1.0x PyTorch's step time.
+   cuDNN in strict FP32, and at each tensor-core precision gpucnn's CUDA graph vs PyTorch at the same
+   precision ('high': TF32, fp32_precision 'tf32'; 'medium': BF16, autocast to bfloat16).  Goals: gpucnn
+   <= 1.0x PyTorch's step time in FP32 and in TF32.
 2. A small launch-bound model on faces()-sized inputs (25x25x1), batch 32: gpucnn with CUDA graphs vs
    PyTorch eager and vs PyTorch with its own CUDA graph (torch.cuda.graphs, capturable Adam): against
    eager alone the comparison would measure launch overhead only.  Goal: gpucnn >= 2x faster than eager.
@@ -12,8 +14,9 @@
 PyTorch runs as fairly as we know how: cudnn.benchmark=True, channels-last tensors and weights (our layout
 is NHWC), precision set with ``fp32_precision`` ('ieee' or 'tf32').  A step is forward + loss + backward
 + Adam on a batch already on the device (both sides cycle through several batches).  Each model is first
-validated: gpucnn's and PyTorch strict-FP32's forward outputs on the first few samples, with the same
-weights, against PyTorch in float64 (relative errors, both recorded: a TF32 peer cannot pass as FP32).
+validated: gpucnn's and PyTorch's forward outputs at each precision on the first few samples, with the
+same weights, against PyTorch in float64 (relative errors, all recorded; each within its precision's bound,
+so a TF32 peer cannot pass as FP32).
 gpucnn's graph runner must capture exactly once (a failed capture would time eager steps as "graph").
 Times: CUDA events around runs of steps, after warm-up, median over repeats.  Last, the article model's
 per-layer ``model.profile()`` table.  Every case (validation, each runner, the ratios, the profile) is
@@ -21,8 +24,10 @@ one entry of the JSON report, rewritten after each, to
 <results_dir>/train_step-<gpu>-<date>.json; a failed case is recorded and the run goes on.
 
     python profiling/bench_train_step.py [results_dir] [--repeat 10] [--steps 5] [--warmup 3]
+                                         [--precisions highest,high,medium]
 """
 import argparse
+import contextlib
 import gc
 import importlib.util
 import itertools
@@ -42,7 +47,10 @@ from benchlib import (
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 FACES_SHAPE = (25, 25, 1)
 BATCHES_IN_ROTATION = 4  # distinct device batches cycled through, so no step re-reads a cached batch
-MAX_FORWARD_ERROR = 1e-4  # relative error vs float64: strict FP32 lands far below, TF32 does not
+# Relative error of the forward output vs float64, per precision: strict FP32 lands far below 1e-4 (TF32
+# does not); TF32 / BF16 operands (2⁻¹¹ / 2⁻⁸ relative rounding each) land near their rounding error.
+MAX_FORWARD_ERROR = {"highest": 1e-4, "high": 4e-3, "medium": 3e-2}
+PRECISION_TAGS = {"highest": "fp32", "high": "tf32", "medium": "bf16"}  # case names: gpucnn_graph_tf32, ...
 VALIDATION_SAMPLES = 4     # the float64 oracle runs on this many samples
 
 
@@ -58,7 +66,18 @@ def parse_args(argv=None):
     parser.add_argument("--faces-batch", type=int, default=32)
     parser.add_argument("--width-divisor", type=int, default=1,
                         help="divide the article model's filter counts (1: the article's width)")
+    parser.add_argument("--precisions", type=precision_list, default=("highest", "high", "medium"),
+                        help="gpucnn.config precisions to time, comma-separated (default: all three)")
     return parser.parse_args(argv)
+
+
+def precision_list(text):
+    from gpucnn.contract.precision import PRECISIONS
+    names = tuple(text.split(","))
+    if not names or not set(names) <= set(PRECISIONS) or "highest" not in names:
+        raise argparse.ArgumentTypeError(f"must be a comma-separated list of {', '.join(PRECISIONS)} that "
+                                         f"holds 'highest' (the FP32 cases the goals compare), got {text!r}")
+    return names
 
 
 # -- models -----------------------------------------------------------------------------------------
@@ -135,10 +154,11 @@ def device_batches(x, y, batch):
     return [(x[i * batch:(i + 1) * batch], y[i * batch:(i + 1) * batch]) for i in range(BATCHES_IN_ROTATION)]
 
 
-def gpucnn_case(build, input_shape, batch, jit_graph, args):
+def gpucnn_case(build, input_shape, batch, jit_graph, args, precision="highest"):
     """Peak memory of two untimed steps (the meter wraps every allocation, so it stays out of the timed
-    loop), then the time of gpucnn's training step on a fresh model.  The graph runner must have
-    captured exactly once and never fallen back to eager."""
+    loop; the first also autotunes the kernels), then the time of gpucnn's training step on a fresh model
+    compiled with ``matmul_precision=precision``.  The graph runner must have captured exactly once and
+    never fallen back to eager."""
     import cupy
 
     import gpucnn
@@ -154,15 +174,18 @@ def gpucnn_case(build, input_shape, batch, jit_graph, args):
         with meter:
             model = build()
             model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"],
-                          jit_graph=jit_graph)
+                          jit_graph=jit_graph, matmul_precision=precision)
             batches = device_batches(*model.prepare_training(*host_batches(input_shape, batch)), batch)
             runner = step_runners.make_step_runner(model, jit_graph)
-            for x, y in batches[:2]:
-                runner(x, y)
+            with model.compiled_settings():
+                for x, y in batches[:2]:
+                    runner(x, y)
             cupy.cuda.get_current_stream().synchronize()
-        result = median_step_ms(runner, batches, "cupy", args)
+        with model.compiled_settings():
+            result = median_step_ms(runner, batches, "cupy", args)
     result["peak_bytes"] = meter.peak_in_use - used_before
     result["runner"] = type(runner).__name__
+    result["matmul_precision"] = precision
     if isinstance(runner, step_runners.GraphStep):
         result.update(captures=runner.captures, replays=runner.replays, eager_steps=runner.eager_steps)
         if runner.captures != 1 or runner.eager_steps != 1:
@@ -173,11 +196,12 @@ def gpucnn_case(build, input_shape, batch, jit_graph, args):
 
 
 def torch_case(model, batch, precision, args, graph=False):
-    """Time PyTorch on the twin of ``model`` (same initial weights, channels-last), eager or with the
-    whole step captured in one CUDA graph, and measure its peak memory."""
+    """Time PyTorch on the twin of ``model`` (same initial weights, channels-last) at ``precision`` (ours:
+    see :func:`torch_precision`), eager or with the whole step captured in one CUDA graph, and measure its
+    peak memory."""
     import torch
 
-    set_torch_fp32_precision(torch, precision)
+    fp32_precision, autocast = torch_precision(torch, precision)
     gc.collect()
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats()
@@ -192,7 +216,8 @@ def torch_case(model, batch, precision, args, graph=False):
 
     def step(xb, yb):
         optimizer.zero_grad(set_to_none=True)
-        loss = loss_fn(net(xb), yb)
+        with autocast():
+            loss = loss_fn(net(xb), yb)
         loss.backward()
         optimizer.step()
 
@@ -201,8 +226,20 @@ def torch_case(model, batch, precision, args, graph=False):
     result = median_step_ms(step, batches, "torch", args)
     result["peak_bytes"] = torch.cuda.max_memory_allocated()
     result["memory_format"] = "channels_last"
-    result["fp32_precision"] = precision
+    result["fp32_precision"] = fp32_precision
+    result["autocast"] = "bfloat16" if precision == "medium" else None
     return result
+
+
+def torch_precision(torch, precision):
+    """PyTorch set up as our ``precision``: ('ieee' | 'tf32', the autocast context each step runs in).
+    'medium' is autocast to bfloat16 (BF16 tensor-core convolutions and matmuls, FP32 accumulation) with
+    strict FP32 flags for what autocast leaves in float32."""
+    fp32_precision = "tf32" if precision == "high" else "ieee"
+    set_torch_fp32_precision(torch, fp32_precision)
+    if precision == "medium":
+        return fp32_precision, lambda: torch.autocast("cuda", dtype=torch.bfloat16)
+    return fp32_precision, contextlib.nullcontext
 
 
 def torch_graph_step(step, example):
@@ -229,32 +266,39 @@ def torch_graph_step(step, example):
     return replay
 
 
-def validation(build, input_shape):
-    """Relative errors of gpucnn's and PyTorch strict-FP32's output probabilities vs PyTorch float64, on
-    the first samples of a batch, with the same weights."""
+def validation(build, input_shape, precisions):
+    """Relative errors of gpucnn's and PyTorch's output probabilities at each of ``precisions`` vs PyTorch
+    in float64, on the first samples of a batch, with the same weights."""
     import torch
 
     import gpucnn
+    from gpucnn import config
     gpucnn.utils.set_random_seed(0)
     model = build()
     x_host, _ = host_batches(input_shape, VALIDATION_SAMPLES)
     x_host = x_host[:VALIDATION_SAMPLES]
-    ours = torch.from_numpy(model.predict(x_host)).double()
-    set_torch_fp32_precision(torch, "ieee")
     x = torch.from_numpy(x_host).cuda().permute(0, 3, 1, 2)
     twin = torch_twin(model)
+    outputs = {}
+    for precision in precisions:
+        tag = PRECISION_TAGS[precision]
+        with config.float32_matmul_precision(precision):
+            outputs[f"gpucnn_{tag}"] = torch.from_numpy(model.predict(x_host)).double()
+        _, autocast = torch_precision(torch, precision)
+        with torch.no_grad(), autocast():
+            logits = twin(x.contiguous(memory_format=torch.channels_last))
+        outputs[f"torch_{tag}"] = torch.sigmoid(logits.float()).double().cpu()
     with torch.no_grad():
-        theirs = torch.sigmoid(twin(x.contiguous(memory_format=torch.channels_last))).double().cpu()
-        oracle = torch.sigmoid(twin.double()(x.double())).cpu()
-    errors = {"gpucnn_relative_error_vs_float64": float(torch.linalg.vector_norm(ours - oracle)
-                                                        / torch.linalg.vector_norm(oracle)),
-              "torch_fp32_relative_error_vs_float64": float(torch.linalg.vector_norm(theirs - oracle)
-                                                            / torch.linalg.vector_norm(oracle)),
-              "samples": VALIDATION_SAMPLES}
-    for name, error in errors.items():
-        if name != "samples" and not error < MAX_FORWARD_ERROR:
-            raise ValidationError(f"{name} = {error:.2e} >= {MAX_FORWARD_ERROR:.0e}: not timing a wrong (or "
-                                  f"non-FP32) forward")
+        oracle = torch.sigmoid(twin.double()(x.double())).cpu()  # last: .double() converts the twin itself
+    errors = {"samples": VALIDATION_SAMPLES}
+    for name, output in outputs.items():
+        error = float(torch.linalg.vector_norm(output - oracle) / torch.linalg.vector_norm(oracle))
+        errors[f"{name}_relative_error_vs_float64"] = error
+        precision = next(p for p, tag in PRECISION_TAGS.items() if name.endswith(tag))
+        if not error < MAX_FORWARD_ERROR[precision]:
+            raise ValidationError(f"{name}'s relative error vs float64 = {error:.2e} >= "
+                                  f"{MAX_FORWARD_ERROR[precision]:.0e} ({precision!r}): not timing a wrong (or "
+                                  f"less precise) forward")
     return errors
 
 
@@ -272,32 +316,41 @@ def per_layer_profile(build, input_shape, batch, steps):
 
 # -- main -------------------------------------------------------------------------------------------
 def ratios_of(times):
-    """The headline ratios from the passed cases' {name: result}."""
+    """The headline ratios from the passed cases' {name: result}: time ratios < 1 mean gpucnn is faster."""
     ms = {name: case["median_ms"] for name, case in times.items()}
     best = min(ms["gpucnn_graph"], ms["gpucnn_eager"])
     ratios = {"gpucnn_best_over_torch_eager_fp32": best / ms["torch_eager_fp32"],
-              "gpucnn_best_over_torch_eager_tf32": best / ms["torch_eager_tf32"],
               "torch_fp32_over_gpucnn_graph": ms["torch_eager_fp32"] / ms["gpucnn_graph"],
               "peak_memory_gpucnn_graph_over_torch": (times["gpucnn_graph"]["peak_bytes"]
                                                       / times["torch_eager_fp32"]["peak_bytes"])}
+    if "torch_eager_tf32" in ms:  # TF32: what PyTorch's cuDNN convolutions allow by default
+        ratios["gpucnn_best_over_torch_eager_tf32"] = best / ms["torch_eager_tf32"]
+    for tag in ("tf32", "bf16"):  # the tensor-core precisions, each against PyTorch at the same one
+        if f"gpucnn_graph_{tag}" in ms and f"torch_eager_{tag}" in ms:
+            ratios[f"gpucnn_graph_{tag}_over_torch_eager_{tag}"] = ms[f"gpucnn_graph_{tag}"] / ms[f"torch_eager_{tag}"]
     if "torch_graph_fp32" in ms:
         ratios["torch_graph_fp32_over_gpucnn_graph"] = ms["torch_graph_fp32"] / ms["gpucnn_graph"]
     return ratios
 
 
 def run_model(report, title, build, input_shape, batch, args, torch_graph):
-    """Every case of one model; returns its ratios (None when a case they need failed)."""
+    """Every case of one model, the most telling first (a run killed at its time limit keeps those);
+    returns its ratios (None when a case they need failed)."""
     import cupy
     print(f"== {title}, batch {batch}", flush=True)
-    if report.case(f"{title}: validation", lambda: validation(build, input_shape))["status"] != "passed":
+    validated = report.case(f"{title}: validation", lambda: validation(build, input_shape, args.precisions))
+    if validated["status"] != "passed":
         return None
     model = build()  # the PyTorch twins copy this model's initial weights
     cases = {"gpucnn_graph": lambda: gpucnn_case(build, input_shape, batch, True, args),
-             "gpucnn_eager": lambda: gpucnn_case(build, input_shape, batch, False, args),
-             "torch_eager_fp32": lambda: torch_case(model, batch, "ieee", args),
-             "torch_eager_tf32": lambda: torch_case(model, batch, "tf32", args)}
+             "torch_eager_fp32": lambda: torch_case(model, batch, "highest", args)}
+    for precision in (p for p in args.precisions if p != "highest"):
+        tag = PRECISION_TAGS[precision]
+        cases[f"gpucnn_graph_{tag}"] = lambda p=precision: gpucnn_case(build, input_shape, batch, True, args, p)
+        cases[f"torch_eager_{tag}"] = lambda p=precision: torch_case(model, batch, p, args)
+    cases["gpucnn_eager"] = lambda: gpucnn_case(build, input_shape, batch, False, args)
     if torch_graph:
-        cases["torch_graph_fp32"] = lambda: torch_case(model, batch, "ieee", args, graph=True)
+        cases["torch_graph_fp32"] = lambda: torch_case(model, batch, "highest", args, graph=True)
     times = {}
     for name, measure in cases.items():
         if name.startswith("torch"):
@@ -335,6 +388,8 @@ def main(argv=None):
                                           args.article_batch, args.steps))
     goals = {
         "article_step_time_ratio_le_1.0": article and article["gpucnn_best_over_torch_eager_fp32"] <= 1.0,
+        "article_tf32_step_time_ratio_le_1.0": (article and "gpucnn_graph_tf32_over_torch_eager_tf32" in article
+                                                and article["gpucnn_graph_tf32_over_torch_eager_tf32"] <= 1.0),
         "faces_speedup_vs_torch_ge_2": faces and faces["torch_fp32_over_gpucnn_graph"] >= 2.0,
         "article_peak_memory_ratio_le_1.2": article and article["peak_memory_gpucnn_graph_over_torch"] <= 1.2,
     }

@@ -12,8 +12,8 @@ The checks, in order; the first that fails stops the rest (they all build on it)
   graph_capture three graph-captured training steps of the faces model: exactly one capture and two
                 replays (a failed capture would silently fall back to eager in every benchmark)
 
-``--compile`` is the suite's install stage: NVRTC + ptxas of conv.cu and gemm.cu for this GPU take
-longer on a fresh machine than the whole preflight may, and CuPy keeps the result on disk
+``--compile`` is the suite's install stage: NVRTC + ptxas of kernels/*.cu (FP32 and tensor-core) for this
+GPU take longer on a fresh machine than the whole preflight may, and CuPy keeps the result on disk
 (``CUPY_CACHE_DIR``) for every later process.  Without a GPU it says so and exits 0: the preflight is
 what fails, with the reason.
 

@@ -104,16 +104,18 @@ def test_bench_conv_torch_side_matches_the_reference_ops_on_cpu(bench_conv, shap
         assert bench_conv.relative_error(to_ours(their_op()), reference64()) < bench_conv.MAX_RELATIVE_ERROR
 
 
-def test_bench_conv_tile_replacement_swaps_only_the_default_large_tile(bench_conv):
-    from gpucnn.cuda import gemm
+def test_bench_conv_tile_replacement_swaps_only_the_default_large_tile(bench_conv, monkeypatch):
+    from gpucnn.cuda import autotune, gemm
+    monkeypatch.setattr(autotune, "_enabled", True)
     choose = gemm.choose_tile
     with bench_conv.tile_replaced(gemm.LARGE_TILE_TWO_BLOCKS, only_instead_of=gemm.LARGE_TILE) as replaced:
+        assert not autotune.autotune_enabled()  # the tuner would not ask the heuristic
         assert gemm.choose_tile(10_000, 512, 9) == gemm.LARGE_TILE_TWO_BLOCKS
         assert gemm.choose_tile(1000, 64, 64) == gemm.SMALL_TILE
     assert replaced == [(10_000, 512, 9)] and gemm.choose_tile is choose
     with bench_conv.tile_replaced(gemm.LARGE_TILE_TWO_BLOCKS):
         assert gemm.choose_tile(1000, 64, 64) == gemm.LARGE_TILE_TWO_BLOCKS
-    assert gemm.choose_tile is choose
+    assert gemm.choose_tile is choose and autotune.autotune_enabled()
 
 
 def test_bench_conv_refuses_an_asymmetric_same_padding(bench_conv):
@@ -246,14 +248,43 @@ def test_bench_elementwise_cases_follow_the_op_contract(monkeypatch):
         getattr(reference, name)(*(a.copy() if isinstance(a, np.ndarray) else a for a in args))
 
 
-def test_bench_train_step_per_layer_profile_runs_on_the_cpu_backend(cpu, monkeypatch):
-    monkeypatch.syspath_prepend(str(PROFILING))
-    import bench_train_step
+def test_bench_train_step_per_layer_profile_runs_on_the_cpu_backend(cpu, bench_train_step):
     result = bench_train_step.per_layer_profile(bench_train_step.faces_model, bench_train_step.FACES_SHAPE,
                                                 batch=4, steps=1)
     profile = result["profile"]
     assert profile["backend"] == "cpu" and profile["batch_size"] == 4 and profile["steps"] == 1
     json.dumps(result)  # goes into the report as it is
+
+
+@pytest.fixture
+def bench_train_step(monkeypatch):
+    monkeypatch.syspath_prepend(str(PROFILING))
+    import bench_train_step
+    return bench_train_step
+
+
+def test_bench_train_step_ratios_pair_each_precision_with_pytorchs(bench_train_step):
+    def case(ms, peak=100):
+        return {"median_ms": ms, "peak_bytes": peak}
+    times = {"gpucnn_graph": case(4.0, 90), "gpucnn_eager": case(5.0), "torch_eager_fp32": case(8.0, 120),
+             "gpucnn_graph_tf32": case(2.0), "torch_eager_tf32": case(2.5), "gpucnn_graph_bf16": case(1.5),
+             "torch_eager_bf16": case(1.0)}
+    assert bench_train_step.ratios_of(times) == {
+        "gpucnn_best_over_torch_eager_fp32": 0.5, "torch_fp32_over_gpucnn_graph": 2.0,
+        "peak_memory_gpucnn_graph_over_torch": 0.75, "gpucnn_best_over_torch_eager_tf32": 1.6,
+        "gpucnn_graph_tf32_over_torch_eager_tf32": 0.8, "gpucnn_graph_bf16_over_torch_eager_bf16": 1.5}
+    fp32_only = {name: times[name] for name in ("gpucnn_graph", "gpucnn_eager", "torch_eager_fp32")}
+    assert set(bench_train_step.ratios_of(fp32_only)) == {
+        "gpucnn_best_over_torch_eager_fp32", "torch_fp32_over_gpucnn_graph", "peak_memory_gpucnn_graph_over_torch"}
+
+
+def test_bench_train_step_precisions_argument(bench_train_step, capsys):
+    assert bench_train_step.parse_args([]).precisions == ("highest", "high", "medium")
+    assert bench_train_step.parse_args(["--precisions", "highest,medium"]).precisions == ("highest", "medium")
+    for bad in ("high", "highest,tf32"):
+        with pytest.raises(SystemExit):
+            bench_train_step.parse_args(["--precisions", bad])
+        assert "holds 'highest'" in capsys.readouterr().err
 
 
 def test_bench_reference_times_the_residual_model_without_torch(tmp_path):

@@ -1,5 +1,5 @@
-"""Step runners (gpucnn/step_runners.py) and the fused Conv2D-ReLU + MaxPooling2D unit
-(gpucnn/execution.py).
+"""Step runners (gpucnn/step_runners.py), the fused Conv2D-ReLU + MaxPooling2D unit
+(gpucnn/execution.py) and the per-model settings of compile (matmul_precision, autotune).
 
 On the host backends the graph runner uses its eager stand-in for capture, so everything but the CuPy
 stream capture itself is checked here; the tests marked `gpu` check the real capture on a device.
@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import gpucnn
-from gpucnn import backend, execution, step_runners
+from gpucnn import backend, config, execution, step_runners
 from gpucnn.data import x_on_backend
 from gpucnn.layers import Conv2D, Dense, Dropout, Flatten, MaxPooling2D
 
@@ -269,6 +269,67 @@ def test_compile_rejects_a_bad_jit_graph():
         model = small_model()
         with pytest.raises(ValueError, match="jit_graph.*'on'"):
             model.compile(optimizer="adam", loss="binary_crossentropy", jit_graph="on")
+
+
+def test_a_new_matmul_precision_is_captured_anew(monkeypatch):
+    """The precision picks the conv and Dense kernels a graph holds: a change (here by a callback's hand on
+    the global setting) must capture anew."""
+    with backend.using_backend("cpu"):
+        model = small_model()
+        runner = step_runners.GraphStep(model, capture=step_runners.EagerCapture())
+        data = batches([4] * 4)
+        run_steps(runner, data[:2])
+        monkeypatch.setattr(config, "_precision", "medium")
+        run_steps(runner, data[2:])
+    # steps 1 and 3 warm up and capture (the second time with the BF16 kernels); 2 and 4 replay
+    assert (runner.captures, runner.replays, runner.eager_steps) == (2, 2, 2)
+
+
+class _SettingsSeen(gpucnn.callbacks.Callback):
+    """Records the precision and autotune switch in force at each training and test batch."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def _record(self, *_):
+        from gpucnn.cuda import autotune
+        self.seen.append((config.get_float32_matmul_precision(), autotune.autotune_enabled()))
+
+    on_train_batch_begin = on_test_batch_begin = _record
+
+
+def test_compiled_precision_and_autotune_apply_during_the_models_steps_only(emulated, monkeypatch):
+    from gpucnn.cuda import autotune
+    monkeypatch.setattr(config, "_precision", None)
+    monkeypatch.delenv(config.PRECISION_ENV, raising=False)
+    monkeypatch.setattr(autotune, "_enabled", True)
+    model = small_model(input_shape=(5, 5, 1))
+    model.compile(optimizer="adam", loss="binary_crossentropy", matmul_precision="high", autotune=False)
+    x, y = (backend.current().to_numpy(a) for a in batches([2], input_shape=(5, 5, 1))[0])
+    seen = _SettingsSeen()
+    with autotune.recording() as launches:
+        model.fit(x, y, batch_size=2, verbose=0, callbacks=[seen])
+        model.evaluate(x, y, verbose=0, callbacks=[seen])
+        model.predict(x)
+    assert seen.seen == [("high", False)] * 2
+    kernels = [problem[0] for problem, _ in launches]
+    assert kernels and all(kernel.endswith("_tf32") for kernel in kernels), kernels
+    assert (config.get_float32_matmul_precision(), autotune.autotune_enabled()) == ("highest", True)
+    model.compile(optimizer="adam", loss="binary_crossentropy")  # None: the global settings again
+    with autotune.recording() as launches:
+        model.predict(x)
+    assert [problem[0] for problem, _ in launches] == ["conv2d_forward", "gemm_nn"]
+
+
+@pytest.mark.parametrize("argument, value, message", [
+    ("matmul_precision", "tf32", "Argument `matmul_precision` must be one of 'highest', 'high', 'medium'"),
+    ("autotune", "yes", r"Argument `autotune` must be None \(the global switch\), True or False, got 'yes'")])
+def test_compile_rejects_a_bad_matmul_precision_or_autotune(argument, value, message):
+    with backend.using_backend("cpu"):
+        model = small_model()
+        with pytest.raises(ValueError, match=message):
+            model.compile(optimizer="adam", loss="binary_crossentropy", **{argument: value})
 
 
 _SMALL_GRID_CHECK = textwrap.dedent(f"""

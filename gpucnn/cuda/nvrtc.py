@@ -6,8 +6,13 @@ cubin is assembled by the ptxas built into NVRTC.  The source (headers inlined) 
 CuPy compiles on a GPU (``runtime.NVRTC_OPTIONS`` and the ``-ftz=true`` CuPy adds), so this checks the very
 code that will run.
 """
+import collections
 import re
+import shutil
+import subprocess
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 from gpucnn.cuda import runtime
 
@@ -55,11 +60,11 @@ def _program_log(program):
 def compile_cubin(filename, arch=DEFAULT_ARCH):
     """Compile ``kernels/<filename>`` to a cubin for ``arch``; raise CompileError with NVRTC's log."""
     from cuda.bindings import nvrtc
-    source = runtime.kernel_source(filename).encode()
-    result, program = nvrtc.nvrtcCreateProgram(source, filename.encode(), 0, [], [])
+    text = runtime.kernel_source(filename)
+    result, program = nvrtc.nvrtcCreateProgram(text.encode(), filename.encode(), 0, [], [])
     _check(result, f"nvrtcCreateProgram({filename})")
     try:
-        options = [o.encode() for o in (*runtime.NVRTC_OPTIONS, *runtime.CUPY_IMPLICIT_NVRTC_OPTIONS,
+        options = [o.encode() for o in (*runtime.nvrtc_options(text), *runtime.CUPY_IMPLICIT_NVRTC_OPTIONS,
                                         f"--gpu-architecture={arch}", "--ptxas-options=-v")]
         (result,) = nvrtc.nvrtcCompileProgram(program, len(options), options)
         _check(result, f"compiling {filename} for {arch}", program)
@@ -112,6 +117,48 @@ def resources_from_log(name, log):
     return KernelResources(name, int(registers[1]), int(spills["stores"]) if spills else 0,
                            int(spills["loads"]) if spills else 0, int(shared["shared"]) if shared else 0,
                            int(spills["stack"]) if spills else 0)
+
+
+def cuobjdump():
+    """Path of ``cuobjdump`` (the nvidia-cuda-cuobjdump wheel of the test extra, else a CUDA toolkit's)."""
+    try:
+        from cuda import pathfinder
+        found = pathfinder.find_nvidia_binary_utility("cuobjdump")
+    except (ImportError, RuntimeError):
+        found = None
+    found = found or shutil.which("cuobjdump")
+    if found is None:
+        raise CompileError("cuobjdump not found. Fix: pip install nvidia-cuda-cuobjdump (in gpucnn's test extra) "
+                           "or put a CUDA toolkit's bin folder on PATH.")
+    return found
+
+
+_SASS_FUNCTION = re.compile(r"^\s*Function : (\S+)")
+_SASS_INSTRUCTION = re.compile(r"^\s*/\*[0-9a-f]{4,}\*/\s+(?:@!?U?P[T0-9]+\s+)?([A-Z][A-Z0-9_]*)")
+
+
+def parse_sass(text):
+    """``{kernel: Counter of opcodes}`` (HMMA, FFMA, LDS, LDG, ... without their modifiers) of
+    ``cuobjdump -sass`` output."""
+    counts, current = {}, None
+    for line in text.splitlines():
+        if m := _SASS_FUNCTION.match(line):
+            current = counts.setdefault(m[1], collections.Counter())
+        elif current is not None and (m := _SASS_INSTRUCTION.match(line)):
+            current[m[1]] += 1
+    return counts
+
+
+def sass_instruction_counts(cubin):
+    """The static instruction mix of every kernel in ``cubin``: ``{kernel: Counter of SASS opcodes}``.
+    Tensor-core kernels show HMMA, the CUDA-core GEMMs FFMA.  No GPU needed."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "kernels.cubin"
+        path.write_bytes(cubin)
+        result = subprocess.run([cuobjdump(), "-sass", str(path)], capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise CompileError(f"cuobjdump -sass failed:\n{result.stderr}")
+    return parse_sass(result.stdout)
 
 
 def cuda_sources():

@@ -4,7 +4,9 @@ on the ``emulated`` backend (NumPy arrays, Numba's CUDA simulator and our C++ em
 """
 import functools
 import importlib.resources
+import os
 import re
+from pathlib import Path
 
 import numpy as np
 
@@ -17,6 +19,7 @@ NVRTC_OPTIONS = ("-std=c++17",)
 # adds it too.
 CUPY_IMPLICIT_NVRTC_OPTIONS = ("-ftz=true",)
 
+_TOOLKIT_INCLUDE = re.compile(r'^[ \t]*#[ \t]*include[ \t]*<([^>]+)>', re.M)
 _LOCAL_INCLUDE = re.compile(r'^[ \t]*#[ \t]*include[ \t]*"([^"]+)"[^\n]*$', re.M)
 _PRAGMA_ONCE = re.compile(r"^[ \t]*#[ \t]*pragma[ \t]+once[^\n]*$", re.M)
 
@@ -52,6 +55,44 @@ def _inline_includes(filename, included):
         end = match.end()
     pieces.append(text[end:])
     return "".join(pieces)
+
+
+DEFAULT_CUDA_PATH = "/usr/local/cuda"
+
+
+@functools.lru_cache(maxsize=None)
+def toolkit_include_dir():
+    """The CUDA toolkit's include folder that holds ``mma.h`` with its ``crt/`` part (NVRTC has no built-in
+    copy): from the nvidia-cuda-runtime / nvidia-cuda-crt wheels, else CuPy's toolkit, $CUDA_PATH,
+    $CUDA_HOME or /usr/local/cuda."""
+    candidates = []
+    try:
+        from cuda import pathfinder
+        candidates.append(pathfinder.find_nvidia_header_directory("cudart"))
+    except (ImportError, RuntimeError):
+        pass
+    try:  # the toolkit CuPy itself uses, where it found one
+        import cupy
+        candidates.append(cupy.cuda.get_cuda_path())
+    except (ImportError, AttributeError, RuntimeError):
+        pass
+    candidates += [os.environ.get("CUDA_PATH"), os.environ.get("CUDA_HOME"), DEFAULT_CUDA_PATH]
+    for candidate in candidates:
+        if candidate and (Path(candidate) / "include" / "crt" / "mma.h").is_file():
+            return str(Path(candidate) / "include")
+        if candidate and (Path(candidate) / "crt" / "mma.h").is_file():
+            return str(candidate)
+    raise RuntimeError("The tensor-core kernels include the CUDA toolkit's <mma.h>, found in none of "
+                       f"{[c for c in candidates if c]}. Fix: pip install 'nvidia-cuda-runtime>=13' "
+                       "'nvidia-cuda-crt>=13' (the cuda13 extra of gpucnn), or set CUDA_PATH to a CUDA toolkit.")
+
+
+def nvrtc_options(source):
+    """NVRTC_OPTIONS for the kernel ``source``, with the toolkit's include folder when it includes a toolkit
+    header (``#include <mma.h>``): CuPy and the CPU compile check then both find the same headers."""
+    if _TOOLKIT_INCLUDE.search(source):
+        return (*NVRTC_OPTIONS, f"--include-path={toolkit_include_dir()}")
+    return NVRTC_OPTIONS
 
 
 def is_emulated():
@@ -94,7 +135,8 @@ def numba_stream():
 @functools.lru_cache(maxsize=None)
 def _cupy_module(filename):
     import cupy
-    return cupy.RawModule(code=kernel_source(filename), options=NVRTC_OPTIONS)
+    source = kernel_source(filename)
+    return cupy.RawModule(code=source, options=nvrtc_options(source))
 
 
 @functools.lru_cache(maxsize=None)

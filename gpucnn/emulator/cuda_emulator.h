@@ -12,7 +12,9 @@
 // concurrent: a missing __syncthreads becomes a reported data race.
 //
 // The emulator deliberately does not define __CUDA_ARCH__ (nor __CUDACC__): code that only a GPU can run
-// (inline PTX, mma/wmma, cooperative groups, bf16) belongs behind #ifdef __CUDA_ARCH__.
+// (inline PTX, mma.sync, cooperative groups) belongs behind #ifdef __CUDA_ARCH__.  nvcuda::wmma and
+// __nv_bfloat16 are emulated by include/mma.h and include/cuda_bf16.h (on the loader's include path) as warp
+// collectives of the kind defined below (WarpCollective).
 #pragma once
 
 #include <algorithm>
@@ -233,15 +235,26 @@ enum class Op : unsigned char {
     bar_sync, bar_count, bar_and, bar_or,                                  // block-wide
     warp_sync, shfl_idx, shfl_up, shfl_down, shfl_xor, ballot, any, all,   // warp-wide
     active_mask,                                                           // one thread, once its warp settled
+    collective,                                                            // a WarpCollective (wmma)
 };
 
 inline const char* op_name(Op op) {
     static const char* const names[] = {"__syncthreads", "__syncthreads_count", "__syncthreads_and",
                                         "__syncthreads_or", "__syncwarp", "__shfl_sync", "__shfl_up_sync",
                                         "__shfl_down_sync", "__shfl_xor_sync", "__ballot_sync",
-                                        "__any_sync", "__all_sync", "__activemask"};
+                                        "__any_sync", "__all_sync", "__activemask", "a warp collective"};
     return names[static_cast<int>(op)];
 }
+
+struct Slot;
+
+// A whole-warp operation such as wmma::mma_sync: every one of the 32 lanes must arrive at the same one.
+// `run` gets the lanes' slots in lane order (each `args` points to that lane's arguments, on its stack,
+// alive while it waits) and does the work of the whole warp; it returns an error message, or "" on success.
+struct WarpCollective {
+    const char* name;
+    std::string (*run)(Slot* const* lanes);
+};
 
 // What one CUDA thread is doing at a rendezvous.
 struct Slot {
@@ -252,7 +265,11 @@ struct Slot {
     int width = 32;
     unsigned long long value = 0;   // this thread's contribution (raw bits)
     unsigned long long result = 0;  // what the rendezvous hands back to it
+    const WarpCollective* collective = nullptr;  // Op::collective: which one
+    void* args = nullptr;                        // Op::collective: this lane's arguments
 };
+
+inline const char* slot_op_name(const Slot& s) { return s.op == Op::collective ? s.collective->name : op_name(s.op); }
 
 // Thrown (thread mode) or never returned from (fiber mode) when a launch has failed, to end a CUDA thread.
 struct Abort {};
@@ -304,6 +321,7 @@ public:
     Progress resolve() {
         bool released = false;
         for (int base = 0; base < nthreads; base += 32) released |= resolve_warp(base);
+        if (!error.empty()) return Progress::stuck;  // a warp collective failed
         if (released) return Progress::released;
         int at_barrier = 0, exited = 0;
         for (const Slot& s : slots) {
@@ -333,10 +351,19 @@ private:
         for (int lane = 0; lane < 32 && base + lane < nthreads; ++lane) {
             if (slots[base + lane].state != State::warp) continue;
             const unsigned int group = (slots[base + lane].mask & existing) | (1u << lane);
-            bool complete = true;
-            for (int l = 0; l < 32; ++l)
-                if ((group >> l & 1u) && slots[base + l].state != State::warp) complete = false;
+            bool complete = true, collective = false;
+            for (int l = 0; l < 32; ++l) {
+                if (!(group >> l & 1u)) continue;
+                complete &= slots[base + l].state == State::warp;
+                collective |= slots[base + l].op == Op::collective;
+            }
             if (!complete) continue;
+            if (collective) {
+                // One collective call of the warp, if every lane is at it; a mismatch fails the launch.
+                if (!run_collective(base, group)) return false;
+                released = true;
+                continue;
+            }
             release_warp_group(base, group);
             released = true;
         }
@@ -384,6 +411,43 @@ private:
         ready += std::popcount(group);
     }
 
+    // The warp at `base` waits at warp operations, at least one of them a WarpCollective: run it if every
+    // lane of a full warp is at the same one; else set `error`.
+    bool run_collective(int base, unsigned int group) {
+        int first_collective = base;
+        while (!(group >> (first_collective - base) & 1u) || slots[first_collective].op != Op::collective)
+            ++first_collective;
+        const Slot& head = slots[first_collective];
+        const std::string where = std::string(head.collective->name) + " in warp " + std::to_string(base / 32) +
+                                  " (" + thread_name(base) + ")";
+        if (existing_lanes(base) != 0xffffffffu) {
+            error = where + ": the block has only " + std::to_string(nthreads - base) +
+                    " threads in this warp; a warp collective needs all 32 lanes";
+            return false;
+        }
+        for (int l = 0; l < 32; ++l) {
+            const Slot& s = slots[base + l];
+            if (s.state != State::warp || s.op != Op::collective || s.collective != head.collective) {
+                const std::string other = s.state == State::exited ? std::string("has exited")
+                                          : s.state == State::ready ? std::string("is running")
+                                                                    : std::string("is at ") + slot_op_name(s);
+                error = where + ": lane " + std::to_string(l) + " " + other +
+                        " instead; every lane of the warp must call it together (divergent call)";
+                return false;
+            }
+        }
+        Slot* lanes[32];
+        for (int l = 0; l < 32; ++l) lanes[l] = &slots[base + l];
+        const std::string failure = head.collective->run(lanes);
+        if (!failure.empty()) {
+            error = where + ": " + failure;
+            return false;
+        }
+        for (int l = 0; l < 32; ++l) slots[base + l].state = State::ready;
+        ready += 32;
+        return true;
+    }
+
     void release_barrier() {
         unsigned long long count = 0;
         for (const Slot& s : slots) count += s.value != 0;
@@ -409,7 +473,7 @@ private:
         const int waiting_warp = first(State::warp);
         if (waiting_warp < 0) {
             const int bar = first(State::barrier);
-            return std::string(op_name(slots[bar].op)) + " reached by " + std::to_string(at_barrier) + " of " +
+            return std::string(slot_op_name(slots[bar])) + " reached by " + std::to_string(at_barrier) + " of " +
                    std::to_string(nthreads) + " threads; " + std::to_string(exited) +
                    " exited without reaching it (first: " + thread_name(first(State::exited)) + ")";
         }
@@ -422,11 +486,11 @@ private:
             const Slot& m = slots[base + l];
             if (!missing.empty()) missing += ", ";
             missing += "lane " + std::to_string(l) +
-                       (m.state == State::exited ? " exited" : std::string(" waits at ") + op_name(m.op));
+                       (m.state == State::exited ? " exited" : std::string(" waits at ") + slot_op_name(m));
         }
         char mask[16];
         std::snprintf(mask, sizeof mask, "0x%08x", w.mask);
-        return std::string(op_name(w.op)) + "(mask=" + mask + ") in warp " + std::to_string(base / 32) + " (" +
+        return std::string(slot_op_name(w)) + "(mask=" + mask + ") in warp " + std::to_string(base / 32) + " (" +
                thread_name(waiting_warp) + ") never completes: " + missing;
     }
 };
@@ -453,13 +517,12 @@ inline void settle(Block& b) {
     }
 }
 
-inline unsigned long long wait_at(State state, Op op, unsigned long long value, unsigned int mask, int arg,
-                                  int width) {
+inline unsigned long long wait_at(Slot update) {
     Block& b = *tls.block;
     Slot& s = b.slots[tls.linear];
     std::unique_lock<std::mutex> lock(block_sync->mutex);
     if (!b.error.empty()) throw Abort{};
-    s = Slot{state, op, mask, arg, width, value, 0};
+    s = update;
     --b.ready;
     settle(b);
     block_sync->cv.wait(lock, [&] { return s.state == State::ready || !b.error.empty(); });
@@ -634,13 +697,24 @@ private:
     size_t scheduler_stack_size_ = 0;
 };
 
-inline unsigned long long wait_at(State state, Op op, unsigned long long value, unsigned int mask, int arg,
-                                  int width) {
-    return Worker::current_worker->wait_at(Slot{state, op, mask, arg, width, value, 0});
-}
+inline unsigned long long wait_at(Slot update) { return Worker::current_worker->wait_at(update); }
 
 [[noreturn]] inline void fail_thread(const std::string& message) { Worker::current_worker->exit_fiber(message); }
 #endif
+
+inline unsigned long long wait_at(State state, Op op, unsigned long long value, unsigned int mask, int arg,
+                                  int width) {
+    return wait_at(Slot{state, op, mask, arg, width, value, 0});
+}
+
+// Parks the calling lane at `collective` with its `args` until all 32 lanes of its warp are there and the
+// collective has run (or the launch has failed).
+inline void warp_collective(const WarpCollective& collective, void* args) {
+    Slot s{State::warp, Op::collective, 0xffffffffu, 0, 32, 0, 0};
+    s.collective = &collective;
+    s.args = args;
+    wait_at(s);
+}
 
 inline unsigned char* dynamic_shared() { return tls.dynamic_shared; }
 

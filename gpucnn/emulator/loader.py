@@ -16,9 +16,11 @@ from pathlib import Path
 import numpy as np
 
 HEADER = Path(__file__).with_name("cuda_emulator.h")
+# CUDA headers the emulator provides itself (mma.h: nvcuda::wmma, cuda_bf16.h: __nv_bfloat16).
+INCLUDE_DIR = Path(__file__).with_name("include")
 SANITIZE_MODES = (None, "address", "thread")
 # Bumped whenever the generated code or compile flags change meaning, to invalidate cached libraries.
-_LOADER_VERSION = "1"
+_LOADER_VERSION = "2"
 _ERROR_BUFFER_BYTES = 4096
 
 _SANITIZER_FLAGS = {
@@ -188,7 +190,7 @@ def _trampolines(kernels):
 
 
 def _base_command(path, options, sanitize):
-    return [compiler(), "-x", "c++", "-std=c++20", "-Wno-unknown-pragmas", f"-I{path.parent}",
+    return [compiler(), "-x", "c++", "-std=c++20", "-Wno-unknown-pragmas", f"-I{path.parent}", f"-I{INCLUDE_DIR}",
             *_SANITIZER_FLAGS[sanitize], *options]
 
 

@@ -8,7 +8,8 @@ Backward-data:    where F <= 2C, stride-1 correlations of dy with the flipped ke
                   slice per kernel offset.
 
 The sliding-window helpers here are shared with max-pooling (pool.py); the window geometry is the
-contract's (``gpucnn.contract.shapes.window_layout``).
+contract's (``gpucnn.contract.shapes.window_layout``).  ``precision`` as in dense.py: the two GEMM operands
+are rounded to TF32 / BF16 for 'high' / 'medium', exact float32 otherwise.
 """
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
@@ -17,6 +18,7 @@ from gpucnn.contract.conv import check_conv2d_backward_data, check_conv2d_backwa
 from gpucnn.contract.shapes import WindowGeometry
 
 from .activations import apply_activation_
+from .precision import round_operands
 
 
 def sliding_windows(x, geometry, pad_value):
@@ -72,10 +74,11 @@ def _im2col(x, geometry):
     return windows.reshape(-1, depth)
 
 
-def conv2d_forward(x, w, b, strides, padding, activation="linear", alpha=0.2):
+def conv2d_forward(x, w, b, strides, padding, activation="linear", alpha=0.2, precision=None):
     """y = act(conv(x, w) + b): x (N, H, W, C), w (kh, kw, C, F), b (F,) or None -> (N, oh, ow, F)."""
-    geometry = check_conv2d_forward(x, w, b, strides, padding, activation)
+    geometry = check_conv2d_forward(x, w, b, strides, padding, activation, precision)
     filters = w.shape[3]
+    x, w = round_operands(precision, x, w)
     y = _im2col(x, geometry) @ w.reshape(-1, filters)
     if b is not None:
         y += b
@@ -83,10 +86,11 @@ def conv2d_forward(x, w, b, strides, padding, activation="linear", alpha=0.2):
     return y.reshape(x.shape[0], geometry.out_h, geometry.out_w, filters)
 
 
-def conv2d_backward_data(dy, w, x_shape, strides, padding):
+def conv2d_backward_data(dy, w, x_shape, strides, padding, precision=None):
     """dx (x_shape) of y = conv(x, w), from dy (N, oh, ow, F)."""
-    x_shape, geometry = check_conv2d_backward_data(dy, w, x_shape, strides, padding)
+    x_shape, geometry = check_conv2d_backward_data(dy, w, x_shape, strides, padding, precision)
     kh, kw, channels, filters = w.shape
+    dy, w = round_operands(precision, dy, w)
     # The correlations copy kh·kw·F values per output pixel, col2im adds kh·kw·C: with many more filters
     # than channels (a first layer) col2im moves less and wins.
     if filters <= 2 * channels:
@@ -148,10 +152,11 @@ def _phase_correlation(dy, kernel, rows, cols):
     return (_im2col(canvas, windows) @ flipped).reshape(dy.shape[0], out_h, out_w, channels)
 
 
-def conv2d_backward_filter(x, dy, kernel_size, strides, padding):
+def conv2d_backward_filter(x, dy, kernel_size, strides, padding, precision=None):
     """dw (kh, kw, C, F) of y = conv(x, w), from the input x and dy (N, oh, ow, F)."""
-    geometry = check_conv2d_backward_filter(x, dy, kernel_size, strides, padding)
+    geometry = check_conv2d_backward_filter(x, dy, kernel_size, strides, padding, precision)
     filters = dy.shape[-1]
+    x, dy = round_operands(precision, x, dy)
     dw = _im2col(x, geometry).T @ dy.reshape(-1, filters)
     return dw.reshape(*geometry.window, x.shape[3], filters)
 

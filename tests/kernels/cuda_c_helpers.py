@@ -1,19 +1,40 @@
-"""Shared pieces of the CUDA C kernel tests (conv.cu, gemm.cu): their tolerance, forcing a tile or a
-split-K factor, and a record of the launches, so a test can assert that its shapes reach the path it is
-about (several tiles both ways, partial tiles, float4 stores, split-K) instead of trusting a comment."""
+"""Shared pieces of the CUDA C kernel tests (conv.cu, gemm.cu and their tensor-core twins): their
+tolerance at each precision, forcing a tile or a split-K factor, and a record of the launches, so a test
+can assert that its shapes reach the path it is about (several tiles both ways, partial tiles, float4
+stores, split-K) instead of trusting a comment."""
 from typing import NamedTuple
 
 import numpy as np
 import pytest
+from ops import assert_close
 
 from gpucnn.cuda import gemm as gemm_launch
 from gpucnn.cuda import runtime
 
 #: float32 GEMM sums in another order than NumPy's BLAS.
 GEMM_TOL = dict(rtol=1e-4, atol=1e-4)
-ALL_TILES = (gemm_launch.LARGE_TILE, gemm_launch.SMALL_TILE, gemm_launch.FEW_COLUMNS_TILE,
-             gemm_launch.FEW_ROWS_TILE)
+ALL_TILES = gemm_launch.BASE_TILES
 TILE_IDS = [tile.suffix for tile in ALL_TILES]
+
+
+TENSOR_CORE_TAGS = {"high": "tf32", "medium": "bf16"}  # the entry points' tags of gpucnn.config's precisions
+
+
+def assert_matches(actual, reference_at, precision):
+    """``actual`` (a kernel's result at ``precision``) against ``reference_at(precision)``, the reference op
+    with the same operand rounding: only the order of the float32 sums differs, so the tolerance is tight
+    (far below the TF32 / BF16 rounding itself, which the tensor-core tests check is really there)."""
+    expected = reference_at(precision)
+    if precision == "highest":
+        assert_close(actual, expected, **GEMM_TOL)
+    else:
+        scale = max(1.0, float(np.abs(expected).max()))
+        assert_close(actual, expected, rtol=2e-5, atol=2e-5 * scale)
+
+
+def kernel_prefix(name):
+    """The entry-point name without its tile suffix: 'gemm_nn_tf32' of 'gemm_nn_tf32_128x32'."""
+    return name.rsplit("_", 1)[0]
 
 
 def force(monkeypatch, tile=None, splits=None):

@@ -1,15 +1,17 @@
-"""CUDA C convolution kernels (kernels/conv.cu) vs the NumPy reference.
+"""CUDA C convolution kernels (kernels/conv.cu, and the tensor-core conv_tc.cu) vs the NumPy reference at the
+same precision.
 
 Emulated: tiny shapes that still cross tile edges, stride 2, odd 'same' padding, 1 and 3 channels, batch 1,
 every fused activation, every tile shape and the split-K path.  gpu: the article model's real layers.
 """
 import numpy as np
 import pytest
-from cuda_c_helpers import ALL_TILES, GEMM_TOL, TILE_IDS, assert_crosses_tiles, force
+from cuda_c_helpers import ALL_TILES, GEMM_TOL, TENSOR_CORE_TAGS, TILE_IDS, assert_crosses_tiles, assert_matches, force
 from ops import assert_close, random, window_case, window_cases
 
 from gpucnn import reference
 from gpucnn.contract.activations import FUSED_ACTIVATIONS
+from gpucnn.contract.precision import PRECISIONS
 from gpucnn.cuda import conv as conv_launchers
 from gpucnn.cuda import gemm as gemm_launch
 
@@ -25,21 +27,38 @@ def _problem(rng, case):
     return x, w, b, strides, padding
 
 
-def _check_all_ops(case, rng, activation="relu", with_bias=True):
+def _check_all_ops(case, rng, activation="relu", with_bias=True, precision="highest"):
     x, w, b, strides, padding = _problem(rng, case)
     b = b if with_bias else None
-    y = reference.conv2d_forward(x, w, b, strides, padding, activation, 0.3)
-    assert_close(conv_launchers.conv2d_forward(x, w, b, strides, padding, activation, 0.3), y, **GEMM_TOL)
-    dy = random(y.shape, rng)
-    assert_close(conv_launchers.conv2d_backward_data(dy, w, x.shape, strides, padding),
-                 reference.conv2d_backward_data(dy, w, x.shape, strides, padding), **GEMM_TOL)
-    assert_close(conv_launchers.conv2d_backward_filter(x, dy, w.shape[:2], strides, padding),
-                 reference.conv2d_backward_filter(x, dy, w.shape[:2], strides, padding), **GEMM_TOL)
+    assert_matches(conv_launchers.conv2d_forward(x, w, b, strides, padding, activation, 0.3, precision=precision),
+                   lambda p: reference.conv2d_forward(x, w, b, strides, padding, activation, 0.3, precision=p),
+                   precision)
+    dy = random(reference.conv2d_forward(x, w, b, strides, padding).shape, rng)
+    assert_matches(conv_launchers.conv2d_backward_data(dy, w, x.shape, strides, padding, precision=precision),
+                   lambda p: reference.conv2d_backward_data(dy, w, x.shape, strides, padding, precision=p),
+                   precision)
+    assert_matches(conv_launchers.conv2d_backward_filter(x, dy, w.shape[:2], strides, padding, precision=precision),
+                   lambda p: reference.conv2d_backward_filter(x, dy, w.shape[:2], strides, padding, precision=p),
+                   precision)
 
 
 @window_cases()
 def test_conv_ops_match_reference(emulated, x_shape, window, strides, padding, filters):
     _check_all_ops((x_shape, window, strides, padding, filters), np.random.default_rng(1))
+
+
+# The tensor-core kernels on the window cases with 1 to 4 channels, batch 1 and 2, stride 2, 'same' on odd
+# sizes and on one side only, strides that skip rows, F > 32.
+TENSOR_CORE_CASES = [window_case((1, 7, 5, 1), (3, 3), (2, 2), "same", 1),
+                     window_case((2, 9, 8, 3), (3, 3), (2, 2), "same", 7),
+                     window_case((2, 6, 7, 4), (2, 3), (1, 2), "same", 33),
+                     window_case((1, 11, 10, 2), (5, 4), (2, 3), "valid", 3)]
+
+
+@pytest.mark.parametrize("precision", ["high", "medium"])
+@window_cases(TENSOR_CORE_CASES)
+def test_tensor_core_conv_ops_match_reference(emulated, x_shape, window, strides, padding, filters, precision):
+    _check_all_ops((x_shape, window, strides, padding, filters), np.random.default_rng(1), precision=precision)
 
 
 @pytest.mark.parametrize("activation", FUSED_ACTIVATIONS)
@@ -60,14 +79,18 @@ TILE_CASES = {
 }
 
 
+@pytest.mark.parametrize("kernels", ["fp32", "tensor-cores"])
 @pytest.mark.parametrize("stores", TILE_CASES)
 @pytest.mark.parametrize("tile", ALL_TILES, ids=TILE_IDS)
-def test_every_tile_shape_crosses_tile_edges(emulated, monkeypatch, launches, tile, stores):
+def test_every_tile_shape_crosses_tile_edges(emulated, monkeypatch, launches, tile, stores, kernels):
     case, splits = TILE_CASES[stores]
     force(monkeypatch, tile=tile, splits=splits)
-    _check_all_ops(case, np.random.default_rng(4), "leaky_relu")
+    # Tensor cores: BF16 for half the tiles, TF32 for the other half (the opposite of test_gemm_kernels).
+    precision = "highest" if kernels == "fp32" else ("medium", "high")[ALL_TILES.index(tile) % 2]
+    _check_all_ops(case, np.random.default_rng(4), "leaky_relu", precision=precision)
     tiled = [launch for launch in launches if launch.name != "split_k_reduce"]
-    assert [launch.name for launch in tiled] == [f"{op}_{tile.suffix}" for op in (
+    tag = "" if precision == "highest" else f"{TENSOR_CORE_TAGS[precision]}_"
+    assert [launch.name for launch in tiled] == [f"{op}_{tag}{tile.suffix}" for op in (
         "conv2d_forward", "conv2d_backward_data", "conv2d_backward_filter")]
     for launch in tiled:
         assert_crosses_tiles(launch, tile, vector_stores=stores != "scalar")
@@ -90,28 +113,34 @@ def test_two_blocks_per_sm_backward_filter_tile_crosses_tile_edges(emulated, mon
     assert tiled[0].grid[2] == splits
 
 
+@pytest.mark.parametrize("precision", PRECISIONS)
 @pytest.mark.parametrize("channels", [1, 3, 4, 5])
-def test_backward_data_of_few_channels_takes_the_narrow_kernel(emulated, monkeypatch, launches, channels):
-    """Up to 4 input channels: one warp per input pixel (no GEMM tile, which would waste 31/32 of itself
-    on one channel); 5 take the GEMM.  40 filters make the lanes loop past 32; stride 2 with 'same'
-    padding skips taps; 2 × 9 × 9 pixels wrap the 16 blocks × 8 warps the grid is capped at here."""
+def test_backward_data_of_few_channels_takes_the_narrow_kernel(emulated, monkeypatch, launches, channels,
+                                                               precision):
+    """Up to 4 input channels at 'highest': one warp per input pixel (no GEMM tile, which would waste 31/32
+    of itself on one channel); 5 take the GEMM, and so do the tensor-core precisions (the narrow kernel is
+    FP32).  40 filters make the lanes loop past 32; stride 2 with 'same' padding skips taps; 2 × 9 × 9
+    pixels wrap the 16 blocks × 8 warps the grid is capped at here."""
     monkeypatch.setattr(conv_launchers, "sm_count", lambda: 1)
     rng = np.random.default_rng(8)
     for strides, padding in (((2, 2), "same"), ((1, 1), "valid")):
         x, w = random((2, 9, 9, channels), rng), random((3, 3, channels, 40), rng)
         dy = random(reference.conv2d_forward(x, w, None, strides, padding).shape, rng)
-        assert_close(conv_launchers.conv2d_backward_data(dy, w, x.shape, strides, padding),
-                     reference.conv2d_backward_data(dy, w, x.shape, strides, padding), **GEMM_TOL)
-    narrow = channels <= conv_launchers.NARROW_CHANNELS
+        assert_matches(conv_launchers.conv2d_backward_data(dy, w, x.shape, strides, padding, precision=precision),
+                       lambda p: reference.conv2d_backward_data(dy, w, x.shape, strides, padding, precision=p),
+                       precision)
+    narrow = channels <= conv_launchers.NARROW_CHANNELS and precision == "highest"
     assert all((launch.name == "conv2d_backward_data_narrow") == narrow for launch in launches), launches
     if narrow:
         assert all(launch.grid == (16,) for launch in launches), launches
 
 
-@pytest.mark.parametrize("activation", ["linear", "sigmoid"])
-def test_split_k_partial_sums_and_epilogue(emulated, monkeypatch, activation):
+@pytest.mark.parametrize("activation, precision", [("linear", "highest"), ("sigmoid", "highest"),
+                                                   ("sigmoid", "high"), ("linear", "medium")])
+def test_split_k_partial_sums_and_epilogue(emulated, monkeypatch, activation, precision):
     force(monkeypatch, tile=gemm_launch.SMALL_TILE, splits=3)
-    _check_all_ops(((2, 8, 9, 6), (3, 3), (1, 1), "valid", 10), np.random.default_rng(5), activation)
+    _check_all_ops(((2, 8, 9, 6), (3, 3), (1, 1), "valid", 10), np.random.default_rng(5), activation,
+                   precision=precision)
 
 
 def test_backward_filter_is_deterministic(emulated, monkeypatch):

@@ -1,34 +1,38 @@
-"""CUDA C GEMM kernels for Dense (kernels/gemm.cu) vs the NumPy reference: forward with every fused
-activation, backward-data (dy·wᵀ) and backward-weights (xᵀ·dy), every tile shape, split-K."""
+"""CUDA C GEMM kernels for Dense (kernels/gemm.cu, and the tensor-core gemm_tc.cu) vs the NumPy reference
+at the same precision: forward with every fused activation, backward-data (dy·wᵀ) and backward-weights
+(xᵀ·dy), every tile shape, split-K."""
 import subprocess
 import sys
 
 import numpy as np
 import pytest
-from cuda_c_helpers import ALL_TILES, GEMM_TOL, TILE_IDS, assert_crosses_tiles, force
+from cuda_c_helpers import ALL_TILES, TENSOR_CORE_TAGS, TILE_IDS, assert_crosses_tiles, assert_matches, force
 from ops import assert_close, on_device, random
 
 from gpucnn import reference
 from gpucnn.contract.activations import FUSED_ACTIVATIONS
+from gpucnn.contract.precision import PRECISIONS
 from gpucnn.cuda import dense as dense_launchers
 from gpucnn.cuda import gemm
 
 
-def _check_all_ops(rng, batch, features, units, activation="relu", with_bias=True):
+def _check_all_ops(rng, batch, features, units, activation="relu", with_bias=True, precision="highest"):
     x = random((batch, features), rng)
     w = random((features, units), rng)
     b = random((units,), rng) if with_bias else None
-    assert_close(dense_launchers.dense_forward(x, w, b, activation, 0.3),
-                 reference.dense_forward(x, w, b, activation, 0.3), **GEMM_TOL)
+    assert_matches(dense_launchers.dense_forward(x, w, b, activation, 0.3, precision=precision),
+                   lambda p: reference.dense_forward(x, w, b, activation, 0.3, precision=p), precision)
     dy = random((batch, units), rng)
-    assert_close(dense_launchers.dense_backward_data(dy, w), reference.dense_backward_data(dy, w), **GEMM_TOL)
-    assert_close(dense_launchers.dense_backward_weights(x, dy), reference.dense_backward_weights(x, dy),
-                 **GEMM_TOL)
+    assert_matches(dense_launchers.dense_backward_data(dy, w, precision=precision),
+                   lambda p: reference.dense_backward_data(dy, w, precision=p), precision)
+    assert_matches(dense_launchers.dense_backward_weights(x, dy, precision=precision),
+                   lambda p: reference.dense_backward_weights(x, dy, precision=p), precision)
 
 
+@pytest.mark.parametrize("precision", PRECISIONS)
 @pytest.mark.parametrize("batch, features, units", [(1, 1, 1), (3, 5, 7), (5, 70, 9), (2, 9, 33)])
-def test_dense_ops_match_reference(emulated, batch, features, units):
-    _check_all_ops(np.random.default_rng(batch * 100 + units), batch, features, units)
+def test_dense_ops_match_reference(emulated, batch, features, units, precision):
+    _check_all_ops(np.random.default_rng(batch * 100 + units), batch, features, units, precision=precision)
 
 
 @pytest.mark.parametrize("activation", FUSED_ACTIVATIONS)
@@ -46,14 +50,18 @@ def test_forward_without_bias(emulated):
 TILE_CASES = {"scalar": (130, 133, 131, 1), "float4-split": (130, 132, 136, 2)}
 
 
+@pytest.mark.parametrize("kernels", ["fp32", "tensor-cores"])
 @pytest.mark.parametrize("stores", TILE_CASES)
 @pytest.mark.parametrize("tile", ALL_TILES, ids=TILE_IDS)
-def test_every_tile_shape_crosses_tile_edges(emulated, monkeypatch, launches, tile, stores):
+def test_every_tile_shape_crosses_tile_edges(emulated, monkeypatch, launches, tile, stores, kernels):
     batch, features, units, splits = TILE_CASES[stores]
     force(monkeypatch, tile=tile, splits=splits)
-    _check_all_ops(np.random.default_rng(3), batch, features, units, "sigmoid")
+    # Tensor cores: TF32 for half the tiles, BF16 for the other half (each kernel family is one template).
+    precision = "highest" if kernels == "fp32" else ("high", "medium")[ALL_TILES.index(tile) % 2]
+    _check_all_ops(np.random.default_rng(3), batch, features, units, "sigmoid", precision=precision)
     tiled = [launch for launch in launches if launch.name != "split_k_reduce"]
-    assert [launch.name for launch in tiled] == [f"gemm_{op}_{tile.suffix}" for op in ("nn", "nt", "tn")]
+    tag = "" if precision == "highest" else f"{TENSOR_CORE_TAGS[precision]}_"
+    assert [launch.name for launch in tiled] == [f"gemm_{op}_{tag}{tile.suffix}" for op in ("nn", "nt", "tn")]
     for launch in tiled:
         assert_crosses_tiles(launch, tile, vector_stores=stores != "scalar")
         assert launch.grid[2] == splits, launch
