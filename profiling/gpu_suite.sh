@@ -3,15 +3,17 @@
 # value so that a kill at the limit still returns the most important facts:
 #   install (+ compile kernels/*.cu) -> preflight (stops the suite when it fails) -> pytest -m gpu -> bench_train_step
 #   -> compute-sanitizer memcheck of a few steps -> bench_conv -> ncu of one training step -> bench_elementwise
+#   -> bench_precision (TF32/BF16 tensor-core passes vs PyTorch at the same precision)
 # Usage:  profiling/gpu_suite.sh [RESULTS_DIR]     (default: profiling/results)
 #         profiling/gpu_suite.sh --plan            (print each stage's time limit and exit)
 # Environment: PYTHON (default python3), GPU_SUITE_SECONDS (overall budget, default 330; the stage limits
 # below add up to 330 and are scaled to the budget).  A stage never runs past what is left of the budget.
-# RESULTS_DIR gets at most 7 files: summary.md (read it first), suite.json, preflight.json, the benchmarks'
+# RESULTS_DIR gets at most 8 files: summary.md (read it first), suite.json, preflight.json, the benchmarks'
 # <kind>-<gpu>-<date>.json (each valid JSON after every case) and gpu_suite_logs.tar.gz (every stage's log,
 # pytest_gpu.xml, the ncu report and its CSV, nvidia-smi.txt).
 set -u
-PLAN="install:40 preflight:20 pytest_gpu:45 bench_train_step:75 memcheck:40 bench_conv:50 ncu:35 bench_elementwise:25"
+PLAN="install:40 preflight:20 pytest_gpu:45 bench_train_step:70 memcheck:35 bench_conv:45 ncu:30 bench_elementwise:20
+bench_precision:25"
 if [[ ${1:-} == --plan ]]; then
     tr ' ' '\n' <<<"$PLAN" | tr ':' '\t'
     exit 0
@@ -124,6 +126,7 @@ else
 fi
 
 run_stage bench_elementwise "$PY" profiling/bench_elementwise.py "$RESULTS" --repeats 10 --launches 100
+run_stage bench_precision "$PY" profiling/bench_precision.py "$RESULTS" --repeat 5
 
 # Exit status 0 only when no stage failed or ran out of time (summary.md says which did).
 ! cut -f 2 "$STAGES" | grep -q -x -e failed -e timeout

@@ -12,7 +12,7 @@ import json
 import pathlib
 
 ARCHIVE = "gpu_suite_logs.tar.gz"
-BENCHMARKS = ("train_step", "conv", "elementwise")
+BENCHMARKS = ("train_step", "conv", "elementwise", "precision")
 
 
 def read_json(path):
@@ -56,6 +56,14 @@ def headlines(kind, report):
             lines.append(f"{r['case']}: cuDNN/ours time {r['ratio_vs_cudnn']:.2f} ({r['ours_tflops']:.1f} vs "
                          f"{r['cudnn_fp32_tflops']:.1f} TFLOP/s; error {r['relative_error']:.1e}, cuDNN "
                          f"{r['cudnn_relative_error']:.1e}){variant}")
+    elif kind == "precision":
+        for r in passed:
+            for op, p in r["passes"].items():
+                if p.get("ours_ms") is not None:
+                    theirs = "n/a" if p["torch_error"] is None else f"{p['torch_error']:.1e}"
+                    lines.append(f"{r['case']} {op}: PyTorch/ours time {p['torch_over_ours']:.2f} "
+                                 f"({p['ours_tflops']:.1f} vs {p['torch_tflops']:.1f} TFLOP/s; error "
+                                 f"{p['ours_error']:.1e}, PyTorch {theirs})")
     elif kind == "elementwise":
         for r in passed:
             lines.append(f"{r['case']}: {100 * r['fraction_of_copy']:.0f} % of copy bandwidth, launch "

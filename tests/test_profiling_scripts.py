@@ -160,7 +160,7 @@ def test_gpu_suite_stage_limits_add_up_to_the_budget_in_order_of_value():
                           timeout=30, check=True).stdout.split("\n")
     stages = [line.split("\t") for line in plan if line]
     assert [name for name, _ in stages] == ["install", "preflight", "pytest_gpu", "bench_train_step", "memcheck",
-                                            "bench_conv", "ncu", "bench_elementwise"]
+                                            "bench_conv", "ncu", "bench_elementwise", "bench_precision"]
     assert sum(int(limit) for _, limit in stages) == 330
     assert dict(stages)["preflight"] == "20"
     script = (PROFILING / "gpu_suite.sh").read_text()
@@ -202,6 +202,11 @@ def test_suite_report_summarises_partial_benchmark_files(tmp_path):
          "cudnn_fp32_tflops": 20.0, "relative_error": 1e-6, "cudnn_relative_error": 2e-6, "ours_ms": 2.0,
          "ours_two_blocks_ms": 1.5}]}
     (results / "conv-nvidia-h200-2026-12-05.json").write_text(json.dumps(conv))
+    precision = {"status": "done", "results": [
+        {"case": "dense high", "status": "passed", "passes": {
+            "forward": {"ours_ms": 2.0, "torch_ms": 1.0, "ours_tflops": 50.0, "torch_tflops": 100.0,
+                        "torch_over_ours": 0.5, "ours_error": 3e-4, "torch_error": 2e-4}}}]}
+    (results / "precision-nvidia-h200-2026-12-05.json").write_text(json.dumps(precision))
     subprocess.run([sys.executable, str(PROFILING / "suite_report.py"), str(results), str(logs)], check=True,
                    timeout=60, capture_output=True)
     summary = (results / "summary.md").read_text()
@@ -213,7 +218,10 @@ def test_suite_report_summarises_partial_benchmark_files(tmp_path):
     assert ("a backward_filter: cuDNN/ours time 1.25 (25.0 vs 20.0 TFLOP/s; error 1.0e-06, cuDNN 2.0e-06); "
             "two-blocks-per-SM tile 1.500 ms vs 2.000 ms") in summary
     suite = json.loads((results / "suite.json").read_text())
-    assert suite["benchmarks"] == {"conv": "conv-nvidia-h200-2026-12-05.json"}
+    assert ("dense high forward: PyTorch/ours time 0.50 (50.0 vs 100.0 TFLOP/s; error 3.0e-04, PyTorch "
+            "2.0e-04)") in summary
+    assert suite["benchmarks"] == {"conv": "conv-nvidia-h200-2026-12-05.json",
+                                   "precision": "precision-nvidia-h200-2026-12-05.json"}
 
 
 def test_report_is_valid_json_after_every_case_and_a_failure_does_not_stop_the_run(benchlib, tmp_path):
