@@ -12,15 +12,14 @@ run goes on.  Then both are timed with CUDA events (median of --repeat runs afte
 (GPU, driver, versions, date, per-op time and TFLOP/s) is rewritten after every case, to
 <results_dir>/conv-<gpu>-<date>.json, by default profiling/results/.
 """
-import argparse
 import contextlib
 import sys
 
 import numpy as np
 from benchlib import (
-    RESULTS_DIR,
     Report,
     ValidationError,
+    argument_parser,
     device_time_ms,
     set_torch_fp32_precision,
 )
@@ -213,12 +212,8 @@ def bench_shape(report, name, x_hwc, kernel, strides, padding, batch, warmup, re
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("results_dir", nargs="?", default=str(RESULTS_DIR),
-                        help="where the JSON goes (default: %(default)s)")
+    parser = argument_parser(__doc__)
     parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--repeat", type=int, default=20)
     args = parser.parse_args(argv)
 
     import torch

@@ -19,7 +19,6 @@ failed.
 with the kernels' operand rounding) and is validated against the oracle; nothing is timed and the report
 records no speed.  It checks the script and the error bounds, not the kernels (tests/kernels does that).
 """
-import argparse
 import contextlib
 import functools
 import math
@@ -28,7 +27,7 @@ import sys
 import numpy as np
 from bench_conv import SHAPES as CONV_SHAPES
 from bench_conv import make_inputs, torch_ops
-from benchlib import RESULTS_DIR, Report, ValidationError, device_time_ms
+from benchlib import Report, ValidationError, argument_parser, device_time_ms
 
 from gpucnn import backend, profiler, reference
 from gpucnn.contract.precision import PRECISIONS
@@ -217,12 +216,8 @@ def time_pass(op, inputs, ours_for, torch_for, precision, flops, args):
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("results_dir", nargs="?", default=str(RESULTS_DIR),
-                        help="where the JSON goes (default: %(default)s)")
+    parser = argument_parser(__doc__)
     parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--candidates", action="store_true", help="also time every tile / split-K candidate")
     parser.add_argument("--dry-run", action="store_true",
                         help="no GPU, no PyTorch: validate our ops on the cpu backend, time nothing")

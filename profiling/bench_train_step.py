@@ -37,9 +37,9 @@ import warnings
 
 import numpy as np
 from benchlib import (
-    RESULTS_DIR,
     Report,
     ValidationError,
+    argument_parser,
     device_time_ms,
     set_torch_fp32_precision,
 )
@@ -55,13 +55,8 @@ VALIDATION_SAMPLES = 4     # the float64 oracle runs on this many samples
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    parser.add_argument("results_dir", nargs="?", default=str(RESULTS_DIR),
-                        help="folder for the JSON report (default: %(default)s)")
-    parser.add_argument("--repeat", type=int, default=10, help="timed samples per case (median)")
+    parser = argument_parser(__doc__, warmup=3, repeat=10)
     parser.add_argument("--steps", type=int, default=5, help="training steps per timed sample")
-    parser.add_argument("--warmup", type=int, default=3, help="untimed steps before timing")
     parser.add_argument("--article-batch", type=int, default=128)
     parser.add_argument("--faces-batch", type=int, default=32)
     parser.add_argument("--width-divisor", type=int, default=1,

@@ -3,6 +3,7 @@ written after every case so that a run killed at its time limit still leaves val
 
 Imported as a sibling module (``python profiling/bench_x.py`` puts this folder on ``sys.path``).
 """
+import argparse
 import json
 import pathlib
 import re
@@ -11,6 +12,18 @@ import sys
 import traceback
 
 RESULTS_DIR = pathlib.Path(__file__).resolve().parent / "results"
+
+
+def argument_parser(doc, warmup=3, repeat=20):
+    """The arguments every GPU benchmark takes (the folder of its JSON report, untimed and timed runs per
+    case), with ``doc`` (the script's docstring) as its help; a script adds its own arguments."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0], epilog=doc,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("results_dir", nargs="?", default=str(RESULTS_DIR),
+                        help="folder for the JSON report (default: %(default)s)")
+    parser.add_argument("--warmup", type=int, default=warmup, help="untimed runs before timing")
+    parser.add_argument("--repeat", type=int, default=repeat, help="timed samples per case (median)")
+    return parser
 
 
 def _events(library):
