@@ -104,7 +104,7 @@ class Optimizer:
             grads = ops.clip_by_global_norm(grads, self._offsets, self.global_clipnorm)
         elif self.clipvalue:
             grads = ops.clip_by_value(grads, self.clipvalue)
-        if self.weight_decay is not None:
+        if self.weight_decay:  # 0 decays nothing: no launch (and an inf weight does not become inf·0 = NaN)
             ops.decay_weights(params, self.weight_decay, self.learning_rate)
         self._update(params, grads, self.counter.advance())
 

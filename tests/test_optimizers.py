@@ -137,3 +137,15 @@ def test_training_step_passes_weight_sizes_and_label_smoothing(cpu):
     expected = [kernel - 0.5 * clip(x.T @ dz), bias - 0.5 * clip(dz.sum(axis=0))]
     for got, want in zip(model.get_weights(), expected):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_zero_weight_decay_launches_nothing(cpu, monkeypatch):
+    """weight_decay=0 is no decay: no kernel per step, and weights stay exactly what the update made."""
+    calls = []
+    monkeypatch.setattr(backend.current().ops, "decay_weights", lambda *args: calls.append(args))
+    params, grads = _buffers(3)
+    with_zero = _step(optimizers.SGD(learning_rate=0.1, weight_decay=0.0), params, grads)
+    np.testing.assert_array_equal(with_zero, _step(optimizers.SGD(learning_rate=0.1), params, grads))
+    assert calls == []
+    _step(optimizers.SGD(learning_rate=0.1, weight_decay=0.5), params, grads, steps=1)
+    assert len(calls) == 1
