@@ -7,6 +7,7 @@ CuPy compiles on a GPU (``runtime.NVRTC_OPTIONS`` and the ``-ftz=true`` CuPy add
 code that will run.
 """
 import collections
+import os
 import re
 import shutil
 import subprocess
@@ -119,17 +120,18 @@ def resources_from_log(name, log):
                            int(spills["stack"]) if spills else 0)
 
 
-def cuobjdump():
-    """Path of ``cuobjdump`` (the nvidia-cuda-cuobjdump wheel of the test extra, else a CUDA toolkit's)."""
+def binary_utility(name):
+    """Path of the CUDA tool ``name`` (``cuobjdump``, ``nvdisasm``): from its nvidia-cuda-<name> wheel (in
+    gpucnn's test extra), else a CUDA toolkit's on PATH."""
     try:
         from cuda import pathfinder
-        found = pathfinder.find_nvidia_binary_utility("cuobjdump")
+        found = pathfinder.find_nvidia_binary_utility(name)
     except (ImportError, RuntimeError):
         found = None
-    found = found or shutil.which("cuobjdump")
+    found = found or shutil.which(name)
     if found is None:
-        raise CompileError("cuobjdump not found. Fix: pip install nvidia-cuda-cuobjdump (in gpucnn's test extra) "
-                           "or put a CUDA toolkit's bin folder on PATH.")
+        raise CompileError(f"{name} not found. Fix: pip install nvidia-cuda-{name} (in gpucnn's test extra) "
+                           f"or put a CUDA toolkit's bin folder on PATH.")
     return found
 
 
@@ -155,7 +157,11 @@ def sass_instruction_counts(cubin):
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "kernels.cubin"
         path.write_bytes(cubin)
-        result = subprocess.run([cuobjdump(), "-sass", str(path)], capture_output=True, text=True, check=False)
+        # cuobjdump -sass runs nvdisasm, which it looks for on PATH: the two wheels need not share a folder.
+        env = dict(os.environ, PATH=os.pathsep.join([str(Path(binary_utility("nvdisasm")).parent),
+                                                     os.environ.get("PATH", "")]))
+        result = subprocess.run([binary_utility("cuobjdump"), "-sass", str(path)], capture_output=True, text=True,
+                                check=False, env=env)
     if result.returncode != 0:
         raise CompileError(f"cuobjdump -sass failed:\n{result.stderr}")
     return parse_sass(result.stdout)
